@@ -1,0 +1,92 @@
+"""Stage convert: the Keras model to TFLite float32, float16, dynamic-range int8 and full int8."""
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline import cli, dataset, files, params, paths
+from pipeline.images import scale
+
+INT8_IO = {"int8": tf.int8, "uint8": tf.uint8}
+
+
+@contextlib.contextmanager
+def output_to(log_path: Path):
+    """Send the converter's native stdout/stderr chatter (~240 lines a model) to a log file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def converter_for(model, variant: str, representative: np.ndarray, int8_io: str):
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic_int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant == "full_int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image[None]] for image in representative)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io in INT8_IO:
+            converter.inference_input_type = INT8_IO[int8_io]
+            converter.inference_output_type = INT8_IO[int8_io]
+    return converter
+
+
+def convert(model_path: str, p: params.Params) -> dict:
+    if not Path(model_path).exists():
+        raise cli.UserError(f"{model_path} not found: run the train stage first (dvc repro train)")
+    model = keras.models.load_model(model_path, compile=False)
+    size = model.input_shape[1]
+    representative = np.zeros((0, size, size, 3), np.float32)
+    if "full_int8" in p.convert.variants:
+        images, _, _ = dataset.load_split(dataset.read_manifest(), "train", size)
+        pick = np.random.default_rng(0).permutation(len(images))[: p.convert.representative_images]
+        representative = scale(images[pick])
+
+    out_dir = Path(paths.TFLITE_DIR)
+    log = out_dir / "convert.log"
+    log.unlink(missing_ok=True)
+    metrics = {"keras": {"size_mb": round(Path(model_path).stat().st_size / 2**20, 2)}}
+    for variant in p.convert.variants:
+        print(f"converting {variant} ...", flush=True)
+        started = time.time()
+        try:
+            with output_to(log):
+                flatbuffer = converter_for(model, variant, representative, p.convert.int8_io).convert()
+        except Exception as e:  # the converter's errors are long; the log holds the detail
+            raise cli.UserError(f"converting {variant} failed: {type(e).__name__} (details in {log})") from e
+        dest = out_dir / f"{variant}.tflite"
+        with files.atomic_path(dest) as tmp:
+            tmp.write_bytes(flatbuffer)
+        metrics[variant] = {
+            "size_mb": round(len(flatbuffer) / 2**20, 2),
+            "convert_seconds": round(time.time() - started, 1),
+        }
+        print(f"  {dest}: {metrics[variant]['size_mb']} MiB in {metrics[variant]['convert_seconds']} s")
+    files.write_json(paths.CONVERT_METRICS, metrics)
+    return metrics
+
+
+def main() -> None:
+    convert(paths.MODEL, params.load())
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,85 @@
+"""Images and labels: the single source of truth for training, verification and serving.
+
+numpy + Pillow only. Nothing here may import TensorFlow or Keras: the Lambda image copies this
+file next to the handler.
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+LABELS = (
+    "dress", "hat", "longsleeve", "outwear", "pants",
+    "shirt", "shoes", "shorts", "skirt", "t-shirt",
+)  # fmt: skip
+
+# Larger images are refused before decoding: a 40-megapixel photo is plausible, a 1-gigapixel
+# PNG of 100 KB is a decompression bomb.
+MAX_PIXELS = 40_000_000
+
+
+class ImageError(ValueError):
+    """The bytes are not an image we can read."""
+
+
+def open_image(source: "str | Path | bytes", max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open a path or bytes lazily; refuse non-images and oversized ones before decoding."""
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        img = Image.open(fp)
+    except UnidentifiedImageError:
+        raise ImageError("not an image (unrecognised format)") from None
+    except (OSError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot read image: {e}") from None
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageError(f"image too large: {w}x{h} pixels (limit {max_pixels:,})")
+    return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: transparency onto white, 16-bit scaled, CMYK converted."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        if arr.max(initial=0) > 255:
+            arr = arr / 257.0
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_image(source: "str | Path | bytes", size: int) -> np.ndarray:
+    """Decode, EXIF-orient, convert to RGB and resize to size x size. Returns uint8 HxWx3."""
+    img = open_image(source)
+    try:
+        # draft() lets the JPEG decoder skip detail it would throw away; result stays >= size.
+        img.draft("RGB", (size, size))
+        img = ImageOps.exif_transpose(img)
+        img = to_rgb(img)
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot decode image: {e}") from None
+
+
+def scale(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels to the Xception input range [-1, 1]."""
+    return pixels.astype(np.float32) / 127.5 - 1.0
+
+
+def preprocess(source: "str | Path | bytes", size: int) -> np.ndarray:
+    """The one preprocessing function: image file or bytes to a float32 (1, size, size, 3) batch."""
+    return scale(load_image(source, size))[None]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,94 @@
+"""The Keras Xception classifier: build it (from scratch or ImageNet) or load an existing one."""
+
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from pipeline import cli, files
+from pipeline.images import LABELS
+
+XCEPTION_NOTOP_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
+    "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
+)
+# The ReLUs that follow each residual Add (blocks 3-13). In a full-int8 TFLite graph they stay
+# stand-alone int8 RELU ops that XNNPACK rejects, splitting the graph into 12 partitions;
+# LeakyReLU keeps the whole graph in the delegate (../shared/TOOLCHAIN.md).
+RESIDUAL_RELUS = {f"block{i}_sepconv1_act" for i in range(3, 14)}
+LEAKY_SLOPE = 0.01
+
+
+def resolve_weights(weights: str, cache_dir: Path) -> "str | None":
+    """none -> None; imagenet -> a cached download; anything else must be a local weights file."""
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        try:
+            return str(files.download(XCEPTION_NOTOP_URL, cache_dir / Path(XCEPTION_NOTOP_URL).name))
+        except cli.UserError as e:
+            raise cli.UserError(
+                f"ImageNet weights could not be downloaded ({e}). Set train.weights to a local "
+                "Xception include_top=False weights file, or to none to train from scratch"
+            ) from None
+    if not Path(weights).is_file():
+        raise cli.UserError(f"train.weights: no weights file at {weights!r} (or use none / imagenet)")
+    return weights
+
+
+def weights_kind(weights: str) -> str:
+    return weights if weights in ("none", "imagenet") else f"file:{Path(weights).name}"
+
+
+def build_model(
+    input_size: int, weights: "str | None", residual_activation: str, dense_size: int, dropout: float, freeze_base: bool
+) -> keras.Model:
+    """Xception base + global average pooling + head. Outputs logits for the 10 labels."""
+    try:
+        base = keras.applications.Xception(include_top=False, weights=weights, input_shape=(input_size, input_size, 3))
+    except (ValueError, OSError) as e:
+        raise cli.UserError(f"train.weights: cannot load {weights}: {e}") from None
+    if residual_activation == "leaky_relu":
+        base = swap_residual_relus(base)
+    base.trainable = not freeze_base
+
+    head = keras.Sequential(name="head")
+    if dense_size:
+        head.add(layers.Dense(dense_size, activation="relu", name="inner"))
+    if dropout:
+        head.add(layers.Dropout(dropout, name="dropout"))
+    head.add(layers.Dense(len(LABELS), name="logits", dtype="float32"))
+
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    # A frozen base keeps BatchNorm in inference mode, also while the head trains on top of it.
+    x = base(inputs, training=False) if freeze_base else base(inputs)
+    features = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, head(features), name="xception_clothes")
+
+
+def swap_residual_relus(base: keras.Model) -> keras.Model:
+    def clone(layer):
+        if layer.name in RESIDUAL_RELUS:
+            return layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    swapped = keras.models.clone_model(base, clone_function=clone)
+    swapped.set_weights(base.get_weights())
+    return swapped
+
+
+def load_existing(path: "str | Path") -> keras.Model:
+    """A .keras or .h5 model (Keras 3, or Keras 2 / tf.keras h5), checked to fit the 10 labels."""
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for a bad file; all mean the same to a user
+        raise cli.UserError(f"cannot load a Keras model from {path}: {type(e).__name__}: {e}") from None
+    shape = model.input_shape
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
+        raise cli.UserError(f"{path}: expected a square RGB image input, got input shape {shape}")
+    if model.output_shape[-1] != len(LABELS):
+        raise cli.UserError(f"{path}: outputs {model.output_shape[-1]} classes, expected {len(LABELS)}")
+    last = model.layers[-1]
+    if getattr(last, "activation", None) is keras.activations.softmax or isinstance(last, layers.Softmax):
+        raise cli.UserError(f"{path}: the model ends in softmax; this pipeline expects logits")
+    return model

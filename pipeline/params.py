@@ -1,0 +1,124 @@
+"""params.yaml read once into typed objects. Unknown, missing or mistyped keys name themselves."""
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipeline.cli import UserError
+
+
+@dataclass(frozen=True)
+class Data:
+    source: str  # local | download
+    local_dir: str
+    url: str
+    download_dir: str
+    expected_images: int
+    max_per_class: int  # 0 = every image; a small number makes a quick run
+
+
+@dataclass(frozen=True)
+class Train:
+    mode: str  # train | load
+    load_from: str  # path or http(s) URL of a .keras/.h5 model, for mode: load
+    min_load_accuracy: float  # a loaded model must reach this on validation (checks its labels)
+    weights: str  # none | imagenet | path to an Xception include_top=False weights file
+    input_size: int
+    freeze_base: bool
+    residual_activation: str  # relu | leaky_relu
+    dense_size: int  # 0 = no inner dense layer
+    dropout: float
+    augment: bool
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    label_smoothing: float
+    warmup_epochs: int
+    mixed_precision: bool
+    seed: int
+
+
+@dataclass(frozen=True)
+class Convert:
+    variants: list
+    representative_images: int
+    int8_io: str  # float | int8 | uint8
+
+
+@dataclass(frozen=True)
+class Verify:
+    num_threads: int
+    min_agreement: float
+    max_accuracy_drop: float
+
+
+@dataclass(frozen=True)
+class Params:
+    data: Data
+    train: Train
+    convert: Convert
+    verify: Verify
+
+
+CHOICES = {
+    "data.source": ("local", "download"),
+    "train.mode": ("train", "load"),
+    "train.residual_activation": ("relu", "leaky_relu"),
+    "convert.int8_io": ("float", "int8", "uint8"),
+}
+VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
+
+
+def _build(cls, raw, section: str):
+    """A dataclass from a dict: nested dataclasses recurse, every key checked."""
+    prefix = f"{section}." if section else ""
+    if not isinstance(raw, dict):
+        raise UserError(f"params.yaml: '{section}' must be a mapping of keys to values")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), fields, n=1)
+            maybe = f" (did you mean '{prefix}{hint[0]}'?)" if hint else ""
+            raise UserError(f"params.yaml: unknown key '{prefix}{key}'{maybe}")
+    values = {}
+    for name, f in fields.items():
+        if name not in raw:
+            raise UserError(f"params.yaml: missing key '{prefix}{name}'")
+        value, kind = raw[name], f.type
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, value, name)
+            continue
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is str and value is None:
+            value = ""
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise UserError(f"params.yaml: '{prefix}{name}' must be {kind.__name__}, got {value!r}")
+        allowed = CHOICES.get(f"{prefix}{name}")
+        if allowed and value not in allowed:
+            raise UserError(f"params.yaml: '{prefix}{name}' must be one of {allowed}, got {value!r}")
+        values[name] = value
+    return cls(**values)
+
+
+def load(path: "str | Path" = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} not found: run stages from the project's root")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path} must be a mapping of sections")
+    params = _build(Params, raw, "")
+    bad = [v for v in params.convert.variants if v not in VARIANTS]
+    if bad:
+        raise UserError(f"params.yaml: 'convert.variants' has unknown {bad}; known: {VARIANTS}")
+    if params.train.input_size < 71:
+        raise UserError("params.yaml: 'train.input_size' must be at least 71 (Xception's minimum)")
+    return params

@@ -1,0 +1,17 @@
+"""Where stages read and write. dvc.yaml declares the same paths as deps and outs."""
+
+MANIFEST = "data/manifest.csv"
+BAD_IMAGES = "data/bad_images.csv"
+DATA_SUMMARY = "data/summary.json"
+
+MODEL = "artifacts/model/model.keras"
+MODEL_INFO = "artifacts/model/info.json"
+HISTORY = "artifacts/model/history.csv"
+TRAIN_METRICS = "artifacts/metrics/train.json"
+
+TFLITE_DIR = "artifacts/tflite"
+CONVERT_METRICS = "artifacts/metrics/convert.json"
+
+VERIFY_METRICS = "artifacts/metrics/verify.json"
+PER_CLASS = "artifacts/metrics/per_class.json"
+PREDICTIONS = "artifacts/verify/predictions.csv"

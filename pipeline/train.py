@@ -1,0 +1,189 @@
+"""Stage train: train the Xception classifier (from scratch or ImageNet), or load an existing one."""
+
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from pipeline import cli, dataset, files, params, paths
+from pipeline.images import LABELS, scale
+from pipeline.model import build_model, load_existing, resolve_weights, weights_kind
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Remember the weights of the epoch with the best validation accuracy; log each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.best_accuracy, self.best_epoch, self.best_weights, self.rows = -1.0, 0, None, []
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        lr = self.model.optimizer.learning_rate
+        row = {
+            "epoch": epoch + 1,
+            **{k: float(v) for k, v in logs.items()},
+            "learning_rate": float(lr.numpy() if hasattr(lr, "numpy") else lr),
+            "seconds": round(time.time() - self.started, 1),
+        }
+        self.rows.append(row)
+        if logs["val_accuracy"] > self.best_accuracy:
+            self.best_accuracy, self.best_epoch = logs["val_accuracy"], epoch + 1
+            self.best_weights = self.model.get_weights()
+
+
+def augmented(images: np.ndarray, labels: np.ndarray, size: int, batch_size: int, augment: bool, seed: int):
+    """Batches for fit(): random crop + flip run inside tf.data, never Python per image."""
+    one_hot = np.eye(len(LABELS), dtype=np.float32)[labels]
+    ds = tf.data.Dataset.from_tensor_slices((images, one_hot)).shuffle(len(images), seed=seed)
+    if augment:
+        ds = ds.map(
+            lambda x, y: (tf.image.random_flip_left_right(tf.image.random_crop(x, (size, size, 3))), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def compile_model(model, p: params.Train, steps_per_epoch: int):
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if p.warmup_epochs else p.learning_rate,
+        warmup_target=p.learning_rate if p.warmup_epochs else None,
+        warmup_steps=p.warmup_epochs * steps_per_epoch,
+        decay_steps=max(1, (p.epochs - p.warmup_epochs) * steps_per_epoch),
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=p.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=p.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def fit(model, train, val, p: params.Train, keep: KeepBest, features: bool = False):
+    """Train on (inputs, labels) pairs; features=True means inputs are cached base features."""
+    (x_train, y_train), (x_val, y_val) = train, val
+    if not features:
+        x_train, x_val = scale(x_train), scale(x_val)
+    batches = augmented(x_train, y_train, p.input_size, p.batch_size, p.augment and not features, p.seed)
+    compile_model(model, p, len(batches))
+    model.fit(
+        batches,
+        validation_data=(x_val, np.eye(len(LABELS))[y_val]),
+        epochs=p.epochs,
+        callbacks=[keep],
+        shuffle=False,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    model.set_weights(keep.best_weights)
+
+
+def train(p: params.Params) -> tuple[keras.Model, dict]:
+    t = p.train
+    if t.freeze_base and t.weights == "none":
+        raise cli.UserError(
+            "train.freeze_base: true with train.weights: none trains a head on random "
+            "features; set freeze_base: false or give ImageNet weights"
+        )
+    keras.utils.set_random_seed(t.seed)
+    weights = resolve_weights(t.weights, Path(p.data.download_dir))
+    manifest = dataset.read_manifest()
+    decode_size = round(t.input_size * 1.15) if t.augment else t.input_size
+    x_train, y_train, _ = dataset.load_split(manifest, "train", decode_size)
+    x_val, y_val, _ = dataset.load_split(manifest, "validation", t.input_size)
+
+    build = dict(
+        input_size=t.input_size,
+        weights=weights,
+        residual_activation=t.residual_activation,
+        dense_size=t.dense_size,
+        dropout=t.dropout,
+        freeze_base=t.freeze_base,
+    )
+    keep = KeepBest()
+    if t.freeze_base and not t.augment:
+        # The base never changes: run it once per image, then train only the head on its features.
+        model = build_model(**build)
+        base_features = keras.Model(model.input, model.get_layer("pool").output)
+        print("computing base features once (frozen base, no augmentation)")
+        f_train = base_features.predict(scale(x_train), batch_size=32, verbose=2)
+        f_val = base_features.predict(scale(x_val), batch_size=32, verbose=2)
+        head = model.get_layer("head")
+        fit(head, (f_train, y_train), (f_val, y_val), t, keep, features=True)
+    else:
+        if t.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        trained = build_model(**build)
+        fit(trained, (x_train, y_train), (x_val, y_val), t, keep)
+        # Convert and serve in float32: same architecture, same weights, float32 policy.
+        keras.mixed_precision.set_global_policy("float32")
+        model = build_model(**{**build, "weights": None})
+        model.set_weights(trained.get_weights())
+
+    info = {
+        "source": "train",
+        "weights": weights_kind(t.weights),
+        "input_size": t.input_size,
+        "residual_activation": t.residual_activation,
+        "epochs": len(keep.rows),
+        "best_epoch": keep.best_epoch,
+        "val_accuracy": round(keep.best_accuracy, 4),
+        "train_seconds": round(time.time() - keep.started, 1),
+        "train_images": len(y_train),
+        "parameters": model.count_params(),
+    }
+    return model, info, pd.DataFrame(keep.rows)
+
+
+def load(p: params.Params) -> tuple[keras.Model, dict]:
+    source = p.train.load_from
+    if not source:
+        raise cli.UserError("train.mode: load needs train.load_from (a .keras/.h5 path or http(s) URL)")
+    if source.startswith(("http://", "https://")):
+        source = files.download(source, Path(p.data.download_dir) / "models" / Path(source).name)
+    elif not Path(source).is_file():
+        raise cli.UserError(f"train.load_from: no model file at {source!r}")
+    model = load_existing(source)
+    size = model.input_shape[1]
+    if size != p.train.input_size:
+        raise cli.UserError(f"{source} takes {size}x{size} images: set train.input_size: {size}")
+    x_val, y_val, _ = dataset.load_split(dataset.read_manifest(), "validation", size)
+    logits = model.predict(scale(x_val), batch_size=32, verbose=0)
+    accuracy = float(np.mean(logits.argmax(1) == y_val))
+    if accuracy < p.train.min_load_accuracy:
+        raise cli.UserError(
+            f"{source} reaches {accuracy:.3f} validation accuracy, below train.min_load_accuracy "
+            f"{p.train.min_load_accuracy}: wrong model, or classes in another order than {LABELS}"
+        )
+    info = {
+        "source": "load",
+        "loaded_from": str(p.train.load_from),
+        "weights": "loaded",
+        "input_size": size,
+        "val_accuracy": round(accuracy, 4),
+        "parameters": model.count_params(),
+    }
+    return model, info, pd.DataFrame(columns=["epoch", "accuracy", "loss", "val_accuracy", "val_loss"])
+
+
+def main() -> None:
+    p = params.load()
+    model, info, history = (train if p.train.mode == "train" else load)(p)
+    with files.atomic_path(paths.MODEL) as tmp:
+        model.save(tmp)
+    files.write_json(paths.MODEL_INFO, info)
+    with files.atomic_path(paths.HISTORY) as tmp:
+        history.to_csv(tmp, index=False)
+    files.write_json(
+        paths.TRAIN_METRICS,
+        {k: info[k] for k in ("weights", "val_accuracy", "input_size") if k in info}
+        | {"train_seconds": info.get("train_seconds", 0)},
+    )
+    print(f"model: {paths.MODEL} ({info['weights']} weights, val accuracy {info['val_accuracy']:.4f})")
+
+
+if __name__ == "__main__":
+    cli.run(main)

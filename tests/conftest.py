@@ -1,0 +1,83 @@
+"""Shared fixtures: the real data set (or generated images where it is absent) and one small
+pipeline run through `dvc repro`, whose model and TFLite files several test files use."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from pipeline.images import LABELS
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASET = ROOT.parent / "shared" / "clothing-dataset-small"
+BIN = str(Path(sys.executable).parent)
+
+
+def make_dataset(root: Path, per_class: int = 4, size: int = 80) -> Path:
+    """A stand-in data set: per_class generated JPEGs per class and split, each class its own hue."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "validation", "test"):
+        for i, label in enumerate(LABELS):
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(per_class):
+                base = np.array([25 * i, 255 - 25 * i, (80 * i) % 256], dtype=np.float64)
+                pixels = np.clip(base + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{k}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(tmp_path_factory) -> Path:
+    if SHARED_DATASET.is_dir():
+        return SHARED_DATASET
+    return make_dataset(tmp_path_factory.mktemp("generated-dataset"))
+
+
+def small_params(dataset: Path, **overrides) -> dict:
+    """The project's params.yaml, shrunk to a run of a minute or two on 2 cores."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(local_dir=str(dataset), expected_images=0, max_per_class=12)
+    params["train"].update(input_size=75, epochs=3, warmup_epochs=0, learning_rate=0.001, batch_size=16)
+    params["convert"].update(representative_images=20)
+    params["verify"].update(min_agreement=0.0, max_accuracy_drop=1.0)
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        params[section][name] = value
+    return params
+
+
+def make_project(path: Path, params: dict) -> Path:
+    """A copy of the project's stage code and dvc.yaml with its own params.yaml."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "pipeline", path / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", path / "dvc.yaml")
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def stage(name: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", f"pipeline.{name}"], cwd, check=check)
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, dataset_dir) -> Path:
+    """dvc repro of the whole pipeline on a small subset at 75 px: a real, briefly trained model."""
+    project = make_project(tmp_path_factory.mktemp("small-run"), small_params(dataset_dir))
+    run(["dvc", "init", "--no-scm", "-q"], project)
+    run(["dvc", "repro"], project, timeout=1200)
+    return project

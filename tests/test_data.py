@@ -1,0 +1,73 @@
+import http.server
+import shutil
+import threading
+from functools import partial
+
+import pandas as pd
+import pytest
+
+from conftest import SHARED_DATASET, make_dataset, make_project, small_params, stage
+
+
+def run_data(tmp_path, dataset, **overrides):
+    project = make_project(tmp_path / "project", small_params(dataset, **overrides))
+    return project, stage("data", project, check=False)
+
+
+@pytest.mark.skipif(not SHARED_DATASET.is_dir(), reason="the real data set is not at ../shared")
+def test_real_dataset_manifest(tmp_path):
+    project, result = run_data(tmp_path, SHARED_DATASET, **{"data.max_per_class": 0, "data.expected_images": 3781})
+    assert result.returncode == 0, result.stderr
+    manifest = pd.read_csv(project / "data/manifest.csv")
+    assert len(manifest) == 3781
+    assert manifest["split"].value_counts().to_dict() == {"train": 3068, "validation": 341, "test": 372}
+    counts = manifest.groupby(["split", "label"]).size()
+    assert counts["test", "shoes"] == 73 and counts["train", "t-shirt"] == 795 and counts["validation", "hat"] == 14
+    assert pd.read_csv(project / "data/bad_images.csv").empty
+
+
+def test_corrupt_images_are_reported_and_left_out(tmp_path):
+    dataset = make_dataset(tmp_path / "ds", per_class=2)
+    good = (dataset / "train/dress/0.jpg").read_bytes()
+    (dataset / "train/dress/truncated.jpg").write_bytes(good[: len(good) // 3])
+    (dataset / "test/hat/garbage.jpg").write_bytes(b"this is not a jpeg")
+    project, result = run_data(tmp_path, dataset, **{"data.expected_images": 62})
+    assert result.returncode == 0, result.stderr
+    bad = pd.read_csv(project / "data/bad_images.csv")
+    assert sorted(p.split("/")[-1] for p in bad["path"]) == ["garbage.jpg", "truncated.jpg"]
+    assert bad["reason"].str.len().min() > 5
+    manifest = pd.read_csv(project / "data/manifest.csv")
+    assert len(manifest) == 60 and not manifest["path"].isin(bad["path"]).any()
+
+
+def test_missing_dataset_is_one_clear_message(tmp_path):
+    _, result = run_data(tmp_path, tmp_path / "nowhere")
+    assert result.returncode == 2
+    assert "data set not found" in result.stderr and "data.source: download" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_wrong_image_count_is_reported(tmp_path):
+    dataset = make_dataset(tmp_path / "ds", per_class=1)
+    _, result = run_data(tmp_path, dataset, **{"data.expected_images": 3781})
+    assert result.returncode == 2 and "holds 30 images, expected 3781" in result.stderr
+
+
+def test_download_from_a_local_http_server(tmp_path):
+    dataset = make_dataset(tmp_path / "src" / "clothing-dataset-small-master", per_class=1)
+    shutil.make_archive(str(tmp_path / "www" / "master"), "zip", tmp_path / "src")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/master.zip"
+        project, result = run_data(tmp_path, dataset, **{"data.source": "download", "data.url": url})
+        assert result.returncode == 0, result.stderr
+        assert (project / "data/download/dataset.zip").exists()
+        manifest = pd.read_csv(project / "data/manifest.csv")
+        assert len(manifest) == 30 and manifest["path"].str.contains("data/download/extracted").all()
+
+        _, missing = run_data(tmp_path / "again", dataset, **{"data.source": "download", "data.url": url + "x"})
+        assert missing.returncode == 2 and "404" in missing.stderr and "cannot download" in missing.stderr
+    finally:
+        server.shutdown()
