@@ -41,7 +41,13 @@ def weights_kind(weights: str) -> str:
 
 
 def build_model(
-    input_size: int, weights: "str | None", residual_activation: str, dense_size: int, dropout: float, freeze_base: bool
+    input_size: int,
+    weights: "str | None",
+    residual_activation: str,
+    dense_size: int,
+    dropout: float,
+    freeze_base: bool,
+    bn_momentum: float = 0.99,
 ) -> keras.Model:
     """Xception base + global average pooling + head. Outputs logits for the 10 labels."""
     try:
@@ -50,6 +56,10 @@ def build_model(
         raise cli.UserError(f"train.weights: cannot load {weights}: {e}") from None
     if residual_activation == "leaky_relu":
         base = swap_residual_relus(base)
+    for layer in base.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            # Keras' 0.99 needs ~500 steps before inference statistics match training ones.
+            layer.momentum = bn_momentum
     base.trainable = not freeze_base
 
     head = keras.Sequential(name="head")

@@ -28,6 +28,7 @@ class Train:
     weights: str  # none | imagenet | path to an Xception include_top=False weights file
     input_size: int
     freeze_base: bool
+    bn_momentum: float  # BatchNorm moving-average momentum (Keras default 0.99)
     residual_activation: str  # relu | leaky_relu
     dense_size: int  # 0 = no inner dense layer
     dropout: float

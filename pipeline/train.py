@@ -102,6 +102,7 @@ def train(p: params.Params) -> tuple[keras.Model, dict]:
         dense_size=t.dense_size,
         dropout=t.dropout,
         freeze_base=t.freeze_base,
+        bn_momentum=t.bn_momentum,
     )
     keep = KeepBest()
     if t.freeze_base and not t.augment:

@@ -44,7 +44,7 @@ def small_params(dataset: Path, **overrides) -> dict:
     """The project's params.yaml, shrunk to a run of a minute or two on 2 cores."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(local_dir=str(dataset), expected_images=0, max_per_class=12)
-    params["train"].update(input_size=75, epochs=3, warmup_epochs=0, learning_rate=0.001, batch_size=16)
+    params["train"].update(input_size=75, epochs=4, warmup_epochs=0, learning_rate=0.001, batch_size=8, bn_momentum=0.9)
     params["convert"].update(representative_images=20)
     params["verify"].update(min_agreement=0.0, max_accuracy_drop=1.0)
     for key, value in overrides.items():

@@ -1,0 +1,54 @@
+import json
+import shutil
+
+import numpy as np
+
+from conftest import stage
+from pipeline.runtime import TFLiteModel
+
+VARIANTS = ["float32", "float16", "dynamic_int8", "full_int8"]
+
+
+def test_four_variants_with_their_sizes(small_run):
+    sizes = json.loads((small_run / "artifacts/metrics/convert.json").read_text())
+    files = {v: small_run / "artifacts/tflite" / f"{v}.tflite" for v in VARIANTS}
+    for variant, path in files.items():
+        assert sizes[variant]["size_mb"] == round(path.stat().st_size / 2**20, 2)
+    mb = {v: sizes[v]["size_mb"] for v in VARIANTS}
+    assert 75 < mb["float32"] < 85  # 20.9 M float32 weights
+    assert 0.45 < mb["float16"] / mb["float32"] < 0.55
+    assert 0.2 < mb["dynamic_int8"] / mb["float32"] < 0.3 and 0.2 < mb["full_int8"] / mb["float32"] < 0.3
+
+
+def test_variants_run_in_litert_with_float_io(small_run):
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 75, 75, 3)).astype(np.float32)
+    outputs = {}
+    for variant in VARIANTS:
+        model = TFLiteModel(small_run / "artifacts/tflite" / f"{variant}.tflite", num_threads=2)
+        assert model.input["dtype"] == np.float32 and model.input_size == 75
+        outputs[variant] = model.logits(x)
+        assert outputs[variant].shape == (1, 10) and np.isfinite(outputs[variant]).all()
+    assert not np.array_equal(outputs["float32"], outputs["full_int8"])  # really quantized
+
+
+def test_full_int8_stays_in_one_delegate_partition(small_run):
+    # LeakyReLU after the residual Adds (train.residual_activation) keeps XNNPACK on the whole graph.
+    coverage = TFLiteModel(small_run / "artifacts/tflite/full_int8.tflite").delegate_coverage()
+    assert coverage == {"partitions": 1, "ops_outside_delegate": 0}
+
+
+def test_uint8_input_and_output(tmp_path, small_run):
+    project = tmp_path / "p"
+    shutil.copytree(small_run, project, ignore=shutil.ignore_patterns(".dvc", "tflite"))
+    text = (project / "params.yaml").read_text()
+    text = text.replace("int8_io: float", "int8_io: uint8").replace(
+        "  - float32\n  - float16\n  - dynamic_int8\n  - full_int8\n", "  - full_int8\n"
+    )
+    (project / "params.yaml").write_text(text)
+    stage("convert", project)
+    model = TFLiteModel(project / "artifacts/tflite/full_int8.tflite")
+    assert model.input["dtype"] == np.uint8 and model.output["dtype"] == np.uint8
+    assert model.input["quantization"][0] == np.float32(2 / 255)
+    image = np.random.default_rng(1).uniform(-1, 1, (1, 75, 75, 3)).astype(np.float32)
+    reference = TFLiteModel(small_run / "artifacts/tflite/full_int8.tflite").logits(image)
+    assert np.argmax(model.logits(image)) == np.argmax(reference)

@@ -1,0 +1,44 @@
+import json
+import shutil
+
+import pandas as pd
+import yaml
+
+from conftest import stage
+
+
+def test_parity_numbers_on_real_test_images(small_run):
+    metrics = json.loads((small_run / "artifacts/metrics/verify.json").read_text())
+    # A parity check is only meaningful when the model's classes are told apart (TOOLCHAIN trap).
+    assert metrics["keras"]["logit_spread"] > 0.05
+    assert metrics["keras"]["weights"] == "none"
+    assert metrics["float32"]["agreement"] == 1.0 and metrics["float32"]["max_abs_prob_diff"] < 1e-3
+    assert metrics["float16"]["max_abs_prob_diff"] < 0.02
+    for variant in ("dynamic_int8", "full_int8"):
+        assert 0 < metrics[variant]["max_abs_prob_diff"] < 0.5
+        assert metrics[variant]["agreement"] >= 0.8
+
+    predictions = pd.read_csv(small_run / "artifacts/verify/predictions.csv")
+    assert len(predictions) == 5 * metrics["test_images"]
+    for model, rows in predictions.groupby("model"):
+        accuracy = (rows["predicted"] == rows["label"]).mean()
+        assert round(accuracy, 4) == metrics[model]["accuracy"]
+        probs = rows[[c for c in rows if c.startswith("p_")]].to_numpy()
+        assert abs(probs.sum(axis=1) - 1).max() < 1e-4
+    per_class = json.loads((small_run / "artifacts/metrics/per_class.json").read_text())
+    assert set(per_class) == {"keras", "float32", "float16", "dynamic_int8", "full_int8"}
+    assert len(per_class["keras"]) == 10
+
+
+def test_a_failing_gate_stops_the_stage_with_the_reason(tmp_path, small_run):
+    project = tmp_path / "p"
+    shutil.copytree(small_run, project, ignore=shutil.ignore_patterns(".dvc"))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["verify"]["min_agreement"] = 1.01  # no variant can reach it
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (project / "artifacts/metrics/verify.json").unlink()
+    result = stage("verify", project, check=False)
+    assert result.returncode == 2
+    assert "verification failed" in result.stderr and "verify.min_agreement 1.01" in result.stderr
+    assert "full_int8: top-1 agreement" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads((project / "artifacts/metrics/verify.json").read_text())["float32"]["agreement"] == 1.0
