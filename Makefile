@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: all repro test lint clean
+.PHONY: all repro test lint serve rie clean
 
 all: $(VENV)/.installed repro
 
@@ -22,8 +22,23 @@ lint: $(VENV)/.installed
 	ruff check .
 	ruff format --check .
 
-test: lint
+test: lint rie
 	pytest
+
+# The AWS Runtime Interface Emulator ships inside the aws-sam-cli wheel (no Docker needed).
+RIE := .cache/aws-lambda-rie-x86_64
+SAM_CLI_VERSION := 1.170.0
+rie: $(RIE)
+$(RIE): | $(VENV)/.installed
+	mkdir -p .cache/sam
+	$(BIN)/python -m pip download --quiet --no-deps aws-sam-cli==$(SAM_CLI_VERSION) -d .cache/sam
+	$(BIN)/python -c "import glob, zipfile; w = zipfile.ZipFile(glob.glob('.cache/sam/aws_sam_cli-$(SAM_CLI_VERSION)-*.whl')[0]); open('$@', 'wb').write(w.read('samcli/local/rapid/aws-lambda-rie-x86_64'))"
+	chmod +x $@
+
+# The handler under the real Lambda runtime interface on 127.0.0.1:8080 (Ctrl-C stops it).
+SERVE_MODEL ?= artifacts/tflite/full_int8.tflite
+serve: $(VENV)/.installed $(RIE)
+	python lambda/serve.py --model $(SERVE_MODEL) --port 8080
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@ class UserError(Exception):
 
 def run(main) -> None:
     """Run a stage's main(); user errors print one line and exit 2."""
+    sys.stdout.reconfigure(line_buffering=True)  # progress reaches dvc's log as it happens
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         main()

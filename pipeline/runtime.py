@@ -34,7 +34,29 @@ class TFLiteModel:
         return y.astype(np.float32)
 
     def delegate_coverage(self) -> dict:
-        """How many ops run inside the XNNPACK delegate partitions and how many outside."""
+        """XNNPACK partitions, and the ops that still run outside them on the built-in kernels.
+
+        The node list keeps the replaced ops beside the DELEGATE nodes, so walk back from the
+        graph outputs: an op runs outside the delegate when something needs its output and no
+        delegate partition produces it.
+        """
         ops = self.interpreter._get_ops_details()
-        outside = [op["op_name"] for op in ops if op["op_name"] != "DELEGATE"]
-        return {"partitions": len(ops) - len(outside), "ops_outside_delegate": len(outside)}
+        delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+        from_delegate = {int(t) for op in delegates for t in op["outputs"]}
+        producer = {int(t): op for op in ops if op["op_name"] != "DELEGATE" for t in op["outputs"]}
+        needed = [int(d["index"]) for d in self.interpreter.get_output_details()]
+        needed += [int(t) for op in delegates for t in op["inputs"]]
+        outside, seen = {}, set()
+        while needed:
+            tensor = needed.pop()
+            if tensor in seen or tensor in from_delegate or tensor not in producer:
+                continue
+            seen.add(tensor)
+            op = producer[tensor]
+            outside[op["index"]] = op["op_name"]
+            needed += [int(t) for t in op["inputs"] if t >= 0]
+        return {
+            "partitions": len(delegates),
+            "ops_outside_delegate": len(outside),
+            "outside_ops": sorted(set(outside.values())),
+        }

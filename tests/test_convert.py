@@ -34,7 +34,26 @@ def test_variants_run_in_litert_with_float_io(small_run):
 def test_full_int8_stays_in_one_delegate_partition(small_run):
     # LeakyReLU after the residual Adds (train.residual_activation) keeps XNNPACK on the whole graph.
     coverage = TFLiteModel(small_run / "artifacts/tflite/full_int8.tflite").delegate_coverage()
-    assert coverage == {"partitions": 1, "ops_outside_delegate": 0}
+    assert coverage == {"partitions": 1, "ops_outside_delegate": 0, "outside_ops": []}
+    # Dynamic-range int8 leaves its depthwise convolutions to the built-in kernels.
+    dynamic = TFLiteModel(small_run / "artifacts/tflite/dynamic_int8.tflite").delegate_coverage()
+    assert dynamic["ops_outside_delegate"] > 0 and "DEPTHWISE_CONV_2D" in dynamic["outside_ops"]
+
+
+def test_plain_relu_full_int8_splits_the_delegate(tmp_path, small_run):
+    """The regression the coverage numbers exist to catch: Keras' own Xception ReLUs."""
+    from pipeline.model import build_model
+
+    project = tmp_path / "p"
+    shutil.copytree(small_run, project, ignore=shutil.ignore_patterns(".dvc", "tflite", "model.keras"))
+    build_model(75, None, "relu", 0, 0.0, False).save(project / "artifacts/model/model.keras")
+    text = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(
+        text.replace("  - float32\n  - float16\n  - dynamic_int8\n  - full_int8\n", "  - full_int8\n")
+    )
+    stage("convert", project)
+    coverage = TFLiteModel(project / "artifacts/tflite/full_int8.tflite").delegate_coverage()
+    assert coverage == {"partitions": 12, "ops_outside_delegate": 11, "outside_ops": ["RELU"]}
 
 
 def test_uint8_input_and_output(tmp_path, small_run):

@@ -1,0 +1,159 @@
+"""AWS Lambda handler: a photo of clothes in, the class and all 10 probabilities out.
+
+Answers direct invocations ({"url": ...} or {"image": "<base64>"}) and API Gateway proxy events
+(HTTP API payload 2.0, REST API payload 1.0) with a JSON body or a raw image body. Imports no
+TensorFlow: LiteRT, numpy, Pillow, and the pipeline's own images/runtime modules.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fetch import FetchError, fetch
+
+from pipeline.images import LABELS, ImageError, preprocess, softmax
+from pipeline.runtime import TFLiteModel
+
+# The function's own configuration (set by deploy, or by `make serve`).
+MODEL_PATH = Path(os.environ.get("MODEL_PATH", Path(__file__).parent / "model" / "model.tflite"))
+NUM_THREADS = int(os.environ.get("NUM_THREADS", os.cpu_count() or 1))
+# Hosts whose addresses are not checked: for local tests against 127.0.0.1 only, never in AWS.
+ALLOWED_HOSTS = frozenset(filter(None, os.environ.get("ALLOWED_HOSTS", "").split(",")))
+MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+FETCH_TIMEOUT_S = 5.0
+
+
+class BadRequest(ValueError):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def load_model_info(path: Path) -> dict:
+    """Variant and content hash, baked into the image beside the model (else computed once)."""
+    info_path = path.with_suffix(".json")
+    if info_path.exists():
+        return json.loads(info_path.read_text())
+    return {"variant": path.stem, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+# Created once per container, outside the handler: every warm request reuses it.
+MODEL = TFLiteModel(MODEL_PATH, num_threads=NUM_THREADS)
+MODEL_INFO = load_model_info(MODEL_PATH)
+
+
+@dataclass(frozen=True)
+class Request:
+    kind: str  # direct | http_api | rest_api
+    url: "str | None" = None
+    image: "bytes | None" = None
+
+
+def _decode_base64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"'{what}' is not valid base64") from None
+
+
+def _from_fields(kind: str, fields) -> Request:
+    if not isinstance(fields, dict):
+        raise BadRequest("the request must be a JSON object with 'url' or 'image'")
+    url, image = fields.get("url"), fields.get("image")
+    if (url is None) == (image is None):
+        raise BadRequest("give exactly one of 'url' (http(s) address) or 'image' (base64 string)")
+    if url is not None:
+        if not isinstance(url, str) or not url:
+            raise BadRequest("'url' must be a non-empty string")
+        return Request(kind, url=url)
+    if not isinstance(image, str) or not image:
+        raise BadRequest("'image' must be a non-empty base64 string")
+    return Request(kind, image=_decode_base64(image, "image"))
+
+
+def event_kind(event) -> str:
+    if isinstance(event, dict) and event.get("version") == "2.0":
+        return "http_api"
+    if isinstance(event, dict) and "httpMethod" in event:
+        return "rest_api"
+    return "direct"
+
+
+def parse_event(event) -> Request:
+    """Any supported event shape to one typed request."""
+    if not isinstance(event, dict):
+        raise BadRequest("the event must be a JSON object")
+    kind = event_kind(event)
+    if kind != "direct":
+        body = event.get("body") or ""
+        if len(body) > MAX_BODY_BYTES * 4 // 3 + 4:
+            raise BadRequest(f"the body is larger than Lambda's {MAX_BODY_BYTES:,}-byte payload limit", 413)
+        raw = _decode_base64(body, "body") if event.get("isBase64Encoded") else body.encode()
+        if not raw:
+            raise BadRequest("empty body: send an image, or JSON with 'url' or 'image'")
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        content_type = str(headers.get("content-type", "")).split(";")[0].strip()
+        if content_type == "application/json" or raw[:1] == b"{":
+            try:
+                return _from_fields(kind, json.loads(raw))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise BadRequest("the body is not valid JSON") from None
+        return Request(kind, image=raw)
+    return _from_fields("direct", event)
+
+
+def predict(image_bytes: bytes) -> dict:
+    started = time.perf_counter()
+    probs = softmax(MODEL.logits(preprocess(image_bytes, MODEL.input_size)))[0]
+    order = np.argsort(-probs)
+    return {
+        "top": LABELS[order[0]],
+        "probability": round(float(probs[order[0]]), 6),
+        "predictions": [{"label": LABELS[i], "probability": round(float(probs[i]), 6)} for i in order],
+        "model": MODEL_INFO,
+        "inference_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+
+
+def error_status(e: Exception) -> int:
+    if isinstance(e, ImageError):
+        message = str(e)
+        return 415 if message.startswith("not an image") else 413 if "too large" in message else 422
+    return e.status
+
+
+def respond(kind: str, status: int, body: dict) -> dict:
+    if kind == "direct":
+        return body if status == 200 else {"statusCode": status, **body}
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def lambda_handler(event, context=None):
+    started = time.perf_counter()
+    kind, log = event_kind(event), {"request_id": getattr(context, "aws_request_id", None)}
+    try:
+        request = parse_event(event)
+        image = (
+            request.image if request.image is not None else fetch(request.url, ALLOWED_HOSTS, timeout=FETCH_TIMEOUT_S)
+        )
+        if len(image) > MAX_BODY_BYTES * 2:
+            raise BadRequest("the image is too large", 413)
+        status, body = 200, predict(image)
+        log.update(top=body["top"], probability=body["probability"], inference_ms=body["inference_ms"])
+    except (BadRequest, FetchError, ImageError) as e:
+        status, body = error_status(e), {"error": str(e)}
+        log["error"] = str(e)
+    log.update(event=kind, status=status, total_ms=round((time.perf_counter() - started) * 1000, 2))
+    print(json.dumps(log), flush=True)
+    return respond(kind, status, body)
