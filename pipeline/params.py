@@ -58,11 +58,38 @@ class Verify:
 
 
 @dataclass(frozen=True)
+class Bench:
+    num_threads: int  # 0 = every core
+    warm_runs: int
+    cold_start_repeats: int
+    batch_size: int  # for images/second
+    keras: bool  # measure Keras/TensorFlow itself alongside the TFLite variants
+
+
+@dataclass(frozen=True)
+class Recommend:
+    max_accuracy_drop: float  # test accuracy a shippable variant may lose against Keras
+    min_agreement: float  # top-1 agreement with Keras a shippable variant must reach
+    prefer: str  # warm_p50 | cold_start | size: how to pick among the shippable variants
+
+
+@dataclass(frozen=True)
+class Cost:
+    memory_mb: list  # Lambda memory sizes to estimate
+    price_per_gb_second: float
+    price_per_million_requests: float
+    mb_per_vcpu: int  # Lambda gives one vCPU's worth of CPU at this much memory
+
+
+@dataclass(frozen=True)
 class Params:
     data: Data
     train: Train
     convert: Convert
     verify: Verify
+    bench: Bench
+    recommend: Recommend
+    cost: Cost
 
 
 CHOICES = {
@@ -70,6 +97,7 @@ CHOICES = {
     "train.mode": ("train", "load"),
     "train.residual_activation": ("relu", "leaky_relu"),
     "convert.int8_io": ("float", "int8", "uint8"),
+    "recommend.prefer": ("warm_p50", "cold_start", "size"),
 }
 VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
 

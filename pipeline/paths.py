@@ -15,3 +15,10 @@ CONVERT_METRICS = "artifacts/metrics/convert.json"
 VERIFY_METRICS = "artifacts/metrics/verify.json"
 PER_CLASS = "artifacts/metrics/per_class.json"
 PREDICTIONS = "artifacts/verify/predictions.csv"
+
+BENCH_METRICS = "artifacts/metrics/bench.json"
+BENCH_TABLE = "artifacts/bench/results.csv"
+RECOMMENDATION = "artifacts/bench/recommendation.json"
+COST = "artifacts/bench/cost.csv"
+
+REPORT_DIR = "artifacts/report"

@@ -47,6 +47,8 @@ def small_params(dataset: Path, **overrides) -> dict:
     params["train"].update(input_size=75, epochs=4, warmup_epochs=0, learning_rate=0.001, batch_size=8, bn_momentum=0.9)
     params["convert"].update(representative_images=20)
     params["verify"].update(min_agreement=0.0, max_accuracy_drop=1.0)
+    params["bench"].update(warm_runs=20, cold_start_repeats=2, batch_size=4)
+    params["recommend"].update(max_accuracy_drop=1.0, min_agreement=0.0)
     for key, value in overrides.items():
         section, name = key.split(".")
         params[section][name] = value
@@ -56,10 +58,26 @@ def small_params(dataset: Path, **overrides) -> dict:
 def make_project(path: Path, params: dict) -> Path:
     """A copy of the project's stage code and dvc.yaml with its own params.yaml."""
     path.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(ROOT / "pipeline", path / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for code in ("pipeline", "lambda"):
+        shutil.copytree(ROOT / code, path / code, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", path / "dvc.yaml")
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return path
+
+
+def set_params(project: Path, **overrides) -> None:
+    """Change keys of a project's params.yaml: set_params(p, **{"verify.min_agreement": 1.0})."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        params[section][name] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def copy_run(run_dir: Path, dest: Path, *skip: str) -> Path:
+    """A copy of a finished run's project (without DVC's cache) to change and rerun a stage in."""
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns(".dvc", *skip))
+    return dest
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -1,9 +1,8 @@
 import json
-import shutil
 
 import numpy as np
 
-from conftest import stage
+from conftest import copy_run, set_params, stage
 from pipeline.runtime import TFLiteModel
 
 VARIANTS = ["float32", "float16", "dynamic_int8", "full_int8"]
@@ -44,26 +43,17 @@ def test_plain_relu_full_int8_splits_the_delegate(tmp_path, small_run):
     """The regression the coverage numbers exist to catch: Keras' own Xception ReLUs."""
     from pipeline.model import build_model
 
-    project = tmp_path / "p"
-    shutil.copytree(small_run, project, ignore=shutil.ignore_patterns(".dvc", "tflite", "model.keras"))
+    project = copy_run(small_run, tmp_path / "p", "tflite", "model.keras")
     build_model(75, None, "relu", 0, 0.0, False).save(project / "artifacts/model/model.keras")
-    text = (project / "params.yaml").read_text()
-    (project / "params.yaml").write_text(
-        text.replace("  - float32\n  - float16\n  - dynamic_int8\n  - full_int8\n", "  - full_int8\n")
-    )
+    set_params(project, **{"convert.variants": ["full_int8"]})
     stage("convert", project)
     coverage = TFLiteModel(project / "artifacts/tflite/full_int8.tflite").delegate_coverage()
     assert coverage == {"partitions": 12, "ops_outside_delegate": 11, "outside_ops": ["RELU"]}
 
 
 def test_uint8_input_and_output(tmp_path, small_run):
-    project = tmp_path / "p"
-    shutil.copytree(small_run, project, ignore=shutil.ignore_patterns(".dvc", "tflite"))
-    text = (project / "params.yaml").read_text()
-    text = text.replace("int8_io: float", "int8_io: uint8").replace(
-        "  - float32\n  - float16\n  - dynamic_int8\n  - full_int8\n", "  - full_int8\n"
-    )
-    (project / "params.yaml").write_text(text)
+    project = copy_run(small_run, tmp_path / "p", "tflite")
+    set_params(project, **{"convert.int8_io": "uint8", "convert.variants": ["full_int8"]})
     stage("convert", project)
     model = TFLiteModel(project / "artifacts/tflite/full_int8.tflite")
     assert model.input["dtype"] == np.uint8 and model.output["dtype"] == np.uint8

@@ -1,10 +1,8 @@
 import json
-import shutil
 
 import pandas as pd
-import yaml
 
-from conftest import stage
+from conftest import copy_run, set_params, stage
 
 
 def test_parity_numbers_on_real_test_images(small_run):
@@ -31,11 +29,8 @@ def test_parity_numbers_on_real_test_images(small_run):
 
 
 def test_a_failing_gate_stops_the_stage_with_the_reason(tmp_path, small_run):
-    project = tmp_path / "p"
-    shutil.copytree(small_run, project, ignore=shutil.ignore_patterns(".dvc"))
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["verify"]["min_agreement"] = 1.01  # no variant can reach it
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    project = copy_run(small_run, tmp_path / "p")
+    set_params(project, **{"verify.min_agreement": 1.01})  # no variant can reach it
     (project / "artifacts/metrics/verify.json").unlink()
     result = stage("verify", project, check=False)
     assert result.returncode == 2

@@ -1,0 +1,226 @@
+"""Stage bench: size, warm latency, throughput, cold start and memory of every variant and of the
+alternatives (Keras itself), measured in one run on the same photo; then the variant to ship."""
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import cli, dataset, files, params, paths
+from pipeline.footprint import environment_mb
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def probe(runtime: str, model: Path, threads: int, image: str, warm_runs: int, batch: int) -> dict:
+    """One fresh process; the wall time from spawn to exit is the cold start a user waits for."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'lambda'}:{ROOT}", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.bench_probe",
+        runtime,
+        str(model),
+        str(threads),
+        image,
+        str(warm_runs),
+        str(batch),
+    ]
+    started = time.perf_counter()
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise cli.UserError(f"bench of {runtime} {model.name} failed:\n{result.stderr[-2000:]}")
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "process_s": wall}
+
+
+def measure(runtime: str, model: Path, p: params.Bench, threads: int, image: str) -> dict:
+    runs = [
+        probe(runtime, model, threads, image, p.warm_runs if i == 0 else 0, p.batch_size)
+        for i in range(p.cold_start_repeats)
+    ]
+    first = runs[0]
+    cold = {
+        key: round(statistics.median(r[key] for r in runs), 4)
+        for key in ("import_s", "load_s", "first_prediction_s", "process_s")
+    }
+    cold["cold_start_s"] = round(cold["import_s"] + cold["load_s"] + cold["first_prediction_s"], 4)
+    warm = {k: first[k] for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_img_s", "peak_rss_mb")}
+    return {**warm, **cold}
+
+
+def count_macs(model) -> int:
+    """Multiply-adds of one prediction, from the layers' shapes (convolutions and dense layers)."""
+    import keras
+
+    total = 0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            _, h, w, c_out = layer.output.shape
+            c_in, (kh, kw) = layer.input.shape[-1], layer.kernel_size
+            total += h * w * c_in * (kh * kw + c_out)
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            total += h * w * c_out * layer.input.shape[-1] * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """The machine's float32 peak as numpy's BLAS reaches it, measured now, beside the models."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    a @ a
+    best = min(_timed(lambda: a @ a) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def recommend(results: dict, verify: dict, r: params.Recommend) -> dict:
+    keras_accuracy = verify["keras"]["accuracy"]
+    key = {"warm_p50": "p50_ms", "cold_start": "process_s", "size": "size_mb"}[r.prefer]
+    candidates, rejected = [], []
+    for name, m in results.items():
+        if not name.startswith("litert_"):
+            continue
+        variant = name.removeprefix("litert_")
+        v = verify[variant]
+        drop = round(keras_accuracy - v["accuracy"], 4)
+        if drop > r.max_accuracy_drop or v["agreement"] < r.min_agreement:
+            rejected.append(f"{variant} (accuracy drop {drop}, agreement {v['agreement']})")
+        else:
+            candidates.append((m[key], variant, drop, v["agreement"]))
+    if not candidates:
+        raise cli.UserError(
+            "no variant passes recommend.max_accuracy_drop and recommend.min_agreement: " + "; ".join(rejected)
+        )
+    value, variant, drop, agreement = min(candidates)
+    reason = (
+        f"{variant} has the lowest {key} ({value}) among the variants within {r.max_accuracy_drop} "
+        f"accuracy of Keras and at least {r.min_agreement} top-1 agreement (its drop: {drop}, "
+        f"agreement: {agreement})" + (f"; rejected: {', '.join(rejected)}" if rejected else "")
+    )
+    return {"variant": variant, "model": f"{paths.TFLITE_DIR}/{variant}.tflite", "reason": reason}
+
+
+def bench(p: params.Params) -> dict:
+    import keras
+
+    verify = json.loads(Path(paths.VERIFY_METRICS).read_text())
+    threads = p.bench.num_threads or os.cpu_count()
+    manifest = dataset.read_manifest()
+    image = manifest[manifest["split"] == "test"]["path"].iloc[0]
+    model = keras.models.load_model(paths.MODEL, compile=False)
+    macs = count_macs(model)
+
+    results = {}
+    if p.bench.keras:
+        print("bench keras ...", flush=True)
+        results["keras"] = {
+            "size_mb": verify["keras"]["size_mb"],
+            **measure("keras", Path(paths.MODEL), p.bench, threads, image),
+        }
+    from pipeline.runtime import TFLiteModel
+
+    for variant in p.convert.variants:
+        print(f"bench litert {variant} ...", flush=True)
+        path = Path(paths.TFLITE_DIR) / f"{variant}.tflite"
+        m = measure("litert", path, p.bench, threads, image)
+        one_thread = probe("litert", path, 1, image, p.bench.warm_runs, 1)["p50_ms"]
+        handler = probe("handler", path, threads, image, 0, 1)
+        results[f"litert_{variant}"] = {
+            "size_mb": verify[variant]["size_mb"],
+            **m,
+            "p50_1_thread_ms": one_thread,
+            "handler_cold_start_s": round(handler["process_s"], 4),
+            **TFLiteModel(path).delegate_coverage(),
+        }
+        results[f"litert_{variant}"].pop("outside_ops")
+    peak = matmul_gflops()
+    for m in results.values():
+        m["gflops"] = round(2 * macs / (m["p50_ms"] / 1000) / 1e9, 1)
+        m["fraction_of_peak"] = round(m["gflops"] / peak, 3)
+    return {
+        "machine": {
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
+            "threads": threads,
+            "python": platform.python_version(),
+            "matmul_gflops": round(peak, 1),
+        },
+        "model": {"input_size": model.input_shape[1], "gmacs": round(macs / 1e9, 3)},
+        "environment_mb": environment_mb(),
+        "results": results,
+    }
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cost_table(results: dict, c: params.Cost) -> pd.DataFrame:
+    """Estimated Lambda latency and cost per million predictions at each memory size.
+
+    Lambda gives CPU in proportion to memory (one vCPU at mb_per_vcpu). Below one vCPU the
+    one-thread latency stretches by the missing share; from two vCPUs on, the measured
+    multi-thread latency applies; between them, a straight line. Billed time rounds up to 1 ms.
+    """
+    rows = []
+    for name, m in results.items():
+        if "p50_1_thread_ms" not in m:
+            continue
+        for memory in c.memory_mb:
+            vcpus = memory / c.mb_per_vcpu
+            one, many = m["p50_1_thread_ms"], m["p50_ms"]
+            ms = one / vcpus if vcpus < 1 else many if vcpus >= 2 else one + (many - one) * (vcpus - 1)
+            billed_s = np.ceil(ms) / 1000
+            per_million = 1e6 * (memory / 1024 * billed_s * c.price_per_gb_second) + c.price_per_million_requests
+            rows.append(
+                {
+                    "runtime": name,
+                    "memory_mb": memory,
+                    "est_p50_ms": round(ms, 1),
+                    "est_usd_per_million": round(per_million, 2),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    p = params.load()
+    for path in (paths.VERIFY_METRICS, paths.MODEL):
+        if not Path(path).exists():
+            raise cli.UserError(f"{path} not found: run the verify stage first (dvc repro verify)")
+    report = bench(p)
+    choice = recommend(report["results"], json.loads(Path(paths.VERIFY_METRICS).read_text()), p.recommend)
+    files.write_json(paths.BENCH_METRICS, report)
+    files.write_json(paths.RECOMMENDATION, choice)
+    with files.atomic_path(paths.COST) as tmp:
+        cost_table(report["results"], p.cost).to_csv(tmp, index=False)
+    rows = [{"runtime": name, **m} for name, m in report["results"].items()]
+    with files.atomic_path(paths.BENCH_TABLE) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    print(pd.DataFrame(rows).set_index("runtime")[["size_mb", "p50_ms", "p99_ms", "cold_start_s", "peak_rss_mb"]])
+    print(f"recommended: {choice['variant']} - {choice['reason']}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

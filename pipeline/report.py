@@ -1,0 +1,169 @@
+"""Stage report: PNG plots (they render offline, unlike `dvc plots show`'s CDN-loaded vega) and a
+Markdown report with one table of every variant and runtime."""
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pipeline import cli, files, paths  # noqa: E402
+from pipeline.images import LABELS  # noqa: E402
+
+OUT = Path(paths.REPORT_DIR)
+
+
+def save(fig, name: str) -> None:
+    with files.atomic_path(OUT / name) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def plot_accuracy_vs_size(table: pd.DataFrame) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(table["size_mb"], table["accuracy"] * 100)
+    for _, row in table.iterrows():
+        ax.annotate(
+            row["runtime"],
+            (row["size_mb"], row["accuracy"] * 100),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    ax.set(xlabel="model file (MiB)", ylabel="test accuracy (%)", title="Accuracy vs size")
+    save(fig, "accuracy_vs_size.png")
+
+
+def plot_latency(table: pd.DataFrame, threads: int) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    y = np.arange(len(table))
+    ax.barh(y, table["p50_ms"], label="p50")
+    ax.errorbar(table["p99_ms"], y, fmt="|", color="k", label="p99")
+    ax.set_yticks(y, table["runtime"])
+    ax.set(xlabel="ms per image (batch 1)", title=f"Warm latency, {threads} threads")
+    ax.legend()
+    save(fig, "latency.png")
+
+
+def plot_cold_start(table: pd.DataFrame) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    left = np.zeros(len(table))
+    for part in ("import_s", "load_s", "first_prediction_s"):
+        ax.barh(table["runtime"], table[part], left=left, label=part.removesuffix("_s").replace("_", " "))
+        left += table[part].to_numpy()
+    ax.set(xlabel="seconds in a fresh process", title="Cold start")
+    ax.legend()
+    save(fig, "cold_start.png")
+
+
+def plot_confusion(predictions: pd.DataFrame, variant: str) -> pd.DataFrame:
+    rows = predictions[predictions["model"] == variant]
+    matrix = pd.crosstab(pd.Categorical(rows["label"], LABELS), pd.Categorical(rows["predicted"], LABELS), dropna=False)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(matrix.to_numpy(), cmap="Blues")
+    for (i, j), n in np.ndenumerate(matrix.to_numpy()):
+        ax.text(j, i, n, ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
+    ax.set_yticks(range(len(LABELS)), LABELS)
+    ax.set(xlabel="predicted", ylabel="actual", title=f"Confusion matrix, {variant} (test split)")
+    save(fig, "confusion.png")
+    return rows[["label", "predicted"]].rename(columns={"label": "actual"})
+
+
+def plot_training(history: pd.DataFrame) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if not history.empty:
+        ax.plot(history["epoch"], history["accuracy"], label="train (augmented)")
+        ax.plot(history["epoch"], history["val_accuracy"], label="validation")
+        ax.legend()
+    ax.set(xlabel="epoch", ylabel="accuracy", title="Training curves" if not history.empty else "Loaded model")
+    save(fig, "training.png")
+
+
+def markdown(table: pd.DataFrame, bench: dict, info: dict, choice: dict, cost: pd.DataFrame) -> str:
+    machine = bench["machine"]
+    columns = {
+        "runtime": "runtime / variant",
+        "size_mb": "size MiB",
+        "accuracy": "test acc",
+        "agreement": "top-1 agr",
+        "p50_ms": "p50 ms",
+        "p99_ms": "p99 ms",
+        "throughput_img_s": "img/s",
+        "cold_start_s": "cold s",
+        "import_s": "import s",
+        "load_s": "load s",
+        "first_prediction_s": "1st pred s",
+        "handler_cold_start_s": "handler cold s",
+        "peak_rss_mb": "RSS MiB",
+        "ops_outside_delegate": "ops off XNNPACK",
+    }
+    shown = table[[c for c in columns if c in table]].rename(columns=columns)
+    lines = [
+        "# clothes-serverless report",
+        "",
+        f"Model: Xception at {bench['model']['input_size']} px, {bench['model']['gmacs']} G multiply-adds, "
+        f"weights: **{info['weights']}** ({info['source']}), validation accuracy {info['val_accuracy']}.",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads per runtime, "
+        f"Python {machine['python']}; float32 matrix product peak {machine['matmul_gflops']} GFLOP/s.",
+        "",
+        shown.to_markdown(index=False, floatfmt="g"),
+        "",
+        f"**Recommended: {choice['variant']}** - {choice['reason']}.",
+        "",
+        f"Runtime environment size: LiteRT + numpy + Pillow {bench['environment_mb']['litert']} MiB, "
+        f"TensorFlow {bench['environment_mb']['tensorflow']} MiB.",
+        "",
+        "## Lambda cost estimate",
+        "",
+        "An **estimate**, not a measurement on Lambda: latency from this machine's one-thread and "
+        "multi-thread p50, scaled by the CPU share Lambda gives at each memory size (one vCPU at "
+        "1,769 MB), billed per 1 ms at the list prices in params.yaml (`cost`).",
+        "",
+        cost.to_markdown(index=False),
+        "",
+        "Plots: accuracy_vs_size.png, latency.png, cold_start.png, confusion.png, training.png.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    for path in (paths.BENCH_METRICS, paths.VERIFY_METRICS, paths.RECOMMENDATION):
+        if not Path(path).exists():
+            raise cli.UserError(f"{path} not found: run the bench stage first (dvc repro bench)")
+    bench = json.loads(Path(paths.BENCH_METRICS).read_text())
+    verify = json.loads(Path(paths.VERIFY_METRICS).read_text())
+    info = json.loads(Path(paths.MODEL_INFO).read_text())
+    choice = json.loads(Path(paths.RECOMMENDATION).read_text())
+    rows = []
+    for runtime, m in bench["results"].items():
+        v = verify["keras" if runtime == "keras" else runtime.removeprefix("litert_")]
+        rows.append(
+            {
+                "runtime": runtime,
+                **m,
+                "accuracy": v["accuracy"],
+                "agreement": v.get("agreement", 1.0),
+                "size_mb": m["size_mb"],
+            }
+        )
+    table = pd.DataFrame(rows)
+    plot_accuracy_vs_size(table)
+    plot_latency(table, bench["machine"]["threads"])
+    plot_cold_start(table)
+    confusion = plot_confusion(pd.read_csv(paths.PREDICTIONS), choice["variant"])
+    with files.atomic_path(OUT / "confusion.csv") as tmp:
+        confusion.to_csv(tmp, index=False)
+    history = pd.read_csv(paths.HISTORY)
+    plot_training(history)
+    report = markdown(table, bench, info, choice, pd.read_csv(paths.COST))
+    files.write_text(OUT / "report.md", report)
+    print(report)
+
+
+if __name__ == "__main__":
+    cli.run(main)
