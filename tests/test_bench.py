@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import stage
+from conftest import copy_run, set_params, stage
 
 RUNTIMES = ["keras", "litert_float32", "litert_float16", "litert_dynamic_int8", "litert_full_int8"]
 
