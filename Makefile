@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: all repro test lint serve rie clean
+.PHONY: all repro test lint serve rie notebook clean
 
 all: $(VENV)/.installed repro
 
@@ -39,6 +39,10 @@ $(RIE): | $(VENV)/.installed
 SERVE_MODEL ?= artifacts/tflite/full_int8.tflite
 serve: $(VENV)/.installed $(RIE)
 	python lambda/serve.py --model $(SERVE_MODEL) --port 8080
+
+# The Keras-vs-TFLite notebook, executed headless on this project's artifacts (outputs stay out of git).
+notebook: $(VENV)/.installed
+	python notebooks/execute.py notebooks/keras_vs_tflite.ipynb notebooks/output/keras_vs_tflite.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
