@@ -1,0 +1,97 @@
+"""The Lambda handler's cold start and warm latency for each TFLite variant, under the real
+runtime interface emulator (lambda/serve.py): a fresh emulator + runtime per variant.
+
+    python benchmarks/handler_latency.py [--runs 50] [--variants float32 full_int8]
+
+Cold start = from starting the emulator process to the first answer (interpreter start, imports,
+model load, image decode, first prediction). Warm = the following requests, one at a time.
+"""
+
+import argparse
+import base64
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+INVOKE = "/2015-03-31/functions/function/invocations"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure(model: Path, photo: bytes, runs: int, threads: int) -> dict:
+    port, emulator_port = free_port(), free_port()
+    event = {"image": base64.b64encode(photo).decode()}
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "lambda/serve.py"),
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--emulator-port",
+            str(emulator_port),
+            "--num-threads",
+            str(threads),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while True:
+            try:
+                answer = requests.post(f"http://127.0.0.1:{port}{INVOKE}", json=event, timeout=60).json()
+                break
+            except requests.ConnectionError:
+                if server.poll() is not None:
+                    raise SystemExit(f"serve.py exited with {server.returncode}") from None
+                time.sleep(0.01)
+        cold = time.perf_counter() - started
+        warm, inference = [], []
+        for _ in range(runs):
+            t = time.perf_counter()
+            answer = requests.post(f"http://127.0.0.1:{port}{INVOKE}", json=event, timeout=60).json()
+            warm.append((time.perf_counter() - t) * 1000)
+            inference.append(answer["inference_ms"])
+    finally:
+        server.terminate()
+        server.wait()
+    return {
+        "variant": model.stem,
+        "cold_start_s": round(cold, 3),
+        "warm_p50_ms": round(np.median(warm), 2),
+        "warm_p99_ms": round(np.percentile(warm, 99), 2),
+        "inference_p50_ms": round(np.median(inference), 2),
+        "top": answer["top"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=["float32", "float16", "dynamic_int8", "full_int8"])
+    parser.add_argument("--photo", type=Path, default=None, help="default: the first test photo in the manifest")
+    args = parser.parse_args()
+    photo = args.photo or Path(pd.read_csv(ROOT / "data/manifest.csv").query("split == 'test'")["path"].iloc[0])
+    rows = [
+        measure(ROOT / "artifacts/tflite" / f"{v}.tflite", photo.read_bytes(), args.runs, args.threads)
+        for v in args.variants
+    ]
+    print(pd.DataFrame(rows).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

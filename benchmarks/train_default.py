@@ -1,0 +1,55 @@
+"""Train the default recipe in params.yaml through the real train stage and print what it cost.
+
+    python benchmarks/train_default.py
+
+Runs `python -m pipeline.train` (data stage first if needed) in this project, then the Keras test
+accuracy; prints wall time, images/s, peak memory and validation/test accuracy. Overwrites
+artifacts/model like `dvc repro train` would.
+"""
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TEST_ACCURACY = """
+import keras, numpy as np
+from pipeline import dataset
+from pipeline.images import scale
+model = keras.models.load_model("artifacts/model/model.keras", compile=False)
+x, y, _ = dataset.load_split(dataset.read_manifest(), "test", model.input_shape[1])
+print(float(np.mean(model.predict(scale(x), verbose=0).argmax(1) == y)))
+"""
+
+
+def main() -> None:
+    if not (ROOT / "data/manifest.csv").exists():
+        subprocess.run([sys.executable, "-m", "pipeline.data"], cwd=ROOT, check=True)
+    started = time.perf_counter()
+    train = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, "-m", "pipeline.train"], cwd=ROOT, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - started
+    if train.returncode != 0:
+        sys.exit(train.stderr[-3000:])
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # this process is small: the child's peak
+    info = json.loads((ROOT / "artifacts/model/info.json").read_text())
+    test = subprocess.run([sys.executable, "-c", TEST_ACCURACY], cwd=ROOT, capture_output=True, text=True, check=True)
+    images = info["train_images"] * info["epochs"]
+    print(
+        f"weights: {info['weights']}, input {info['input_size']} px, {info['epochs']} epochs "
+        f"(best {info['best_epoch']})"
+    )
+    print(
+        f"train stage wall time: {wall / 60:.1f} min (fit: {info['train_seconds'] / 60:.1f} min), "
+        f"{images / info['train_seconds']:.1f} images/s, peak memory {peak_kb / 2**20:.2f} GiB"
+    )
+    print(f"validation accuracy: {info['val_accuracy']:.4f}, test accuracy: {float(test.stdout.strip()):.4f}")
+
+
+if __name__ == "__main__":
+    main()
