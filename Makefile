@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: all repro test lint serve rie notebook clean
+.PHONY: all repro test lint serve rie notebook deploy rollback destroy deploy-deps clean
 
 all: $(VENV)/.installed repro
 
@@ -22,7 +22,7 @@ lint: $(VENV)/.installed
 	ruff check .
 	ruff format --check .
 
-test: lint rie
+test: lint rie deploy-deps
 	pytest
 
 # The AWS Runtime Interface Emulator ships inside the aws-sam-cli wheel (no Docker needed).
@@ -39,6 +39,23 @@ $(RIE): | $(VENV)/.installed
 SERVE_MODEL ?= artifacts/tflite/full_int8.tflite
 serve: $(VENV)/.installed $(RIE)
 	python lambda/serve.py --model $(SERVE_MODEL) --port 8080
+
+# Ship the recommended variant (params.yaml: deploy) to Lambda + API Gateway; AWS_* from the environment.
+deploy: $(VENV)/.installed
+	python -m pipeline.deploy deploy
+rollback: $(VENV)/.installed
+	python -m pipeline.deploy rollback
+destroy: $(VENV)/.installed
+	python -m pipeline.deploy destroy
+
+# What the deploy tests run locally: a container engine, a registry, debootstrap (Debian packages).
+DEPLOY_TOOLS := podman buildah skopeo runc docker-registry debootstrap
+deploy-deps:
+	@missing=""; for t in podman buildah skopeo runc docker-registry debootstrap; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(DEPLOY_TOOLS); \
+	fi
 
 # The Keras-vs-TFLite notebook, executed headless on this project's artifacts (outputs stay out of git).
 notebook: $(VENV)/.installed

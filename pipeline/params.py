@@ -82,6 +82,25 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Deploy:
+    variant: str  # "" = the bench stage's recommendation
+    region: str
+    repository: str
+    function_name: str
+    role_name: str
+    api_name: str
+    memory_mb: int
+    timeout_s: int
+    architecture: str  # x86_64 | arm64
+    keep_images: int  # ECR lifecycle policy: keep the last N images
+    throttle_rate: float  # API Gateway requests per second
+    throttle_burst: int
+    base_image: str  # Lambda base image the function image is built on
+    registry: str  # "" = the registry ECR names; a host:port overrides it (a local registry)
+    smoke_test: str  # local (run the image with the container engine) | aws (invoke the new version)
+
+
+@dataclass(frozen=True)
 class Params:
     data: Data
     train: Train
@@ -90,6 +109,7 @@ class Params:
     bench: Bench
     recommend: Recommend
     cost: Cost
+    deploy: Deploy
 
 
 CHOICES = {
@@ -98,6 +118,8 @@ CHOICES = {
     "train.residual_activation": ("relu", "leaky_relu"),
     "convert.int8_io": ("float", "int8", "uint8"),
     "recommend.prefer": ("warm_p50", "cold_start", "size"),
+    "deploy.architecture": ("x86_64", "arm64"),
+    "deploy.smoke_test": ("local", "aws"),
 }
 VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
 
