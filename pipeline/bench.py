@@ -88,29 +88,32 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def recommend(results: dict, verify: dict, r: params.Recommend) -> dict:
+def shippable(verify: dict, variants: list, r: params.Recommend) -> tuple[dict, list]:
+    """Variants within the accuracy and agreement rule (name -> accuracy drop), and the rejected."""
     keras_accuracy = verify["keras"]["accuracy"]
-    key = {"warm_p50": "p50_ms", "cold_start": "process_s", "size": "size_mb"}[r.prefer]
-    candidates, rejected = [], []
-    for name, m in results.items():
-        if not name.startswith("litert_"):
-            continue
-        variant = name.removeprefix("litert_")
+    passing, rejected = {}, []
+    for variant in variants:
         v = verify[variant]
         drop = round(keras_accuracy - v["accuracy"], 4)
         if drop > r.max_accuracy_drop or v["agreement"] < r.min_agreement:
             rejected.append(f"{variant} (accuracy drop {drop}, agreement {v['agreement']})")
         else:
-            candidates.append((m[key], variant, drop, v["agreement"]))
-    if not candidates:
+            passing[variant] = drop
+    if not passing:
         raise cli.UserError(
             "no variant passes recommend.max_accuracy_drop and recommend.min_agreement: " + "; ".join(rejected)
         )
-    value, variant, drop, agreement = min(candidates)
+    return passing, rejected
+
+
+def recommend(results: dict, verify: dict, variants: list, r: params.Recommend) -> dict:
+    passing, rejected = shippable(verify, variants, r)
+    key = {"warm_p50": "p50_ms", "cold_start": "process_s", "size": "size_mb"}[r.prefer]
+    value, variant = min((results[f"litert_{v}"][key], v) for v in passing)
     reason = (
-        f"{variant} has the lowest {key} ({value}) among the variants within {r.max_accuracy_drop} "
-        f"accuracy of Keras and at least {r.min_agreement} top-1 agreement (its drop: {drop}, "
-        f"agreement: {agreement})" + (f"; rejected: {', '.join(rejected)}" if rejected else "")
+        f"{variant} has the lowest {key} ({value}) among the variants within {r.max_accuracy_drop} accuracy of "
+        f"Keras and at least {r.min_agreement} top-1 agreement (its drop: {passing[variant]}, agreement: "
+        f"{verify[variant]['agreement']})" + (f"; rejected: {', '.join(rejected)}" if rejected else "")
     )
     return {"variant": variant, "model": f"{paths.TFLITE_DIR}/{variant}.tflite", "reason": reason}
 
@@ -209,8 +212,10 @@ def main() -> None:
     for path in (paths.VERIFY_METRICS, paths.MODEL):
         if not Path(path).exists():
             raise cli.UserError(f"{path} not found: run the verify stage first (dvc repro verify)")
+    verify = json.loads(Path(paths.VERIFY_METRICS).read_text())
+    shippable(verify, p.convert.variants, p.recommend)  # fail before minutes of measuring
     report = bench(p)
-    choice = recommend(report["results"], json.loads(Path(paths.VERIFY_METRICS).read_text()), p.recommend)
+    choice = recommend(report["results"], verify, p.convert.variants, p.recommend)
     files.write_json(paths.BENCH_METRICS, report)
     files.write_json(paths.RECOMMENDATION, choice)
     with files.atomic_path(paths.COST) as tmp:
