@@ -31,6 +31,27 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def timed(predict, x, warm_runs: int) -> tuple[float, list]:
+    """The first prediction's seconds, then warm_runs more in milliseconds each."""
+    t = time.perf_counter()
+    predict(x)
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(warm_runs):
+        t = time.perf_counter()
+        predict(x)
+        times.append((time.perf_counter() - t) * 1000)
+    return first, times
+
+
+def per_second(predict, batch, repeats: int = 3) -> float:
+    predict()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        predict()
+    return repeats * batch / (time.perf_counter() - t)
+
+
 def litert(model_path, threads, image_path, warm_runs, batch):
     started = time.perf_counter()
     from ai_edge_litert.interpreter import Interpreter
@@ -42,14 +63,7 @@ def litert(model_path, threads, image_path, warm_runs, batch):
     model = TFLiteModel(model_path, num_threads=threads)
     loaded = time.perf_counter()
     x = preprocess(image_path, model.input_size)
-    t = time.perf_counter()
-    model.logits(x)
-    first = time.perf_counter() - t
-    times = []
-    for _ in range(warm_runs):
-        t = time.perf_counter()
-        model.logits(x)
-        times.append((time.perf_counter() - t) * 1000)
+    first, times = timed(model.logits, x, warm_runs)
     # Throughput at a larger batch: the interpreter is fixed at batch 1 until resized.
     big = Interpreter(model_path=str(model_path), num_threads=threads)
     index = big.get_input_details()[0]["index"]
@@ -57,17 +71,8 @@ def litert(model_path, threads, image_path, warm_runs, batch):
     big.allocate_tensors()
     import numpy as np
 
-    xb = np.repeat(x, batch, axis=0)
-    if model.input["dtype"] != np.float32:
-        scale, zero_point = model.input["quantization"]
-        info = np.iinfo(model.input["dtype"])
-        xb = np.clip(np.round(xb / scale + zero_point), info.min, info.max).astype(model.input["dtype"])
-    big.set_tensor(index, xb)
-    big.invoke()
-    t = time.perf_counter()
-    for _ in range(3):
-        big.invoke()
-    throughput = 3 * batch / (time.perf_counter() - t)
+    big.set_tensor(index, model.input_tensor(np.repeat(x, batch, axis=0)))
+    throughput = per_second(big.invoke, batch)
     return imported - started, loaded - imported, first, times, throughput
 
 
@@ -85,22 +90,11 @@ def keras_runtime(model_path, threads, image_path, warm_runs, batch):
     model = keras.models.load_model(model_path, compile=False)
     loaded = time.perf_counter()
     x = preprocess(image_path, model.input_shape[1])
-    t = time.perf_counter()
-    model.predict_on_batch(x)
-    first = time.perf_counter() - t
-    times = []
-    for _ in range(warm_runs):
-        t = time.perf_counter()
-        model.predict_on_batch(x)
-        times.append((time.perf_counter() - t) * 1000)
+    first, times = timed(model.predict_on_batch, x, warm_runs)
     import numpy as np
 
     xb = np.repeat(x, batch, axis=0)
-    model.predict_on_batch(xb)
-    t = time.perf_counter()
-    for _ in range(3):
-        model.predict_on_batch(xb)
-    throughput = 3 * batch / (time.perf_counter() - t)
+    throughput = per_second(lambda: model.predict_on_batch(xb), batch)
     return imported - started, loaded - imported, first, times, throughput
 
 
@@ -115,13 +109,7 @@ def handler(model_path, threads, image_path, warm_runs, batch):
     import handler as function
 
     loaded = time.perf_counter()
-    function.lambda_handler(event)
-    first = time.perf_counter() - loaded
-    times = []
-    for _ in range(warm_runs):
-        t = time.perf_counter()
-        function.lambda_handler(event)
-        times.append((time.perf_counter() - t) * 1000)
+    first, times = timed(function.lambda_handler, event, warm_runs)
     return 0.0, loaded - started, first, times, 0.0
 
 

@@ -18,14 +18,17 @@ class TFLiteModel:
         self.output = self.interpreter.get_output_details()[0]
         self.input_size = int(self.input["shape"][1])
 
+    def input_tensor(self, batch: np.ndarray) -> np.ndarray:
+        """Scaled float32 images as the model's input type (quantized for int8/uint8 input)."""
+        if self.input["dtype"] == np.float32:
+            return batch.astype(np.float32)
+        scale, zero_point = self.input["quantization"]
+        info = np.iinfo(self.input["dtype"])
+        return np.clip(np.round(batch / scale + zero_point), info.min, info.max).astype(self.input["dtype"])
+
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Logits (1, classes) for one scaled float32 image batch (1, size, size, 3)."""
-        x = batch
-        if self.input["dtype"] != np.float32:
-            scale, zero_point = self.input["quantization"]
-            info = np.iinfo(self.input["dtype"])
-            x = np.clip(np.round(batch / scale + zero_point), info.min, info.max)
-        self.interpreter.set_tensor(self.input["index"], x.astype(self.input["dtype"]))
+        self.interpreter.set_tensor(self.input["index"], self.input_tensor(batch))
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self.output["index"])
         if self.output["dtype"] != np.float32:

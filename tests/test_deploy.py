@@ -10,8 +10,8 @@ import sys
 import boto3
 import pytest
 import requests
-from aws_local import build_standin_base, start_moto, start_registry
 
+from aws_local import build_standin_base, start_moto, start_registry
 from conftest import BIN, ROOT, copy_run, set_params
 
 TOOLS = ("podman", "docker-registry", "debootstrap")

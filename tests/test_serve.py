@@ -2,7 +2,6 @@
 
 import base64
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -12,17 +11,12 @@ import pandas as pd
 import pytest
 import requests
 
+from aws_local import free_port
 from conftest import ROOT
 
 RIE = ROOT / ".cache" / "aws-lambda-rie-x86_64"
 INVOKE = "/2015-03-31/functions/function/invocations"
 VARIANT = "full_int8"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
