@@ -60,7 +60,8 @@ def make_project(path: Path, params: dict) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     for code in ("pipeline", "lambda"):
         shutil.copytree(ROOT / code, path / code, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", path / "dvc.yaml")
+    for name in ("dvc.yaml", ".dockerignore"):
+        shutil.copy(ROOT / name, path / name)
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 
