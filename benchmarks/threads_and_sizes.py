@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from pipeline.convert import output_to  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.runtime import TFLiteModel  # noqa: E402
 
@@ -38,7 +39,8 @@ def convert(model, int8: bool) -> bytes:
             [rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32)] for _ in range(20)
         )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+    with output_to(OUT / "convert.log"):  # the converter prints hundreds of lines
+        return converter.convert()
 
 
 def median_ms(path: str, threads: int, runs: int) -> float:
