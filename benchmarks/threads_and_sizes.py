@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pipeline.convert import output_to  # noqa: E402
+from pipeline.files import output_to  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
 from pipeline.runtime import TFLiteModel  # noqa: E402
 

@@ -7,6 +7,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 from pipeline import cli, dataset, files, params, paths
 from pipeline.footprint import environment_mb
+from pipeline.images import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +56,34 @@ def measure(runtime: str, model: Path, p: params.Bench, threads: int, image: str
     cold["cold_start_s"] = round(cold["import_s"] + cold["load_s"] + cold["first_prediction_s"], 4)
     warm = {k: first[k] for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_img_s", "peak_rss_mb")}
     return {**warm, **cold}
+
+
+def export_onnx(model, path: Path) -> Path:
+    """Keras' own ONNX export (tf2onnx underneath) of the same model."""
+    model.predict(np.zeros((1, *model.input_shape[1:]), np.float32), verbose=0)  # export needs a called model
+    with files.output_to(path.with_suffix(".log")):
+        model.export(str(path), format="onnx", verbose=False)
+    return path
+
+
+def onnx_accuracy(path: Path, manifest: pd.DataFrame, threads: int) -> dict:
+    """Test accuracy and agreement with Keras (from the verify stage's predictions) of the ONNX model."""
+    import onnxruntime as ort
+
+    from pipeline.images import scale
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    size = session.get_inputs()[0].shape[1]
+    images, labels, image_paths = dataset.load_split(manifest, "test", size)
+    predicted = session.run(None, {session.get_inputs()[0].name: scale(images)})[0].argmax(1)
+    keras_rows = pd.read_csv(paths.PREDICTIONS).query("model == 'keras'").set_index("path")
+    keras_predicted = [LABELS.index(keras_rows.loc[p, "predicted"]) for p in image_paths]
+    return {
+        "accuracy": round(float(np.mean(predicted == labels)), 4),
+        "agreement": round(float(np.mean(predicted == np.array(keras_predicted))), 4),
+    }
 
 
 def count_macs(model) -> int:
@@ -135,6 +165,15 @@ def bench(p: params.Params) -> dict:
             "size_mb": verify["keras"]["size_mb"],
             **measure("keras", Path(paths.MODEL), p.bench, threads, image),
         }
+    if p.bench.onnxruntime:
+        print("bench onnxruntime ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
+            results["onnxruntime_float32"] = {
+                "size_mb": round(onnx_path.stat().st_size / 2**20, 2),
+                **onnx_accuracy(onnx_path, manifest, threads),
+                **measure("onnxruntime", onnx_path, p.bench, threads, image),
+            }
     from pipeline.runtime import TFLiteModel
 
     for variant in p.convert.variants:

@@ -2,7 +2,7 @@
 
     python -m pipeline.bench_probe RUNTIME MODEL THREADS IMAGE WARM_RUNS BATCH
 
-RUNTIME is litert, keras or handler. Prints one JSON line. Imports only what RUNTIME needs, so
+RUNTIME is litert, keras, onnxruntime or handler. Prints one JSON line. Imports only what RUNTIME needs, so
 the import time and peak memory are the runtime's own.
 """
 
@@ -98,6 +98,27 @@ def keras_runtime(model_path, threads, image_path, warm_runs, batch):
     return imported - started, loaded - imported, first, times, throughput
 
 
+def onnxruntime(model_path, threads, image_path, warm_runs, batch):
+    started = time.perf_counter()
+    import onnxruntime as ort
+
+    imported = time.perf_counter()
+    from pipeline.images import preprocess
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    name, size = session.get_inputs()[0].name, session.get_inputs()[0].shape[1]
+    loaded = time.perf_counter()
+    x = preprocess(image_path, size)
+    first, times = timed(lambda image: session.run(None, {name: image}), x, warm_runs)
+    import numpy as np
+
+    xb = np.repeat(x, batch, axis=0)
+    throughput = per_second(lambda: session.run(None, {name: xb}), batch)
+    return imported - started, loaded - imported, first, times, throughput
+
+
 def handler(model_path, threads, image_path, warm_runs, batch):
     """The Lambda handler itself: module import loads the model; the answer includes decoding."""
     import base64
@@ -115,7 +136,7 @@ def handler(model_path, threads, image_path, warm_runs, batch):
 
 def main() -> None:
     runtime, model_path, threads, image_path, warm_runs, batch = sys.argv[1:7]
-    run = {"litert": litert, "keras": keras_runtime, "handler": handler}[runtime]
+    run = {"litert": litert, "keras": keras_runtime, "onnxruntime": onnxruntime, "handler": handler}[runtime]
     with open(os.devnull, "w") as devnull:
         if runtime == "handler":
             sys.stdout = devnull  # the handler's JSON log lines are not the result

@@ -1,7 +1,5 @@
 """Stage convert: the Keras model to TFLite float32, float16, dynamic-range int8 and full int8."""
 
-import contextlib
-import os
 import time
 from pathlib import Path
 
@@ -13,23 +11,6 @@ from pipeline import cli, dataset, files, params, paths
 from pipeline.images import scale
 
 INT8_IO = {"int8": tf.int8, "uint8": tf.uint8}
-
-
-@contextlib.contextmanager
-def output_to(log_path: Path):
-    """Send the converter's native stdout/stderr chatter (~240 lines a model) to a log file."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as log:
-        saved = os.dup(1), os.dup(2)
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
 
 
 def converter_for(model, variant: str, representative: np.ndarray, int8_io: str):
@@ -68,7 +49,7 @@ def convert(model_path: str, p: params.Params) -> dict:
         print(f"converting {variant} ...", flush=True)
         started = time.time()
         try:
-            with output_to(log):
+            with files.output_to(log):
                 flatbuffer = converter_for(model, variant, representative, p.convert.int8_io).convert()
         except Exception as e:  # the converter's errors are long; the log holds the detail
             raise cli.UserError(f"converting {variant} failed: {type(e).__name__} (details in {log})") from e

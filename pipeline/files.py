@@ -69,3 +69,20 @@ def download(url: str, dest: "str | Path", timeout: float = 30.0) -> Path:
     except requests.RequestException as e:
         raise UserError(f"cannot download {url}: {type(e).__name__}: {e}") from None
     return dest
+
+
+@contextlib.contextmanager
+def output_to(log_path: Path):
+    """Send the converter's native stdout/stderr chatter (~240 lines a model) to a log file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])

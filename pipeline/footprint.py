@@ -6,6 +6,7 @@ from importlib import metadata
 RUNTIMES = {
     "litert": ["ai-edge-litert", "numpy", "pillow"],
     "tensorflow": ["tensorflow-cpu", "pillow"],
+    "onnxruntime": ["onnxruntime", "numpy", "pillow"],
 }
 
 

@@ -87,10 +87,37 @@ def swap_residual_relus(base: keras.Model) -> keras.Model:
     return swapped
 
 
+class LegacySeparableConv2D(layers.SeparableConv2D):
+    """tf.keras 2 writes keys into SeparableConv2D's config that Keras 3 refuses; they only hold
+    values Keras 3 ignores for this layer, so drop them."""
+
+    def __init__(
+        self, *args, groups=1, kernel_initializer=None, kernel_regularizer=None, kernel_constraint=None, **kwargs
+    ):
+        super().__init__(*args, **kwargs)
+
+
+def _standard_layers(model: keras.Model) -> keras.Model:
+    """The same model with plain Keras layers only, so the saved .keras needs no custom code."""
+
+    def clone(layer):
+        if isinstance(layer, LegacySeparableConv2D):
+            return layers.SeparableConv2D.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    standard = keras.models.clone_model(model, clone_function=clone)
+    standard.set_weights(model.get_weights())
+    return standard
+
+
 def load_existing(path: "str | Path") -> keras.Model:
     """A .keras or .h5 model (Keras 3, or Keras 2 / tf.keras h5), checked to fit the 10 labels."""
+    legacy = str(path).endswith(".h5")
     try:
-        model = keras.models.load_model(path, compile=False)
+        custom = {"SeparableConv2D": LegacySeparableConv2D} if legacy else None
+        model = keras.models.load_model(path, compile=False, custom_objects=custom)
+        if legacy:
+            model = _standard_layers(model)
     except Exception as e:  # Keras raises many types for a bad file; all mean the same to a user
         raise cli.UserError(f"cannot load a Keras model from {path}: {type(e).__name__}: {e}") from None
     shape = model.input_shape

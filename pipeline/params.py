@@ -64,6 +64,7 @@ class Bench:
     cold_start_repeats: int
     batch_size: int  # for images/second
     keras: bool  # measure Keras/TensorFlow itself alongside the TFLite variants
+    onnxruntime: bool  # and ONNX Runtime on the same model (Keras' ONNX export)
 
 
 @dataclass(frozen=True)

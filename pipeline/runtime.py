@@ -4,6 +4,8 @@ Copied into the Lambda image beside images.py; the verify stage uses the same cl
 numbers it reports are the numbers the function serves.
 """
 
+from collections import Counter
+
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
@@ -61,5 +63,5 @@ class TFLiteModel:
         return {
             "partitions": len(delegates),
             "ops_outside_delegate": len(outside),
-            "outside_ops": sorted(set(outside.values())),
+            "outside_ops": dict(sorted(Counter(outside.values()).items())),
         }

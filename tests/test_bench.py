@@ -7,7 +7,14 @@ import pytest
 
 from conftest import copy_run, set_params, stage
 
-RUNTIMES = ["keras", "litert_float32", "litert_float16", "litert_dynamic_int8", "litert_full_int8"]
+RUNTIMES = [
+    "keras",
+    "onnxruntime_float32",
+    "litert_float32",
+    "litert_float16",
+    "litert_dynamic_int8",
+    "litert_full_int8",
+]
 
 
 def test_every_runtime_has_every_number(small_run):
@@ -25,6 +32,8 @@ def test_every_runtime_has_every_number(small_run):
     assert litert["handler_cold_start_s"] > 0 and litert["ops_outside_delegate"] == 0
     assert bench["results"]["litert_dynamic_int8"]["ops_outside_delegate"] > 0
     assert bench["environment_mb"]["tensorflow"] > 5 * bench["environment_mb"]["litert"] > 0
+    onnx = bench["results"]["onnxruntime_float32"]
+    assert onnx["agreement"] >= 0.95 and 0 <= onnx["accuracy"] <= 1 and bench["environment_mb"]["onnxruntime"] > 0
     assert bench["model"]["input_size"] == 75 and bench["machine"]["threads"] >= 1
     # Xception's multiply-adds scale with the input area: 8.36 G at 299 px (TOOLCHAIN.md).
     assert bench["model"]["gmacs"] == pytest.approx(8.36 * (75 / 299) ** 2, rel=0.1)

