@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -128,6 +129,96 @@ def build_and_push(engine: str, d: params.Deploy, registry: str, tag: str, token
     return f"{registry}/{d.repository}", digest
 
 
+ZIP_LIMIT_MB = 250  # Lambda's limit on an unzipped package
+DIRECT_UPLOAD_MB = 50  # larger zips must go through S3
+PLATFORMS = {"x86_64": "x86_64", "arm64": "aarch64"}
+
+
+def build_zip(d: params.Deploy) -> Path:
+    """handler + the TF-free pipeline modules + the model + LiteRT/numpy/Pillow wheels for Lambda's
+    Python and architecture, zipped in a fixed order with fixed timestamps."""
+    root = Path("build/zip")
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "pipeline").mkdir(parents=True)
+    version = d.zip_runtime.removeprefix("python")
+    arch = PLATFORMS[d.architecture]
+    platforms = [f"--platform=manylinux_2_{n}_{arch}" for n in (28, 27, 17)] + [f"--platform=manylinux2014_{arch}"]
+    sh(
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--target",
+        str(root),
+        "--only-binary=:all:",
+        "--implementation=cp",
+        f"--python-version={version}",
+        *platforms,
+        "-r",
+        "lambda/requirements.txt",
+        what="installing lambda/requirements.txt for the zip package",
+    )
+    for f in ("lambda/handler.py", "lambda/fetch.py"):
+        shutil.copy(f, root)
+    for f in ("__init__.py", "images.py", "runtime.py"):
+        shutil.copy(Path("pipeline") / f, root / "pipeline")
+    shutil.copytree(BUILD_DIR, root / "model")
+    unzipped = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
+    if unzipped > ZIP_LIMIT_MB:
+        raise cli.UserError(
+            f"the zip package unzips to {unzipped:.0f} MB, over Lambda's {ZIP_LIMIT_MB} MB: use deploy.package: image"
+        )
+    archive = Path("build/function.zip")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            info = zipfile.ZipInfo(str(f.relative_to(root)), date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            z.writestr(info, f.read_bytes(), zipfile.ZIP_DEFLATED)
+    return archive
+
+
+def zip_code(d: params.Deploy, archive: Path, tag: str, account: str) -> dict:
+    """Code= for the Lambda API: the zip's bytes, or through S3 when it is over the direct limit."""
+    if archive.stat().st_size <= DIRECT_UPLOAD_MB * 2**20:
+        return {"ZipFile": archive.read_bytes()}
+    s3 = aws("s3", d.region)
+    bucket = d.s3_bucket or f"{d.function_name}-deploy-{account}"
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError:
+        extra = {} if d.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": d.region}}
+        s3.create_bucket(Bucket=bucket, **extra)
+    key = f"{d.function_name}/{tag}.zip"
+    s3.upload_file(str(archive), bucket, key)
+    return {"S3Bucket": bucket, "S3Key": key}
+
+
+def smoke_zip(variant: str, d: params.Deploy) -> dict:
+    """The package's handler on a real photo with the package's own files only (no site-packages)."""
+    if d.zip_runtime != f"python{sys.version_info.major}.{sys.version_info.minor}":
+        raise cli.UserError(
+            f"smoke_test: local runs the {d.zip_runtime} package with this Python "
+            f"({sys.version_info.major}.{sys.version_info.minor}): use smoke_test: aws"
+        )
+    photo, _ = expected_answer(variant)
+    code = (
+        "import base64, json, handler\n"
+        f"event = {{'image': base64.b64encode(open({photo!r}, 'rb').read()).decode()}}\n"
+        "print(json.dumps(handler.lambda_handler(event)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(Path("build/zip").resolve()), "PATH": "/usr/bin:/bin"},
+    )
+    if result.returncode != 0:
+        raise cli.UserError(f"smoke test failed: the zip package's handler crashed: {result.stderr[-800:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 # ---------------------------------------------------------------- AWS resources
 def ensure_repository(ecr, d: params.Deploy) -> str:
     try:
@@ -159,7 +250,8 @@ def ensure_role(iam, d: params.Deploy) -> str:
         return arn
 
 
-def ensure_function(lam, d: params.Deploy, image_uri: str, role_arn: str) -> None:
+def ensure_function(lam, d: params.Deploy, code: dict, role_arn: str) -> None:
+    """Create the function, or update its code and configuration; code is Code= of create_function."""
     config = dict(
         Role=role_arn,
         MemorySize=d.memory_mb,
@@ -169,17 +261,18 @@ def ensure_function(lam, d: params.Deploy, image_uri: str, role_arn: str) -> Non
     try:
         lam.get_function(FunctionName=d.function_name)
     except lam.exceptions.ResourceNotFoundException:
+        package = (
+            {"PackageType": "Image"}
+            if "ImageUri" in code
+            else {"PackageType": "Zip", "Runtime": d.zip_runtime, "Handler": "handler.lambda_handler"}
+        )
         lam.create_function(
-            FunctionName=d.function_name,
-            PackageType="Image",
-            Code={"ImageUri": image_uri},
-            Architectures=[d.architecture],
-            **config,
+            FunctionName=d.function_name, Code=code, Architectures=[d.architecture], **package, **config
         )
         lam.get_waiter("function_active_v2").wait(FunctionName=d.function_name)
         return
     try:
-        lam.update_function_code(FunctionName=d.function_name, ImageUri=image_uri, Architectures=[d.architecture])
+        lam.update_function_code(FunctionName=d.function_name, Architectures=[d.architecture], **code)
         lam.get_waiter("function_updated_v2").wait(FunctionName=d.function_name)
         lam.update_function_configuration(FunctionName=d.function_name, **config)
         lam.get_waiter("function_updated_v2").wait(FunctionName=d.function_name)
@@ -290,50 +383,68 @@ def check_smoke(answer: dict, variant: str) -> None:
 
 
 # ---------------------------------------------------------------- commands
+def current_code(lam, d: params.Deploy) -> str:
+    """What the function runs now: its image URI, or its zip's CodeSha256."""
+    code = lam.get_function(FunctionName=d.function_name)
+    return code["Code"].get("ImageUri") or code["Configuration"]["CodeSha256"]
+
+
 def deploy(p: params.Params) -> dict:
     d = p.deploy
     variant, model = chosen_model(d)
     digest = stage_model(variant, model)
     tag = f"{digest[:12]}-{git_commit()}"
     record = json.loads(Path(DEPLOY_RECORD).read_text()) if Path(DEPLOY_RECORD).exists() else {}
-    lam, ecr, iam = aws("lambda", d.region), aws("ecr", d.region), aws("iam", d.region)
+    lam, iam = aws("lambda", d.region), aws("iam", d.region)
     try:
         if record.get("tag") == tag and record.get("function") == d.function_name:
-            current = lam.get_function(FunctionName=d.function_name)["Code"].get("ImageUri", "")
-            if current.endswith(record["digest"]) and live_version(lam, d) == record["version"]:
-                print(f"nothing to deploy: {variant} ({tag}) is live as version {record['version']}")
-                return record
-        engine = container_engine()
-        repo_uri = ensure_repository(ecr, d)
-        token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
-        registry = d.registry or repo_uri.split("/")[0]
-        image_repo, image_digest = build_and_push(engine, d, registry, tag, token)
-        # Lambda pulls from ECR: with a registry override, name the image by ECR's repository URI.
-        image_uri = f"{repo_uri}@{image_digest}"
-        if d.smoke_test == "local":
-            check_smoke(smoke_local(engine, f"{image_repo}:{tag}"), variant)
-        role_arn = ensure_role(iam, d)
-        ensure_function(lam, d, image_uri, role_arn)
+            with contextlib.suppress(lam.exceptions.ResourceNotFoundException):
+                if current_code(lam, d) == record["code"] and live_version(lam, d) == record["version"]:
+                    print(f"nothing to deploy: {variant} ({tag}) is live as version {record['version']}")
+                    return record
+        account = aws("sts", d.region).get_caller_identity()["Account"]
+        if d.package == "image":
+            engine = container_engine()
+            ecr = aws("ecr", d.region)
+            repo_uri = ensure_repository(ecr, d)
+            token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+            image_repo, image_digest = build_and_push(engine, d, d.registry or repo_uri.split("/")[0], tag, token)
+            if d.smoke_test == "local":
+                check_smoke(smoke_local(engine, f"{image_repo}:{tag}"), variant)
+            # Lambda pulls from ECR: with a registry override, still name the image by ECR's repository URI.
+            code = {"ImageUri": f"{repo_uri}@{image_digest}"}
+            shipped = {
+                "image": code["ImageUri"],
+                "digest": image_digest,
+                "registry_image": f"{image_repo}@{image_digest}",
+            }
+        else:
+            archive = build_zip(d)
+            if d.smoke_test == "local":
+                check_smoke(smoke_zip(variant, d), variant)
+            code = zip_code(d, archive, tag, account)
+            shipped = {"package": str(archive), "package_mb": round(archive.stat().st_size / 2**20, 1)}
+        ensure_function(lam, d, code, ensure_role(iam, d))
         previous = live_version(lam, d)
         version = lam.publish_version(FunctionName=d.function_name, Description=tag)["Version"]
         if d.smoke_test == "aws":
             check_smoke(smoke_aws(lam, d, version, expected_answer(variant)[0]), variant)
         move_alias(lam, d, version)
         alias_arn = lam.get_alias(FunctionName=d.function_name, Name="live")["AliasArn"]
-        account = aws("sts", d.region).get_caller_identity()["Account"]
         url = ensure_api(aws("apigatewayv2", d.region), lam, d, alias_arn, account)
+        running = current_code(lam, d)
     except botocore.exceptions.NoCredentialsError:
         raise cli.UserError("no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
     except botocore.exceptions.ClientError as e:
         raise cli.UserError(f"AWS refused: {e}") from None
     record = {
         "function": d.function_name,
+        "package": d.package,
         "variant": variant,
         "model_sha256": digest,
         "tag": tag,
-        "image": image_uri,
-        "digest": image_digest,
-        "registry_image": f"{image_repo}@{image_digest}",
+        **shipped,
+        "code": running,
         "version": version,
         "previous_version": previous,
         "alias": "live",

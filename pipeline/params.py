@@ -99,6 +99,9 @@ class Deploy:
     base_image: str  # Lambda base image the function image is built on
     registry: str  # "" = the registry ECR names; a host:port overrides it (a local registry)
     smoke_test: str  # local (run the image with the container engine) | aws (invoke the new version)
+    package: str  # image | zip
+    zip_runtime: str  # Lambda runtime of a zip package, e.g. python3.12
+    s3_bucket: str  # for zips over 50 MB; "" = <function_name>-deploy-<account id>
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ CHOICES = {
     "recommend.prefer": ("warm_p50", "cold_start", "size"),
     "deploy.architecture": ("x86_64", "arm64"),
     "deploy.smoke_test": ("local", "aws"),
+    "deploy.package": ("image", "zip"),
 }
 VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
 

@@ -161,3 +161,31 @@ def test_errors_a_user_meets(project, aws, tmp_path):
 
     destroy = deploy(project, aws, "destroy")
     assert destroy.returncode == 2 and "pass --yes" in destroy.stderr
+
+
+def test_zip_package_without_a_container_engine(project, aws, tmp_path):
+    python = f"python{sys.version_info.major}.{sys.version_info.minor}"  # the local smoke test runs it here
+    set_params(
+        project,
+        **{
+            "deploy.package": "zip",
+            "deploy.function_name": "clothes-zip",
+            "deploy.api_name": "zip-api",
+            "deploy.zip_runtime": python,
+            "deploy.variant": "full_int8",
+        },
+    )
+    bare = tmp_path / "bin"  # no docker, podman or buildah on this PATH
+    bare.mkdir()
+    (bare / "git").symlink_to(shutil.which("git"))
+    env = {"PATH": f"{bare}:{BIN}"}
+    first = deploy(project, aws, env=env)
+    assert first.returncode == 0, first.stderr
+    record = json.loads((project / "artifacts/deploy.json").read_text())
+    assert record["package"] == "zip" and record["version"] == "1" and record["package_mb"] > 10
+    config = client(aws, "lambda").get_function_configuration(FunctionName="clothes-zip")
+    assert (config["PackageType"], config["Runtime"], config["Handler"]) == ("Zip", python, "handler.lambda_handler")
+    assert config["CodeSha256"] == record["code"]
+    again = deploy(project, aws, env=env)
+    assert again.returncode == 0 and "nothing to deploy" in again.stdout
+    assert deploy(project, aws, "destroy", "--yes").returncode == 0
