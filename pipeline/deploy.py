@@ -423,7 +423,7 @@ def deploy(p: params.Params) -> dict:
             if d.smoke_test == "local":
                 check_smoke(smoke_zip(variant, d), variant)
             code = zip_code(d, archive, tag, account)
-            shipped = {"package": str(archive), "package_mb": round(archive.stat().st_size / 2**20, 1)}
+            shipped = {"zip": str(archive), "package_mb": round(archive.stat().st_size / 2**20, 1)}
         ensure_function(lam, d, code, ensure_role(iam, d))
         previous = live_version(lam, d)
         version = lam.publish_version(FunctionName=d.function_name, Description=tag)["Version"]
