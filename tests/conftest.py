@@ -17,6 +17,15 @@ from pipeline.images import LABELS
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASET = ROOT.parent / "shared" / "clothing-dataset-small"
 BIN = str(Path(sys.executable).parent)
+# What the bench stage measures with the default variants, in its order.
+RUNTIMES = [
+    "keras",
+    "onnxruntime_float32",
+    "litert_float32",
+    "litert_float16",
+    "litert_dynamic_int8",
+    "litert_full_int8",
+]
 
 
 def make_dataset(root: Path, per_class: int = 4, size: int = 80) -> Path:

@@ -5,16 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import copy_run, set_params, stage
-
-RUNTIMES = [
-    "keras",
-    "onnxruntime_float32",
-    "litert_float32",
-    "litert_float16",
-    "litert_dynamic_int8",
-    "litert_full_int8",
-]
+from conftest import RUNTIMES, copy_run, set_params, stage
 
 
 def test_every_runtime_has_every_number(small_run):

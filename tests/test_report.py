@@ -2,6 +2,8 @@ import json
 
 from PIL import Image
 
+from conftest import RUNTIMES
+
 PLOTS = ["accuracy_vs_size.png", "latency.png", "cold_start.png", "confusion.png", "training.png"]
 
 
@@ -14,14 +16,7 @@ def test_plots_are_real_pngs(small_run):
 def test_report_table_names_every_runtime_and_the_choice(small_run):
     report = (small_run / "artifacts/report/report.md").read_text()
     choice = json.loads((small_run / "artifacts/bench/recommendation.json").read_text())
-    for runtime in (
-        "keras",
-        "onnxruntime_float32",
-        "litert_float32",
-        "litert_float16",
-        "litert_dynamic_int8",
-        "litert_full_int8",
-    ):
+    for runtime in RUNTIMES:
         assert f"| {runtime} " in report
     assert f"**Recommended: {choice['variant']}**" in report
     assert "weights: **none**" in report and "estimate" in report
