@@ -9,8 +9,6 @@ model load, image decode, first prediction). Warm = the following requests, one 
 
 import argparse
 import base64
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,49 +18,23 @@ import pandas as pd
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-INVOKE = "/2015-03-31/functions/function/invocations"
+sys.path.insert(0, str(ROOT / "lambda"))
+import serve  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+INVOKE = serve.INVOKE_PATH
 
 
 def measure(model: Path, photo: bytes, runs: int, threads: int) -> dict:
-    port, emulator_port = free_port(), free_port()
     event = {"image": base64.b64encode(photo).decode()}
     started = time.perf_counter()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "lambda/serve.py"),
-            "--model",
-            str(model),
-            "--port",
-            str(port),
-            "--emulator-port",
-            str(emulator_port),
-            "--num-threads",
-            str(threads),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server, base = serve.launch(model, threads, poll_s=0.01)
     try:
-        while True:
-            try:
-                answer = requests.post(f"http://127.0.0.1:{port}{INVOKE}", json=event, timeout=60).json()
-                break
-            except requests.ConnectionError:
-                if server.poll() is not None:
-                    raise SystemExit(f"serve.py exited with {server.returncode}") from None
-                time.sleep(0.01)
+        answer = requests.post(base + INVOKE, json=event, timeout=60).json()
         cold = time.perf_counter() - started
         warm, inference = [], []
         for _ in range(runs):
             t = time.perf_counter()
-            answer = requests.post(f"http://127.0.0.1:{port}{INVOKE}", json=event, timeout=60).json()
+            answer = requests.post(base + INVOKE, json=event, timeout=60).json()
             warm.append((time.perf_counter() - t) * 1000)
             inference.append(answer["inference_ms"])
     finally:

@@ -15,6 +15,7 @@ import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -115,19 +116,56 @@ def make_gateway(emulator_url: str):
     return Gateway
 
 
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30, poll_s: float = 0.1) -> None:
+    """Until something answers HTTP on url (any status); fails if process exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the emulator exited with code {process.returncode}")
+            raise RuntimeError(f"{Path(process.args[0]).name} exited with code {process.returncode}")
         try:
             urllib.request.urlopen(url, timeout=1)
             return
         except urllib.error.HTTPError:
             return  # it answers (404 on /): up
         except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"the emulator did not answer on {url} within {timeout:g} s")
+            time.sleep(poll_s)
+    raise RuntimeError(f"nothing answered on {url} within {timeout:g} s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(model: Path, num_threads: int, log=subprocess.DEVNULL, poll_s: float = 0.1) -> tuple[subprocess.Popen, str]:
+    """This script in a child process on free loopback ports; returns it and its base URL once it answers."""
+    port, emulator_port = free_port(), free_port()
+    while emulator_port + 1 == port:  # the emulator also takes emulator_port + 1
+        emulator_port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--emulator-port",
+            str(emulator_port),
+            "--num-threads",
+            str(num_threads),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base + "/", process, timeout=60, poll_s=poll_s)
+    except RuntimeError:
+        process.kill()
+        raise
+    return process, base
 
 
 def main() -> None:
@@ -147,7 +185,10 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     emulator = start_emulator(args.rie, args.model, args.emulator_port, args.allow_hosts, args.num_threads)
     try:
-        wait_until_up(f"http://127.0.0.1:{args.emulator_port}/", emulator)
+        try:
+            wait_until_up(f"http://127.0.0.1:{args.emulator_port}/", emulator)
+        except RuntimeError as e:
+            raise SystemExit(f"error: the emulator did not start: {e}") from None
         server = http.server.ThreadingHTTPServer(
             ("127.0.0.1", args.port), make_gateway(f"http://127.0.0.1:{args.emulator_port}")
         )

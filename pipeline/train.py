@@ -81,7 +81,7 @@ def fit(model, train, val, p: params.Train, keep: KeepBest, features: bool = Fal
     model.set_weights(keep.best_weights)
 
 
-def train(p: params.Params) -> tuple[keras.Model, dict]:
+def train(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
     t = p.train
     if t.freeze_base and t.weights == "none":
         raise cli.UserError(
@@ -139,7 +139,7 @@ def train(p: params.Params) -> tuple[keras.Model, dict]:
     return model, info, pd.DataFrame(keep.rows)
 
 
-def load(p: params.Params) -> tuple[keras.Model, dict]:
+def load(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
     source = p.train.load_from
     if not source:
         raise cli.UserError("train.mode: load needs train.load_from (a .keras/.h5 path or http(s) URL)")

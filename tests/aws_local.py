@@ -4,37 +4,18 @@ images cannot be pulled here). Each is started by the tests and stopped after.""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import requests
 
+from serve import free_port, wait_until_up
+
 STANDIN_BASE = "localhost/lambda-python-standin:3.11"
 ENTRYPOINT = '#!/bin/sh\nexec /usr/local/bin/aws-lambda-rie /var/lang/bin/python3 -m awslambdaric "$@"\n'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing answered on {url} within {timeout} s")
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:
@@ -45,7 +26,7 @@ def start_moto() -> tuple[subprocess.Popen, str]:
         [moto, "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
-    wait_for(url + "/moto-api/", process)
+    wait_until_up(url + "/moto-api/", process)
     # moto cannot run image functions (no Docker); invoke then answers without running anything.
     requests.post(url + "/moto-api/config", json={"lambda": {"use_docker": False}}, timeout=5).raise_for_status()
     return process, url
@@ -60,7 +41,7 @@ def start_registry(root: Path) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    wait_for(f"http://127.0.0.1:{port}/v2/", process)
+    wait_until_up(f"http://127.0.0.1:{port}/v2/", process)
     return process, f"127.0.0.1:{port}"
 
 

@@ -17,6 +17,7 @@ from pipeline.images import LABELS
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASET = ROOT.parent / "shared" / "clothing-dataset-small"
 BIN = str(Path(sys.executable).parent)
+sys.path.insert(0, str(ROOT / "lambda"))  # the tests import handler and serve from there
 # What the bench stage measures with the default variants, in its order.
 RUNTIMES = [
     "keras",

@@ -7,7 +7,6 @@ import importlib
 import io
 import json
 import os
-import sys
 import threading
 import time
 
@@ -16,18 +15,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import ROOT
-
 VARIANT = "full_int8"
 
 
 @pytest.fixture(scope="module")
 def handler(small_run):
     os.environ["MODEL_PATH"] = str(small_run / "artifacts/tflite" / f"{VARIANT}.tflite")
-    sys.path.insert(0, str(ROOT / "lambda"))
-    module = importlib.import_module("handler")
-    yield module
-    sys.path.remove(str(ROOT / "lambda"))
+    return importlib.import_module("handler")
 
 
 @pytest.fixture(scope="module")

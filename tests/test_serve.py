@@ -4,18 +4,17 @@ import base64
 import json
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
 import requests
 
-from aws_local import free_port
+import serve
 from conftest import ROOT
 
 RIE = ROOT / ".cache" / "aws-lambda-rie-x86_64"
-INVOKE = "/2015-03-31/functions/function/invocations"
+INVOKE = serve.INVOKE_PATH
 VARIANT = "full_int8"
 
 
@@ -23,44 +22,17 @@ VARIANT = "full_int8"
 def server(small_run, tmp_path_factory):
     if not RIE.exists():
         pytest.fail(f"{RIE} missing: `make rie` fetches it (make test does)")
-    port, emulator_port = free_port(), free_port()
-    while emulator_port + 1 == port:
-        emulator_port = free_port()
-    model = small_run / "artifacts/tflite" / f"{VARIANT}.tflite"
-    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w+")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "lambda/serve.py"),
-            "--model",
-            str(model),
-            "--port",
-            str(port),
-            "--emulator-port",
-            str(emulator_port),
-            "--num-threads",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    with open(tmp_path_factory.mktemp("serve") / "serve.log", "w+") as log:
         try:
-            requests.post(base + "/", timeout=1)
-            break
-        except requests.ConnectionError:
-            if process.poll() is not None:
-                log.seek(0)
-                pytest.fail(log.read())
-            time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=15)
-    log.seek(0)
-    print(log.read()[-3000:])  # shown by pytest when a test of this module failed
-    log.close()
+            process, base = serve.launch(small_run / "artifacts/tflite" / f"{VARIANT}.tflite", 2, log=log)
+        except RuntimeError as e:
+            log.seek(0)
+            pytest.fail(f"{e}\n{log.read()}")
+        yield base
+        process.terminate()
+        process.wait(timeout=15)
+        log.seek(0)
+        print(log.read()[-3000:])  # shown by pytest when a test of this module failed
 
 
 @pytest.fixture(scope="module")
