@@ -41,7 +41,7 @@ def weights_kind(weights: str) -> str:
 
 
 def build_model(
-    input_size: int,
+    input_size: "int | None",
     weights: "str | None",
     residual_activation: str,
     dense_size: int,
@@ -49,7 +49,8 @@ def build_model(
     freeze_base: bool,
     bn_momentum: float = 0.99,
 ) -> keras.Model:
-    """Xception base + global average pooling + head. Outputs logits for the 10 labels."""
+    """Xception base + global average pooling + head. Outputs logits for the 10 labels.
+    input_size None takes any size (progressive resizing trains one model at several)."""
     try:
         base = keras.applications.Xception(include_top=False, weights=weights, input_shape=(input_size, input_size, 3))
     except (ValueError, OSError) as e:

@@ -21,15 +21,13 @@ class Data:
 
 
 @dataclass(frozen=True)
-class Train:
-    mode: str  # train | load
-    load_from: str  # path or http(s) URL of a .keras/.h5 model, for mode: load
-    min_load_accuracy: float  # a loaded model must reach this on validation (checks its labels)
-    weights: str  # none | imagenet | path to an Xception include_top=False weights file
+class Recipe:
+    """How to train: one for weights none (from scratch), one for ImageNet or a weights file."""
+
     input_size: int
+    train_sizes: list  # progressive resizing: the first epochs at these sizes, the rest at input_size
     freeze_base: bool
     bn_momentum: float  # BatchNorm moving-average momentum (Keras default 0.99)
-    residual_activation: str  # relu | leaky_relu
     dense_size: int  # 0 = no inner dense layer
     dropout: float
     augment: bool
@@ -39,8 +37,23 @@ class Train:
     weight_decay: float
     label_smoothing: float
     warmup_epochs: int
+
+
+@dataclass(frozen=True)
+class Train:
+    mode: str  # train | load
+    load_from: str  # path or http(s) URL of a .keras/.h5 model, for mode: load
+    min_load_accuracy: float  # a loaded model must reach this on validation (checks its labels)
+    weights: str  # none | imagenet | path to an Xception include_top=False weights file
+    residual_activation: str  # relu | leaky_relu
     mixed_precision: bool
     seed: int
+    scratch: Recipe
+    transfer: Recipe
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.scratch if self.weights == "none" else self.transfer
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,7 @@ def _build(cls, raw, section: str):
             raise UserError(f"params.yaml: missing key '{prefix}{name}'")
         value, kind = raw[name], f.type
         if dataclasses.is_dataclass(kind):
-            values[name] = _build(kind, value, name)
+            values[name] = _build(kind, value, f"{prefix}{name}")
             continue
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -175,6 +188,13 @@ def load(path: "str | Path" = "params.yaml") -> Params:
     bad = [v for v in params.convert.variants if v not in VARIANTS]
     if bad:
         raise UserError(f"params.yaml: 'convert.variants' has unknown {bad}; known: {VARIANTS}")
-    if params.train.input_size < 71:
-        raise UserError("params.yaml: 'train.input_size' must be at least 71 (Xception's minimum)")
+    for name in ("scratch", "transfer"):
+        r, key = getattr(params.train, name), f"train.{name}"
+        if r.input_size < 71:
+            raise UserError(f"params.yaml: '{key}.input_size' must be at least 71 (Xception's minimum)")
+        if not all(isinstance(s, int) and 71 <= s <= r.input_size for s in r.train_sizes):
+            raise UserError(
+                f"params.yaml: '{key}.train_sizes' must be sizes from 71 to its input_size ({r.input_size}), "
+                f"got {r.train_sizes!r}"
+            )
     return params

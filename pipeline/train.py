@@ -1,5 +1,6 @@
 """Stage train: train the Xception classifier (from scratch or ImageNet), or load an existing one."""
 
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ class KeepBest(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.best_accuracy, self.best_epoch, self.best_weights, self.rows = -1.0, 0, None, []
+        self.size = 0  # the training image size of the current epochs
         self.started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -27,6 +29,7 @@ class KeepBest(keras.callbacks.Callback):
         lr = self.model.optimizer.learning_rate
         row = {
             "epoch": epoch + 1,
+            "size": self.size,
             **{k: float(v) for k, v in logs.items()},
             "learning_rate": float(lr.numpy() if hasattr(lr, "numpy") else lr),
             "seconds": round(time.time() - self.started, 1),
@@ -37,19 +40,33 @@ class KeepBest(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
 
 
-def augmented(images: np.ndarray, labels: np.ndarray, size: int, batch_size: int, augment: bool, seed: int):
-    """Batches for fit(): random crop + flip run inside tf.data, never Python per image."""
+def augmented(images: np.ndarray, labels: np.ndarray, p: params.Recipe, size: int, augment: bool, seed: int):
+    """Batches for fit(): random crop + flip (+ resize to this epoch's size) inside tf.data, never
+    Python per image."""
     one_hot = np.eye(len(LABELS), dtype=np.float32)[labels]
+    crop = (p.input_size, p.input_size, 3)
+
+    def prepare(x, y):
+        if augment:
+            x = tf.image.random_flip_left_right(tf.image.random_crop(x, crop))
+        if size != p.input_size:
+            # The same view at a lower resolution: progressive resizing's cheap early epochs.
+            x = tf.image.resize(x, (size, size), antialias=True)
+        return x, y
+
     ds = tf.data.Dataset.from_tensor_slices((images, one_hot)).shuffle(len(images), seed=seed)
-    if augment:
-        ds = ds.map(
-            lambda x, y: (tf.image.random_flip_left_right(tf.image.random_crop(x, (size, size, 3))), y),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if augment or size != p.input_size:
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(p.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def compile_model(model, p: params.Train, steps_per_epoch: int):
+def size_schedule(p: params.Recipe) -> list[int]:
+    """The training image size of each epoch: train_sizes in equal shares, then input_size."""
+    sizes = [*p.train_sizes, p.input_size]
+    return [sizes[epoch * len(sizes) // p.epochs] for epoch in range(p.epochs)]
+
+
+def compile_model(model, p: params.Recipe, steps_per_epoch: int):
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if p.warmup_epochs else p.learning_rate,
         warmup_target=p.learning_rate if p.warmup_epochs else None,
@@ -63,49 +80,55 @@ def compile_model(model, p: params.Train, steps_per_epoch: int):
     )
 
 
-def fit(model, train, val, p: params.Train, keep: KeepBest, features: bool = False):
+def fit(model, train, val, p: params.Recipe, seed: int, keep: KeepBest, features: bool = False):
     """Train on (inputs, labels) pairs; features=True means inputs are cached base features."""
     (x_train, y_train), (x_val, y_val) = train, val
     if not features:
         x_train, x_val = scale(x_train), scale(x_val)
-    batches = augmented(x_train, y_train, p.input_size, p.batch_size, p.augment and not features, p.seed)
-    compile_model(model, p, len(batches))
-    model.fit(
-        batches,
-        validation_data=(x_val, np.eye(len(LABELS))[y_val]),
-        epochs=p.epochs,
-        callbacks=[keep],
-        shuffle=False,
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    schedule = [p.input_size] * p.epochs if features else size_schedule(p)
+    compile_model(model, p, -(-len(y_train) // p.batch_size))
+    for size, epochs in itertools.groupby(range(p.epochs), key=lambda epoch: schedule[epoch]):
+        epochs = list(epochs)
+        if size != p.input_size:
+            print(f"epochs {epochs[0] + 1}-{epochs[-1] + 1} at {size} px")
+        keep.size = size
+        model.fit(
+            augmented(x_train, y_train, p, size, p.augment and not features, seed),
+            validation_data=(x_val, np.eye(len(LABELS))[y_val]),
+            initial_epoch=epochs[0],
+            epochs=epochs[-1] + 1,
+            callbacks=[keep],
+            shuffle=False,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
     model.set_weights(keep.best_weights)
 
 
 def train(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
-    t = p.train
-    if t.freeze_base and t.weights == "none":
+    t, r = p.train, p.train.recipe
+    if r.freeze_base and t.weights == "none":
         raise cli.UserError(
-            "train.freeze_base: true with train.weights: none trains a head on random "
-            "features; set freeze_base: false or give ImageNet weights"
+            "train.scratch.freeze_base: true trains a head on random features (train.weights: none); "
+            "set it to false or give ImageNet weights"
         )
     keras.utils.set_random_seed(t.seed)
     weights = resolve_weights(t.weights, Path(p.data.download_dir))
     manifest = dataset.read_manifest()
-    decode_size = round(t.input_size * 1.15) if t.augment else t.input_size
+    decode_size = round(r.input_size * 1.15) if r.augment else r.input_size
     x_train, y_train, _ = dataset.load_split(manifest, "train", decode_size)
-    x_val, y_val, _ = dataset.load_split(manifest, "validation", t.input_size)
+    x_val, y_val, _ = dataset.load_split(manifest, "validation", r.input_size)
 
     build = dict(
-        input_size=t.input_size,
+        input_size=r.input_size,
         weights=weights,
         residual_activation=t.residual_activation,
-        dense_size=t.dense_size,
-        dropout=t.dropout,
-        freeze_base=t.freeze_base,
-        bn_momentum=t.bn_momentum,
+        dense_size=r.dense_size,
+        dropout=r.dropout,
+        freeze_base=r.freeze_base,
+        bn_momentum=r.bn_momentum,
     )
     keep = KeepBest()
-    if t.freeze_base and not t.augment:
+    if r.freeze_base and not r.augment:
         # The base never changes: run it once per image, then train only the head on its features.
         model = build_model(**build)
         base_features = keras.Model(model.input, model.get_layer("pool").output)
@@ -113,12 +136,12 @@ def train(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
         f_train = base_features.predict(scale(x_train), batch_size=32, verbose=2)
         f_val = base_features.predict(scale(x_val), batch_size=32, verbose=2)
         head = model.get_layer("head")
-        fit(head, (f_train, y_train), (f_val, y_val), t, keep, features=True)
+        fit(head, (f_train, y_train), (f_val, y_val), r, t.seed, keep, features=True)
     else:
         if t.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        trained = build_model(**build)
-        fit(trained, (x_train, y_train), (x_val, y_val), t, keep)
+        trained = build_model(**{**build, "input_size": None if r.train_sizes else r.input_size})
+        fit(trained, (x_train, y_train), (x_val, y_val), r, t.seed, keep)
         # Convert and serve in float32: same architecture, same weights, float32 policy.
         keras.mixed_precision.set_global_policy("float32")
         model = build_model(**{**build, "weights": None})
@@ -127,7 +150,9 @@ def train(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
     info = {
         "source": "train",
         "weights": weights_kind(t.weights),
-        "input_size": t.input_size,
+        "recipe": "scratch" if t.weights == "none" else "transfer",
+        "input_size": r.input_size,
+        "train_sizes": r.train_sizes,
         "residual_activation": t.residual_activation,
         "epochs": len(keep.rows),
         "best_epoch": keep.best_epoch,
@@ -149,8 +174,6 @@ def load(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
         raise cli.UserError(f"train.load_from: no model file at {source!r}")
     model = load_existing(source)
     size = model.input_shape[1]
-    if size != p.train.input_size:
-        raise cli.UserError(f"{source} takes {size}x{size} images: set train.input_size: {size}")
     x_val, y_val, _ = dataset.load_split(dataset.read_manifest(), "validation", size)
     logits = model.predict(scale(x_val), batch_size=32, verbose=0)
     accuracy = float(np.mean(logits.argmax(1) == y_val))

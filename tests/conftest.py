@@ -54,15 +54,24 @@ def small_params(dataset: Path, **overrides) -> dict:
     """The project's params.yaml, shrunk to a run of a minute or two on 2 cores."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(local_dir=str(dataset), expected_images=0, max_per_class=12)
-    params["train"].update(input_size=75, epochs=4, warmup_epochs=0, learning_rate=0.001, batch_size=8, bn_momentum=0.9)
+    params["train"]["scratch"].update(
+        input_size=75, train_sizes=[], epochs=4, warmup_epochs=0, learning_rate=0.001, batch_size=8, bn_momentum=0.9
+    )
     params["convert"].update(representative_images=20)
     params["verify"].update(min_agreement=0.0, max_accuracy_drop=1.0)
     params["bench"].update(warm_runs=20, cold_start_repeats=2, batch_size=4)
     params["recommend"].update(max_accuracy_drop=1.0, min_agreement=0.0)
     for key, value in overrides.items():
-        section, name = key.split(".")
-        params[section][name] = value
+        set_key(params, key, value)
     return params
+
+
+def set_key(params: dict, key: str, value) -> None:
+    """params["train"]["scratch"]["epochs"] = value for key "train.scratch.epochs"."""
+    *sections, name = key.split(".")
+    for section in sections:
+        params = params[section]
+    params[name] = value
 
 
 def make_project(path: Path, params: dict) -> Path:
@@ -80,8 +89,7 @@ def set_params(project: Path, **overrides) -> None:
     """Change keys of a project's params.yaml: set_params(p, **{"verify.min_agreement": 1.0})."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     for key, value in overrides.items():
-        section, name = key.split(".")
-        params[section][name] = value
+        set_key(params, key, value)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 

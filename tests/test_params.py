@@ -3,7 +3,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT, make_project, run, small_params
+from conftest import ROOT, make_project, run, set_key, small_params
 from pipeline import params
 from pipeline.cli import UserError
 
@@ -16,23 +16,25 @@ def write(tmp_path, data) -> str:
 
 def test_project_params_load():
     p = params.load(ROOT / "params.yaml")
-    assert p.train.input_size >= 71 and p.convert.variants == ["float32", "float16", "dynamic_int8", "full_int8"]
+    assert p.train.recipe is p.train.scratch and p.train.transfer.input_size == 299
+    assert p.train.scratch.input_size >= 71 and p.convert.variants[-1] == "full_int8"
 
 
 @pytest.mark.parametrize(
     ("section", "key", "value", "message"),
     [
-        ("train", "epoch", 3, "unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
-        ("train", "epochs", "many", "'train.epochs' must be int, got 'many'"),
-        ("train", "epochs", True, "'train.epochs' must be int"),
+        ("train.scratch", "epoch", 3, "unknown key 'train.scratch.epoch' (did you mean 'train.scratch.epochs'?)"),
+        ("train.scratch", "epochs", "many", "'train.scratch.epochs' must be int, got 'many'"),
+        ("train.transfer", "epochs", True, "'train.transfer.epochs' must be int"),
         ("train", "mode", "finetune", "'train.mode' must be one of ('train', 'load')"),
         ("convert", "variants", ["float64"], "'convert.variants' has unknown ['float64']"),
-        ("train", "input_size", 32, "at least 71"),
+        ("train.transfer", "input_size", 32, "'train.transfer.input_size' must be at least 71"),
+        ("train.scratch", "train_sizes", [64, 80], "'train.scratch.train_sizes' must be sizes from 71"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, dataset_dir, section, key, value, message):
     data = small_params(dataset_dir)
-    data[section][key] = value
+    set_key(data, f"{section}.{key}", value)
     with pytest.raises(UserError) as err:
         params.load(write(tmp_path, data))
     assert message in str(err.value)
@@ -50,8 +52,8 @@ def test_missing_key_and_section(tmp_path, dataset_dir):
 
 def test_int_is_accepted_where_float_is_expected(tmp_path, dataset_dir):
     data = small_params(dataset_dir)
-    data["train"]["learning_rate"] = 1
-    assert params.load(write(tmp_path, data)).train.learning_rate == 1.0
+    data["train"]["scratch"]["learning_rate"] = 1
+    assert params.load(write(tmp_path, data)).train.scratch.learning_rate == 1.0
 
 
 def test_stage_with_bad_param_prints_one_line_not_a_traceback(tmp_path, dataset_dir):

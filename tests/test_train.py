@@ -74,7 +74,6 @@ def test_load_errors_are_one_line(tmp_path, dataset_dir, small_run):
         ({"train.load_from": str(tmp_path / "missing.keras")}, "no model file at"),
         ({"train.load_from": "http://127.0.0.1:9/model.keras"}, "cannot download http://127.0.0.1:9/model.keras"),
         ({"train.load_from": model_path, "train.min_load_accuracy": 0.99}, "classes in another order"),
-        ({"train.load_from": model_path, "train.input_size": 96}, "set train.input_size: 75"),
         ({"train.load_from": str(small_run / "params.yaml")}, "cannot load a Keras model"),
     ]
     for i, (overrides, message) in enumerate(cases):
@@ -126,9 +125,8 @@ def test_transfer_learning_from_a_local_weights_file(tmp_path, dataset_dir):
         dataset_dir,
         **{
             "train.weights": str(weights),
-            "train.freeze_base": True,
-            "train.augment": False,
-            "train.dense_size": 16,
+            "train.transfer.input_size": 75,
+            "train.transfer.epochs": 3,
             "train.residual_activation": "relu",
         },
     )
