@@ -31,6 +31,7 @@ class Recipe:
     dense_size: int  # 0 = no inner dense layer
     dropout: float
     augment: bool
+    min_crop_area: float  # augment: random crops cover this much of the image area, or more
     epochs: int
     batch_size: int
     learning_rate: float

@@ -41,21 +41,21 @@ class KeepBest(keras.callbacks.Callback):
 
 
 def augmented(images: np.ndarray, labels: np.ndarray, p: params.Recipe, size: int, augment: bool, seed: int):
-    """Batches for fit(): random crop + flip (+ resize to this epoch's size) inside tf.data, never
-    Python per image."""
+    """Batches for fit() at one image size; the augmentation (a random crop of min_crop_area..100% of
+    the image, aspect 3:4..4:3, resized, and a random flip) runs inside tf.data, never Python per image."""
     one_hot = np.eye(len(LABELS), dtype=np.float32)[labels]
-    crop = (p.input_size, p.input_size, 3)
+    whole = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
 
     def prepare(x, y):
         if augment:
-            x = tf.image.random_flip_left_right(tf.image.random_crop(x, crop))
-        if size != p.input_size:
-            # The same view at a lower resolution: progressive resizing's cheap early epochs.
-            x = tf.image.resize(x, (size, size), antialias=True)
-        return x, y
+            begin, crop, _ = tf.image.sample_distorted_bounding_box(
+                tf.shape(x), whole, area_range=(p.min_crop_area, 1.0), aspect_ratio_range=(3 / 4, 4 / 3)
+            )
+            x = tf.image.random_flip_left_right(tf.slice(x, begin, crop))
+        return tf.image.resize(x, (size, size), antialias=True), y
 
     ds = tf.data.Dataset.from_tensor_slices((images, one_hot)).shuffle(len(images), seed=seed)
-    if augment or size != p.input_size:
+    if augment or images.shape[1] != size:
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(p.batch_size).prefetch(tf.data.AUTOTUNE)
 
