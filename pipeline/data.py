@@ -66,7 +66,7 @@ def scan(root: Path) -> pd.DataFrame:
 def check_images(manifest: pd.DataFrame) -> pd.DataFrame:
     """Decode every image; return the unreadable ones with the reason."""
     bad = []
-    for path in tqdm(manifest["path"], desc="check images", unit="img"):
+    for path in tqdm(manifest["path"], desc="check images", unit="img", disable=None):
         try:
             load_image(path, 32)
         except ImageError as e:

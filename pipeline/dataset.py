@@ -33,6 +33,7 @@ def load_split(manifest: pd.DataFrame, split: str, size: int, limit: int = 0):
                 total=len(rows),
                 desc=f"decode {split} @{size}px",
                 unit="img",
+                disable=None,  # no bar when the log is not a terminal (dvc repro > log)
             )
         )
     return np.stack(images), labels, list(rows["path"])

@@ -8,10 +8,6 @@ from keras import layers
 from pipeline import cli, files
 from pipeline.images import LABELS
 
-XCEPTION_NOTOP_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
-    "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
-)
 # The ReLUs that follow each residual Add (blocks 3-13). In a full-int8 TFLite graph they stay
 # stand-alone int8 RELU ops that XNNPACK rejects, splitting the graph into 12 partitions;
 # LeakyReLU keeps the whole graph in the delegate (../shared/TOOLCHAIN.md).
@@ -19,13 +15,13 @@ RESIDUAL_RELUS = {f"block{i}_sepconv1_act" for i in range(3, 14)}
 LEAKY_SLOPE = 0.01
 
 
-def resolve_weights(weights: str, cache_dir: Path) -> "str | None":
+def resolve_weights(weights: str, imagenet_url: str, cache_dir: Path) -> "str | None":
     """none -> None; imagenet -> a cached download; anything else must be a local weights file."""
     if weights == "none":
         return None
     if weights == "imagenet":
         try:
-            return str(files.download(XCEPTION_NOTOP_URL, cache_dir / Path(XCEPTION_NOTOP_URL).name))
+            return str(files.download(imagenet_url, cache_dir / Path(imagenet_url).name))
         except cli.UserError as e:
             raise cli.UserError(
                 f"ImageNet weights could not be downloaded ({e}). Set train.weights to a local "

@@ -46,6 +46,7 @@ class Train:
     load_from: str  # path or http(s) URL of a .keras/.h5 model, for mode: load
     min_load_accuracy: float  # a loaded model must reach this on validation (checks its labels)
     weights: str  # none | imagenet | path to an Xception include_top=False weights file
+    imagenet_url: str  # where weights: imagenet downloads from (Keras' own file), cached in data.download_dir
     residual_activation: str  # relu | leaky_relu
     mixed_precision: bool
     seed: int

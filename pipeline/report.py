@@ -79,6 +79,10 @@ def plot_training(history: pd.DataFrame) -> None:
     if not history.empty:
         ax.plot(history["epoch"], history["accuracy"], label="train (augmented)")
         ax.plot(history["epoch"], history["val_accuracy"], label="validation")
+        if "size" in history and history["size"].nunique() > 1:  # progressive resizing: mark each size
+            for _, first in history.drop_duplicates("size").iterrows():
+                ax.axvline(first["epoch"] - 0.5, color="grey", linewidth=0.5)
+                ax.text(first["epoch"] - 0.4, 0.05, f"{first['size']} px", fontsize=7, color="grey")
         ax.legend()
     ax.set(xlabel="epoch", ylabel="accuracy", title="Training curves" if not history.empty else "Loaded model")
     save(fig, "training.png")

@@ -112,7 +112,7 @@ def train(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
             "set it to false or give ImageNet weights"
         )
     keras.utils.set_random_seed(t.seed)
-    weights = resolve_weights(t.weights, Path(p.data.download_dir))
+    weights = resolve_weights(t.weights, t.imagenet_url, Path(p.data.download_dir))
     manifest = dataset.read_manifest()
     decode_size = round(r.input_size * 1.15) if r.augment else r.input_size
     x_train, y_train, _ = dataset.load_split(manifest, "train", decode_size)
@@ -203,7 +203,7 @@ def main() -> None:
         history.to_csv(tmp, index=False)
     files.write_json(
         paths.TRAIN_METRICS,
-        {k: info[k] for k in ("weights", "val_accuracy", "input_size") if k in info}
+        {k: info[k] for k in ("weights", "recipe", "val_accuracy", "input_size") if k in info}
         | {"train_seconds": info.get("train_seconds", 0)},
     )
     print(f"model: {paths.MODEL} ({info['weights']} weights, val accuracy {info['val_accuracy']:.4f})")

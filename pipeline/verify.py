@@ -65,9 +65,8 @@ def verify(p: params.Params) -> dict:
         if not tflite_path.exists():
             raise cli.UserError(f"{tflite_path} not found: run the convert stage first (dvc repro convert)")
         runner = TFLiteModel(tflite_path, num_threads=p.verify.num_threads)
-        logits = np.concatenate(
-            [runner.logits(x[i : i + 1]) for i in tqdm(range(len(x)), desc=f"verify {variant}", unit="img")]
-        )
+        one_by_one = tqdm(range(len(x)), desc=f"verify {variant}", unit="img", disable=None)
+        logits = np.concatenate([runner.logits(x[i : i + 1]) for i in one_by_one])
         all_probs[variant] = softmax(logits)
 
     keras_accuracy = round(float(np.mean(all_probs["keras"].argmax(1) == labels)), 4)

@@ -42,7 +42,36 @@ def test_small_training_run(small_run):
     assert list(history["epoch"]) == [1, 2, 3, 4]
     assert history["val_accuracy"].max() == pytest.approx(info["val_accuracy"], abs=1e-4)
     metrics = json.loads((small_run / "artifacts/metrics/train.json").read_text())
-    assert metrics["weights"] == "none"
+    assert metrics["weights"] == "none" and metrics["recipe"] == "scratch"
+
+
+def test_progressive_resizing_trains_early_epochs_smaller(tmp_path, dataset_dir):
+    project = load_project(tmp_path, dataset_dir, **{"train.scratch.train_sizes": [71], "train.scratch.epochs": 3})
+    result = stage("train", project)
+    assert "epochs 1-2 at 71 px" in result.stdout
+    history = pd.read_csv(project / "artifacts/model/history.csv")
+    assert list(history["size"]) == [71, 71, 75]
+    info = json.loads((project / "artifacts/model/info.json").read_text())
+    assert info["train_sizes"] == [71] and info["input_size"] == 75 and info["epochs"] == 3
+
+
+def test_augmented_batches_are_random_crops_at_the_epoch_size(dataset_dir):
+    import numpy as np
+
+    from pipeline import params, train
+    from pipeline.images import load_image
+
+    recipe = params.Recipe(**{**small_params(dataset_dir)["train"]["scratch"], "batch_size": 4})
+    photos = sorted((dataset_dir / "train/shoes").iterdir())[:4]
+    images = np.stack([load_image(p, 86) for p in photos]).astype(np.float32)
+    labels = np.arange(4)
+    x, y = next(iter(train.augmented(images, labels, recipe, 71, augment=True, seed=1)))
+    assert x.shape == (4, 71, 71, 3) and y.shape == (4, 10)
+    again, _ = next(iter(train.augmented(images, labels, recipe, 71, augment=True, seed=1)))
+    assert not np.allclose(x, again)  # a new crop and flip each pass over the data
+    plain, y = next(iter(train.augmented(images, labels, recipe, 86, augment=False, seed=1)))
+    order = [int(i) for i in np.argmax(y, axis=1)]  # shuffled; one-hot rows say which photo is where
+    np.testing.assert_array_equal(plain, images[order])
 
 
 def test_load_from_keras_file_and_from_url(tmp_path, dataset_dir, small_run, http_dir):
@@ -104,36 +133,45 @@ def test_load_a_keras2_h5_file(tmp_path, dataset_dir):
     assert info["source"] == "load" and info["parameters"] == 20_861_480 + 16 * 2048 + 16 + 170
 
 
-def test_imagenet_download_failure_names_the_param(tmp_path, monkeypatch):
+def test_imagenet_download_failure_names_the_param(tmp_path):
     from pipeline import model
     from pipeline.cli import UserError
 
-    monkeypatch.setattr(model, "XCEPTION_NOTOP_URL", "http://127.0.0.1:9/xception_notop.h5")
     with pytest.raises(UserError, match="Set train.weights to a local"):
-        model.resolve_weights("imagenet", tmp_path)
+        model.resolve_weights("imagenet", "http://127.0.0.1:9/xception_notop.h5", tmp_path)
 
 
-def test_transfer_learning_from_a_local_weights_file(tmp_path, dataset_dir):
+@pytest.mark.parametrize("source", ["file", "imagenet"])
+def test_transfer_learning_from_a_weights_file_or_the_imagenet_download(tmp_path, dataset_dir, http_dir, source):
     import keras
     import numpy as np
 
-    weights = tmp_path / "xception_notop.weights.h5"
+    served = tmp_path / "served"
+    served.mkdir()
+    weights = served / "xception_notop.weights.h5"  # stands in for Keras' ImageNet file
     base = keras.applications.Xception(include_top=False, weights=None, input_shape=(75, 75, 3))
     base.save_weights(weights)
+    if source == "file":
+        chosen = {"train.weights": str(weights)}
+    else:
+        chosen = {"train.weights": "imagenet", "train.imagenet_url": f"{http_dir(served)}/{weights.name}"}
     project = load_project(
         tmp_path,
         dataset_dir,
-        **{
-            "train.weights": str(weights),
-            "train.transfer.input_size": 75,
-            "train.transfer.epochs": 3,
-            "train.residual_activation": "relu",
-        },
+        **chosen,
+        **{"train.transfer.input_size": 75, "train.transfer.epochs": 3, "train.residual_activation": "relu"},
     )
     result = stage("train", project)
     assert "computing base features once" in result.stdout
     info = json.loads((project / "artifacts/model/info.json").read_text())
-    assert info["weights"] == "file:xception_notop.weights.h5"
+    metrics = json.loads((project / "artifacts/metrics/train.json").read_text())
+    kind = "file:xception_notop.weights.h5" if source == "file" else "imagenet"
+    assert info["weights"] == metrics["weights"] == kind and metrics["recipe"] == "transfer"
+    assert info["epochs"] == 3 and info["input_size"] == 75
+    if source == "imagenet":
+        cached = project / "data/download" / weights.name
+        assert cached.read_bytes() == weights.read_bytes()
     trained = keras.models.load_model(project / "artifacts/model/model.keras", compile=False)
     kernel = trained.get_layer("xception").get_layer("block1_conv1").get_weights()[0]
     np.testing.assert_array_equal(kernel, base.get_layer("block1_conv1").get_weights()[0])
+    assert trained.get_layer("head").get_layer("inner").units == 100  # the transfer recipe's Dense 100
