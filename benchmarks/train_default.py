@@ -25,6 +25,18 @@ x, y, _ = dataset.load_split(dataset.read_manifest(), "test", model.input_shape[
 print(float(np.mean(model.predict(scale(x), verbose=0).argmax(1) == y)))
 """
 
+# The input pipeline alone, as fit() gets it: must be far faster than training consumes it.
+INPUT_SPEED = """
+import time
+from pipeline import dataset, params, train
+from pipeline.images import scale
+r = params.load().train.recipe
+x, y, _ = dataset.load_split(dataset.read_manifest(), "train", train.decode_size(r))
+started = time.perf_counter()
+images = sum(len(labels) for _, labels in train.augmented(scale(x), y, r, r.input_size, r.augment, seed=0))
+print(images / (time.perf_counter() - started))
+"""
+
 
 def main() -> None:
     if not (ROOT / "data/manifest.csv").exists():
@@ -37,6 +49,7 @@ def main() -> None:
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the only child so far: the train stage
     info = json.loads((ROOT / "artifacts/model/info.json").read_text())
     test = subprocess.run([sys.executable, "-c", TEST_ACCURACY], cwd=ROOT, capture_output=True, text=True, check=True)
+    feed = subprocess.run([sys.executable, "-c", INPUT_SPEED], cwd=ROOT, capture_output=True, text=True, check=True)
     images = info["train_images"] * info["epochs"]
     sizes = f" (first epochs at {info['train_sizes']})" if info["train_sizes"] else ""
     print(f"weights: {info['weights']} ({info['recipe']} recipe), input {info['input_size']} px{sizes}")
@@ -45,6 +58,7 @@ def main() -> None:
         f"train stage wall time: {wall / 60:.1f} min (fit: {info['train_seconds'] / 60:.1f} min), "
         f"{images / info['train_seconds']:.1f} images/s, peak memory {peak_kb / 2**20:.2f} GiB"
     )
+    print(f"input pipeline alone (decoded arrays -> augmented batches): {float(feed.stdout.strip()):.0f} images/s")
     print(f"validation accuracy: {info['val_accuracy']:.4f}, test accuracy: {float(test.stdout.strip()):.4f}")
 
 

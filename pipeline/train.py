@@ -60,6 +60,11 @@ def augmented(images: np.ndarray, labels: np.ndarray, p: params.Recipe, size: in
     return ds.batch(p.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def decode_size(p: params.Recipe) -> int:
+    """Train images are decoded once, a little larger than input_size when crops will be taken."""
+    return round(p.input_size * 1.15) if p.augment else p.input_size
+
+
 def size_schedule(p: params.Recipe) -> list[int]:
     """The training image size of each epoch: train_sizes in equal shares, then input_size."""
     sizes = [*p.train_sizes, p.input_size]
@@ -114,8 +119,7 @@ def train(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
     keras.utils.set_random_seed(t.seed)
     weights = resolve_weights(t.weights, t.imagenet_url, Path(p.data.download_dir))
     manifest = dataset.read_manifest()
-    decode_size = round(r.input_size * 1.15) if r.augment else r.input_size
-    x_train, y_train, _ = dataset.load_split(manifest, "train", decode_size)
+    x_train, y_train, _ = dataset.load_split(manifest, "train", decode_size(r))
     x_val, y_val, _ = dataset.load_split(manifest, "validation", r.input_size)
 
     build = dict(
