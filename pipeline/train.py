@@ -40,7 +40,7 @@ class KeepBest(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
 
 
-def augmented(images: np.ndarray, labels: np.ndarray, p: params.Recipe, size: int, augment: bool, seed: int):
+def augmented(images: np.ndarray, labels: np.ndarray, p: params.Recipe, size: "int | None", augment: bool, seed: int):
     """Batches for fit() at one image size; the augmentation (a random crop of min_crop_area..100% of
     the image, aspect 3:4..4:3, resized, and a random flip) runs inside tf.data, never Python per image."""
     one_hot = np.eye(len(LABELS), dtype=np.float32)[labels]
@@ -55,7 +55,7 @@ def augmented(images: np.ndarray, labels: np.ndarray, p: params.Recipe, size: in
         return tf.image.resize(x, (size, size), antialias=True), y
 
     ds = tf.data.Dataset.from_tensor_slices((images, one_hot)).shuffle(len(images), seed=seed)
-    if augment or images.shape[1] != size:
+    if augment or (size and images.shape[1] != size):  # size None: cached features, as they are
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(p.batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -101,7 +101,7 @@ def fit(model, train, val, p: params.Recipe, seed: int, keep: KeepBest, features
         # (reduce_retracing), and such a graph ran 30-50% slower here.
         model.make_train_function(force=True)
         model.fit(
-            augmented(x_train, y_train, p, size, p.augment and not features, seed),
+            augmented(x_train, y_train, p, None if features else size, p.augment and not features, seed),
             validation_data=(x_val, np.eye(len(LABELS))[y_val]),
             initial_epoch=epochs[0],
             epochs=epochs[-1] + 1,

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASET = ROOT.parent / "shared" / "clothing-dataset-small"
 BIN = str(Path(sys.executable).parent)
 sys.path.insert(0, str(ROOT / "lambda"))  # the tests import handler and serve from there
+# debootstrap lives in /usr/sbin, which a minimal PATH (env -i, some CI runners) leaves out.
+os.environ["PATH"] = os.pathsep.join([os.environ["PATH"], "/usr/sbin", "/sbin"])
 # What the bench stage measures with the default variants, in its order.
 RUNTIMES = [
     "keras",
