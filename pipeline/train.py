@@ -97,8 +97,8 @@ def fit(model, train, val, p: params.Recipe, seed: int, keep: KeepBest, features
         if size != p.input_size:
             print(f"epochs {epochs[0] + 1}-{epochs[-1] + 1} at {size} px")
         keep.size = size
-        # A fresh train function per size: Keras' would retrace with the height and width unknown
-        # (reduce_retracing), and such a graph ran 30-50% slower here.
+        # A fresh train function per size: Keras' own would retrace with height and width unknown
+        # (reduce_retracing); this keeps every graph's shapes static.
         model.make_train_function(force=True)
         model.fit(
             augmented(x_train, y_train, p, None if features else size, p.augment and not features, seed),
