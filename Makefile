@@ -38,7 +38,7 @@ $(RIE): | $(VENV)/.installed
 # The handler under the real Lambda runtime interface on 127.0.0.1:8080 (Ctrl-C stops it).
 SERVE_MODEL ?= artifacts/tflite/full_int8.tflite
 serve: $(VENV)/.installed $(RIE)
-	python lambda/serve.py --model $(SERVE_MODEL) --port 8080
+	python -m pipeline.serve --model $(SERVE_MODEL) --port 8080
 
 # Ship the recommended variant (params.yaml: deploy) to Lambda + API Gateway; AWS_* from the environment.
 deploy: $(VENV)/.installed

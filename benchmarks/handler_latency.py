@@ -1,5 +1,5 @@
 """The Lambda handler's cold start and warm latency for each TFLite variant, under the real
-runtime interface emulator (lambda/serve.py): a fresh emulator + runtime per variant.
+runtime interface emulator (pipeline/serve.py): a fresh emulator + runtime per variant.
 
     python benchmarks/handler_latency.py [--runs 50] [--variants float32 full_int8]
 
@@ -9,7 +9,6 @@ model load, image decode, first prediction). Warm = the following requests, one 
 
 import argparse
 import base64
-import sys
 import time
 from pathlib import Path
 
@@ -17,9 +16,9 @@ import numpy as np
 import pandas as pd
 import requests
 
+from pipeline import serve
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "lambda"))
-import serve  # noqa: E402
 
 INVOKE = serve.INVOKE_PATH
 

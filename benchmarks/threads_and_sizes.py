@@ -24,7 +24,7 @@ import tensorflow as tf  # noqa: E402
 
 from pipeline.files import output_to  # noqa: E402
 from pipeline.model import build_model  # noqa: E402
-from pipeline.runtime import TFLiteModel  # noqa: E402
+from serving.runtime import TFLiteModel  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_ACCURACY = """
 import keras, numpy as np
 from pipeline import dataset
-from pipeline.images import scale
+from serving.images import scale
 model = keras.models.load_model("artifacts/model/model.keras", compile=False)
 x, y, _ = dataset.load_split(dataset.read_manifest(), "test", model.input_shape[1])
 print(float(np.mean(model.predict(scale(x), verbose=0).argmax(1) == y)))
@@ -29,7 +29,7 @@ print(float(np.mean(model.predict(scale(x), verbose=0).argmax(1) == y)))
 INPUT_SPEED = """
 import time
 from pipeline import dataset, params, train
-from pipeline.images import scale
+from serving.images import scale
 r = params.load().train.recipe
 x, y, _ = dataset.load_split(dataset.read_manifest(), "train", train.decode_size(r))
 started = time.perf_counter()

@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline import cli, dataset, files, params, paths
 from pipeline.footprint import environment_mb
-from pipeline.images import LABELS
+from serving.labels import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def onnx_accuracy(path: Path, manifest: pd.DataFrame, threads: int) -> dict:
     """Test accuracy and agreement with Keras (from the verify stage's predictions) of the ONNX model."""
     import onnxruntime as ort
 
-    from pipeline.images import scale
+    from serving.images import scale
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -174,7 +174,7 @@ def bench(p: params.Params) -> dict:
                 **onnx_accuracy(onnx_path, manifest, threads),
                 **measure("onnxruntime", onnx_path, p.bench, threads, image),
             }
-    from pipeline.runtime import TFLiteModel
+    from serving.runtime import TFLiteModel
 
     for variant in p.convert.variants:
         print(f"bench litert {variant} ...", flush=True)

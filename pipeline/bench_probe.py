@@ -57,8 +57,8 @@ def litert(model_path, threads, image_path, warm_runs, batch):
     from ai_edge_litert.interpreter import Interpreter
 
     imported = time.perf_counter()
-    from pipeline.images import preprocess
-    from pipeline.runtime import TFLiteModel
+    from serving.images import preprocess
+    from serving.runtime import TFLiteModel
 
     model = TFLiteModel(model_path, num_threads=threads)
     loaded = time.perf_counter()
@@ -85,7 +85,7 @@ def keras_runtime(model_path, threads, image_path, warm_runs, batch):
     import keras
 
     imported = time.perf_counter()
-    from pipeline.images import preprocess
+    from serving.images import preprocess
 
     model = keras.models.load_model(model_path, compile=False)
     loaded = time.perf_counter()
@@ -103,7 +103,7 @@ def onnxruntime(model_path, threads, image_path, warm_runs, batch):
     import onnxruntime as ort
 
     imported = time.perf_counter()
-    from pipeline.images import preprocess
+    from serving.images import preprocess
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
@@ -127,7 +127,9 @@ def handler(model_path, threads, image_path, warm_runs, batch):
     with open(image_path, "rb") as f:
         event = {"image": base64.b64encode(f.read()).decode()}
     started = time.perf_counter()
-    import handler as function
+    from serving import handler as function
+
+    function.model()
 
     loaded = time.perf_counter()
     first, times = timed(function.lambda_handler, event, warm_runs)

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import cli, dataset, files, params, paths
-from pipeline.images import scale
+from serving.images import scale
 
 INT8_IO = {"int8": tf.int8, "uint8": tf.uint8}
 

@@ -9,7 +9,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import cli, files, params, paths
-from pipeline.images import LABELS, ImageError, load_image
+from serving.images import ImageError, load_image
+from serving.labels import LABELS
 
 SPLITS = ("train", "validation", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}

@@ -8,7 +8,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import cli, paths
-from pipeline.images import LABELS, load_image
+from serving.images import load_image
+from serving.labels import LABELS
 
 
 def read_manifest(path: str = paths.MANIFEST) -> pd.DataFrame:

@@ -135,11 +135,11 @@ PLATFORMS = {"x86_64": "x86_64", "arm64": "aarch64"}
 
 
 def build_zip(d: params.Deploy) -> Path:
-    """handler + the TF-free pipeline modules + the model + LiteRT/numpy/Pillow wheels for Lambda's
-    Python and architecture, zipped in a fixed order with fixed timestamps."""
+    """The serving package + the model + LiteRT/numpy/Pillow wheels for Lambda's Python and
+    architecture, zipped in a fixed order with fixed timestamps."""
     root = Path("build/zip")
     shutil.rmtree(root, ignore_errors=True)
-    (root / "pipeline").mkdir(parents=True)
+    root.mkdir(parents=True)
     version = d.zip_runtime.removeprefix("python")
     arch = PLATFORMS[d.architecture]
     platforms = [f"--platform=manylinux_2_{n}_{arch}" for n in (28, 27, 17)] + [f"--platform=manylinux2014_{arch}"]
@@ -159,10 +159,7 @@ def build_zip(d: params.Deploy) -> Path:
         "lambda/requirements.txt",
         what="installing lambda/requirements.txt for the zip package",
     )
-    for f in ("lambda/handler.py", "lambda/fetch.py"):
-        shutil.copy(f, root)
-    for f in ("__init__.py", "images.py", "runtime.py"):
-        shutil.copy(Path("pipeline") / f, root / "pipeline")
+    shutil.copytree("lambda/serving", root / "serving", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(BUILD_DIR, root / "model")
     unzipped = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
     if unzipped > ZIP_LIMIT_MB:
@@ -203,7 +200,7 @@ def smoke_zip(variant: str, d: params.Deploy) -> dict:
         )
     photo, _ = expected_answer(variant)
     code = (
-        "import base64, json, handler\n"
+        "import base64, json\nfrom serving import handler\n"
         f"event = {{'image': base64.b64encode(open({photo!r}, 'rb').read()).decode()}}\n"
         "print(json.dumps(handler.lambda_handler(event)))\n"
     )
@@ -264,7 +261,7 @@ def ensure_function(lam, d: params.Deploy, code: dict, role_arn: str) -> None:
         package = (
             {"PackageType": "Image"}
             if "ImageUri" in code
-            else {"PackageType": "Zip", "Runtime": d.zip_runtime, "Handler": "handler.lambda_handler"}
+            else {"PackageType": "Zip", "Runtime": d.zip_runtime, "Handler": "serving.handler.lambda_handler"}
         )
         lam.create_function(
             FunctionName=d.function_name, Code=code, Architectures=[d.architecture], **package, **config

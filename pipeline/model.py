@@ -6,7 +6,7 @@ import keras
 from keras import layers
 
 from pipeline import cli, files
-from pipeline.images import LABELS
+from serving.labels import LABELS
 
 # The ReLUs that follow each residual Add (blocks 3-13). In a full-int8 TFLite graph they stay
 # stand-alone int8 RELU ops that XNNPACK rejects, splitting the graph into 12 partitions;

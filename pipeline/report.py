@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline import cli, files, paths  # noqa: E402
-from pipeline.images import LABELS  # noqa: E402
+from serving.labels import LABELS  # noqa: E402
 
 OUT = Path(paths.REPORT_DIR)
 

@@ -11,8 +11,9 @@ import pandas as pd
 import tensorflow as tf
 
 from pipeline import cli, dataset, files, params, paths
-from pipeline.images import LABELS, scale
 from pipeline.model import build_model, load_existing, resolve_weights, weights_kind
+from serving.images import scale
+from serving.labels import LABELS
 
 
 class KeepBest(keras.callbacks.Callback):

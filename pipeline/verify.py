@@ -9,8 +9,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline import cli, dataset, files, params, paths
-from pipeline.images import LABELS, scale, softmax
-from pipeline.runtime import TFLiteModel
+from serving.images import scale, softmax
+from serving.labels import LABELS
+from serving.runtime import TFLiteModel
 
 
 def per_class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from serve import free_port, wait_until_up
+from pipeline.serve import free_port, wait_until_up
 
 STANDIN_BASE = "localhost/lambda-python-standin:3.11"
 ENTRYPOINT = '#!/bin/sh\nexec /usr/local/bin/aws-lambda-rie /var/lang/bin/python3 -m awslambdaric "$@"\n'

@@ -12,12 +12,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.images import LABELS
+from serving.labels import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASET = ROOT.parent / "shared" / "clothing-dataset-small"
 BIN = str(Path(sys.executable).parent)
-sys.path.insert(0, str(ROOT / "lambda"))  # the tests import handler and serve from there
 # debootstrap lives in /usr/sbin, which a minimal PATH (env -i, some CI runners) leaves out.
 os.environ["PATH"] = os.pathsep.join([os.environ["PATH"], "/usr/sbin", "/sbin"])
 # What the bench stage measures with the default variants, in its order.
@@ -102,7 +101,12 @@ def copy_run(run_dir: Path, dest: Path, *skip: str) -> Path:
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONPATH": f"{cwd}:{cwd / 'lambda'}",
+    }
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")

@@ -3,7 +3,7 @@ import json
 import numpy as np
 
 from conftest import copy_run, set_params, stage
-from pipeline.runtime import TFLiteModel
+from serving.runtime import TFLiteModel
 
 VARIANTS = ["float32", "float16", "dynamic_int8", "full_int8"]
 

@@ -54,7 +54,13 @@ def project(aws, small_run, tmp_path_factory):
 
 
 def deploy(project, aws, *args, env=None):
-    env = {**os.environ, **aws["env"], "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(project), **(env or {})}
+    env = {
+        **os.environ,
+        **aws["env"],
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "PYTHONPATH": f"{project}:{project / 'lambda'}",
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "pipeline.deploy", *args],
         cwd=project,
@@ -184,7 +190,11 @@ def test_zip_package_without_a_container_engine(project, aws, tmp_path):
     record = json.loads((project / "artifacts/deploy.json").read_text())
     assert record["package"] == "zip" and record["version"] == "1" and record["package_mb"] > 10
     config = client(aws, "lambda").get_function_configuration(FunctionName="clothes-zip")
-    assert (config["PackageType"], config["Runtime"], config["Handler"]) == ("Zip", python, "handler.lambda_handler")
+    assert (config["PackageType"], config["Runtime"], config["Handler"]) == (
+        "Zip",
+        python,
+        "serving.handler.lambda_handler",
+    )
     assert config["CodeSha256"] == record["code"]
     again = deploy(project, aws, env=env)
     assert again.returncode == 0 and "nothing to deploy" in again.stdout

@@ -21,7 +21,7 @@ VARIANT = "full_int8"
 @pytest.fixture(scope="module")
 def handler(small_run):
     os.environ["MODEL_PATH"] = str(small_run / "artifacts/tflite" / f"{VARIANT}.tflite")
-    return importlib.import_module("handler")
+    return importlib.import_module("serving.handler")
 
 
 @pytest.fixture(scope="module")

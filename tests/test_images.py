@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.images import LABELS, ImageError, load_image, preprocess, scale, softmax
+from serving.images import ImageError, load_image, preprocess, scale, softmax
+from serving.labels import LABELS
 
 
 def png_bytes(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -108,5 +109,5 @@ def test_labels_are_the_ten_classes(dataset_dir):
 
 
 def test_module_imports_no_tensorflow():
-    code = "import sys, pipeline.images; assert not any(m.startswith(('tensorflow', 'keras')) for m in sys.modules)"
+    code = "import sys, serving.images; assert not any(m.startswith(('tensorflow', 'keras')) for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)

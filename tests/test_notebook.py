@@ -1,11 +1,14 @@
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "notebooks"))
-from execute import execute  # noqa: E402
+# notebooks/ is a folder of scripts, not a package: load its runner by path.
+_spec = importlib.util.spec_from_file_location("execute", ROOT / "notebooks/execute.py")
+_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_module)
+execute = _module.execute
 
 
 def test_committed_notebook_carries_no_outputs():

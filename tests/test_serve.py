@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import requests
 
-import serve
 from conftest import ROOT
+from pipeline import serve
 
 RIE = ROOT / ".cache" / "aws-lambda-rie-x86_64"
 INVOKE = serve.INVOKE_PATH
@@ -105,14 +105,14 @@ def test_image_requirements_alone_are_enough(tmp_path, small_run, dataset_dir):
     assert pip.returncode == 0, pip.stderr
     photo = next((dataset_dir / "test" / "shoes").iterdir())
     code = (
-        "import base64, json, sys, handler\n"
+        "import base64, json, sys\nfrom serving import handler\n"
         f"answer = handler.lambda_handler({{'image': base64.b64encode(open({str(photo)!r}, 'rb').read()).decode()}})\n"
         "assert not any(m.startswith(('tensorflow', 'keras')) for m in sys.modules)\n"
         "print(json.dumps(answer))\n"
     )
     env = {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{ROOT / 'lambda'}:{ROOT}",
+        "PYTHONPATH": str(ROOT / "lambda"),
         "MODEL_PATH": str(small_run / "artifacts/tflite" / f"{VARIANT}.tflite"),
     }
     result = subprocess.run([str(venv / "bin/python"), "-c", code], env=env, capture_output=True, text=True)

@@ -59,7 +59,7 @@ def test_augmented_batches_are_random_crops_at_the_epoch_size(dataset_dir):
     import numpy as np
 
     from pipeline import params, train
-    from pipeline.images import load_image
+    from serving.images import load_image
 
     recipe = params.Recipe(**{**small_params(dataset_dir)["train"]["scratch"], "batch_size": 4})
     photos = sorted((dataset_dir / "train/shoes").iterdir())[:4]

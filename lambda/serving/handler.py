@@ -2,11 +2,12 @@
 
 Answers direct invocations ({"url": ...} or {"image": "<base64>"}) and API Gateway proxy events
 (HTTP API payload 2.0, REST API payload 1.0) with a JSON body or a raw image body. Imports no
-TensorFlow: LiteRT, numpy, Pillow, and the pipeline's own images/runtime modules.
+TensorFlow: LiteRT, numpy, Pillow, and this package's images/runtime modules.
 """
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -15,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from fetch import FetchError, fetch
 
-from pipeline.images import LABELS, ImageError, preprocess, softmax
-from pipeline.runtime import TFLiteModel
+from serving.fetch import FetchError, fetch
+from serving.images import ImageError, preprocess, softmax
+from serving.labels import LABELS
+from serving.runtime import TFLiteModel
 
-# The function's own configuration (set by deploy, or by `make serve`).
-MODEL_PATH = Path(os.environ.get("MODEL_PATH", Path(__file__).parent / "model" / "model.tflite"))
+# The function's own configuration (set by deploy, or by `make serve`). The image and the zip put
+# the model beside this package: $LAMBDA_TASK_ROOT/model/model.tflite.
+MODEL_PATH = Path(os.environ.get("MODEL_PATH", Path(__file__).resolve().parents[1] / "model" / "model.tflite"))
 NUM_THREADS = int(os.environ.get("NUM_THREADS", os.cpu_count() or 1))
 # Hosts whose addresses are not checked: for local tests against 127.0.0.1 only, never in AWS.
 ALLOWED_HOSTS = frozenset(filter(None, os.environ.get("ALLOWED_HOSTS", "").split(",")))
@@ -30,6 +33,8 @@ FETCH_TIMEOUT_S = 5.0
 
 
 class BadRequest(ValueError):
+    """The request itself is wrong; status is the HTTP status it gets."""
+
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
@@ -43,9 +48,10 @@ def load_model_info(path: Path) -> dict:
     return {"variant": path.stem, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-# Created once per container, outside the handler: every warm request reuses it.
-MODEL = TFLiteModel(MODEL_PATH, num_threads=NUM_THREADS)
-MODEL_INFO = load_model_info(MODEL_PATH)
+@functools.cache
+def model() -> tuple[TFLiteModel, dict]:
+    """Loaded once per container, on the first request that needs it: every warm request reuses it."""
+    return TFLiteModel(MODEL_PATH, num_threads=NUM_THREADS), load_model_info(MODEL_PATH)
 
 
 @dataclass(frozen=True)
@@ -109,23 +115,17 @@ def parse_event(event) -> Request:
 
 
 def predict(image_bytes: bytes) -> dict:
+    runner, info = model()
     started = time.perf_counter()
-    probs = softmax(MODEL.logits(preprocess(image_bytes, MODEL.input_size)))[0]
+    probs = softmax(runner.logits(preprocess(image_bytes, runner.input_size)))[0]
     order = np.argsort(-probs)
     return {
         "top": LABELS[order[0]],
         "probability": round(float(probs[order[0]]), 6),
         "predictions": [{"label": LABELS[i], "probability": round(float(probs[i]), 6)} for i in order],
-        "model": MODEL_INFO,
+        "model": info,
         "inference_ms": round((time.perf_counter() - started) * 1000, 2),
     }
-
-
-def error_status(e: Exception) -> int:
-    if isinstance(e, ImageError):
-        message = str(e)
-        return 415 if message.startswith("not an image") else 413 if "too large" in message else 422
-    return e.status
 
 
 def respond(kind: str, status: int, body: dict) -> dict:
@@ -152,7 +152,7 @@ def lambda_handler(event, context=None):
         status, body = 200, predict(image)
         log.update(top=body["top"], probability=body["probability"], inference_ms=body["inference_ms"])
     except (BadRequest, FetchError, ImageError) as e:
-        status, body = error_status(e), {"error": str(e)}
+        status, body = e.status, {"error": str(e)}
         log["error"] = str(e)
     log.update(event=kind, status=status, total_ms=round((time.perf_counter() - started) * 1000, 2))
     print(json.dumps(log), flush=True)

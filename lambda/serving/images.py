@@ -1,8 +1,5 @@
-"""Images and labels: the single source of truth for training, verification and serving.
-
-numpy + Pillow only. Nothing here may import TensorFlow or Keras: the Lambda image copies this
-file next to the handler.
-"""
+"""Images: the single source of truth for decoding and preprocessing, in training, verification
+and serving. numpy + Pillow only, never TensorFlow or Keras."""
 
 import io
 from pathlib import Path
@@ -10,18 +7,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-LABELS = (
-    "dress", "hat", "longsleeve", "outwear", "pants",
-    "shirt", "shoes", "shorts", "skirt", "t-shirt",
-)  # fmt: skip
-
 # Larger images are refused before decoding: a 40-megapixel photo is plausible, a 1-gigapixel
 # PNG of 100 KB is a decompression bomb.
 MAX_PIXELS = 40_000_000
 
 
 class ImageError(ValueError):
-    """The bytes are not an image we can read."""
+    """The bytes are not an image we can read. status is the HTTP status the function answers."""
+
+    status = 422
+
+
+class NotAnImage(ImageError):
+    status = 415
+
+
+class ImageTooLarge(ImageError):
+    status = 413
 
 
 def open_image(source: "str | Path | bytes", max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -30,12 +32,12 @@ def open_image(source: "str | Path | bytes", max_pixels: int = MAX_PIXELS) -> Im
     try:
         img = Image.open(fp)
     except UnidentifiedImageError:
-        raise ImageError("not an image (unrecognised format)") from None
+        raise NotAnImage("not an image (unrecognised format)") from None
     except (OSError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot read image: {e}") from None
     w, h = img.size
     if w * h > max_pixels:
-        raise ImageError(f"image too large: {w}x{h} pixels (limit {max_pixels:,})")
+        raise ImageTooLarge(f"image too large: {w}x{h} pixels (limit {max_pixels:,})")
     return img
 
 

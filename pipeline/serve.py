@@ -1,7 +1,7 @@
 """Run the handler locally under the real Lambda runtime interface, without Docker or AWS.
 
 The AWS Runtime Interface Emulator (from the aws-sam-cli wheel) runs `python -m awslambdaric
-handler.lambda_handler` exactly as the official base image does. In front of it, one port serves
+serving.handler.lambda_handler` exactly as the official base image does. In front of it, one port serves
   POST /2015-03-31/functions/function/invocations  - passed to the emulator unchanged
   POST /predict                                    - an HTTP request turned into an API Gateway
                                                      HTTP API (payload 2.0) proxy event
@@ -24,8 +24,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = ROOT / "lambda"  # what the image's $LAMBDA_TASK_ROOT holds: the serving package
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"  # the Lambda Invoke API's path, as the emulator serves it
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
 
@@ -35,8 +36,8 @@ def start_emulator(rie: Path, model: Path, port: int, allowed_hosts: str, num_th
         "MODEL_PATH": str(model.resolve()),
         "ALLOWED_HOSTS": allowed_hosts,
         "NUM_THREADS": str(num_threads),
-        "PYTHONPATH": f"{HERE}:{HERE.parent}",
-        "LAMBDA_TASK_ROOT": str(HERE),
+        "PYTHONPATH": str(FUNCTION_DIR),
+        "LAMBDA_TASK_ROOT": str(FUNCTION_DIR),
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",
     }
     return subprocess.Popen(
@@ -49,9 +50,9 @@ def start_emulator(rie: Path, model: Path, port: int, allowed_hosts: str, num_th
             sys.executable,
             "-m",
             "awslambdaric",
-            "handler.lambda_handler",
+            "serving.handler.lambda_handler",
         ],
-        cwd=HERE,
+        cwd=FUNCTION_DIR,
         env=env,
     )
 
@@ -146,7 +147,8 @@ def launch(model: Path, num_threads: int, log=subprocess.DEVNULL, poll_s: float 
     process = subprocess.Popen(
         [
             sys.executable,
-            __file__,
+            "-m",
+            "pipeline.serve",
             "--model",
             str(model),
             "--port",
@@ -158,6 +160,7 @@ def launch(model: Path, num_threads: int, log=subprocess.DEVNULL, poll_s: float 
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=ROOT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -171,7 +174,7 @@ def launch(model: Path, num_threads: int, log=subprocess.DEVNULL, poll_s: float 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help=".tflite file to serve")
-    parser.add_argument("--rie", type=Path, default=HERE.parent / ".cache/aws-lambda-rie-x86_64")
+    parser.add_argument("--rie", type=Path, default=ROOT / ".cache/aws-lambda-rie-x86_64")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--emulator-port", type=int, default=8090, help="and the next one for the runtime API")
     parser.add_argument("--allow-hosts", default="", help="comma-separated hosts exempt from the SSRF check (tests)")
