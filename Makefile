@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: all repro test lint serve rie notebook deploy rollback destroy deploy-deps clean
+.PHONY: all repro test test-fast lint serve rie notebook deploy rollback destroy deploy-deps clean
 
 all: $(VENV)/.installed repro
 
@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt lambda/requirements.txt pyproject.toml
 
 repro: $(VENV)/.installed
 	dvc repro
-	dvc metrics show
+	@cat artifacts/report/summary.txt
 
 lint: $(VENV)/.installed
 	ruff check .
@@ -24,6 +24,10 @@ lint: $(VENV)/.installed
 
 test: lint rie deploy-deps
 	pytest
+
+# Pure functions only (gate rule, recommendation, cost table, params, event parsing, dvc.yaml's map): seconds.
+test-fast: $(VENV)/.installed
+	pytest -m fast -q
 
 # The AWS Runtime Interface Emulator ships inside the aws-sam-cli wheel (no Docker needed).
 RIE := .cache/aws-lambda-rie-x86_64

@@ -1,5 +1,6 @@
 """Stage bench: size, warm latency, throughput, cold start and memory of every variant and of the
-alternatives (Keras itself), measured in one run on the same photo; then the variant to ship."""
+alternatives (Keras itself, ONNX Runtime), measured in one run on the same photo. Measuring only:
+the recommend stage decides and prices."""
 
 import json
 import os
@@ -19,6 +20,8 @@ from pipeline.footprint import environment_mb
 from serving.labels import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
+# What artifacts/metrics/bench.json keeps per runtime (dvc metrics show/diff); every number is in results.csv.
+HEADLINE = ("p50_ms", "cold_start_s", "peak_rss_mb", "size_mb")
 
 
 def probe(runtime: str, model: Path, threads: int, image: str, warm_runs: int, batch: int) -> dict:
@@ -118,36 +121,6 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def shippable(verify: dict, variants: list, r: params.Recommend) -> tuple[dict, list]:
-    """Variants within the accuracy and agreement rule (name -> accuracy drop), and the rejected."""
-    keras_accuracy = verify["keras"]["accuracy"]
-    passing, rejected = {}, []
-    for variant in variants:
-        v = verify[variant]
-        drop = round(keras_accuracy - v["accuracy"], 4)
-        if drop > r.max_accuracy_drop or v["agreement"] < r.min_agreement:
-            rejected.append(f"{variant} (accuracy drop {drop}, agreement {v['agreement']})")
-        else:
-            passing[variant] = drop
-    if not passing:
-        raise cli.UserError(
-            "no variant passes recommend.max_accuracy_drop and recommend.min_agreement: " + "; ".join(rejected)
-        )
-    return passing, rejected
-
-
-def recommend(results: dict, verify: dict, variants: list, r: params.Recommend) -> dict:
-    passing, rejected = shippable(verify, variants, r)
-    key = {"warm_p50": "p50_ms", "cold_start": "process_s", "size": "size_mb"}[r.prefer]
-    value, variant = min((results[f"litert_{v}"][key], v) for v in passing)
-    reason = (
-        f"{variant} has the lowest {key} ({value}) among the variants within {r.max_accuracy_drop} accuracy of "
-        f"Keras and at least {r.min_agreement} top-1 agreement (its drop: {passing[variant]}, agreement: "
-        f"{verify[variant]['agreement']})" + (f"; rejected: {', '.join(rejected)}" if rejected else "")
-    )
-    return {"variant": variant, "model": f"{paths.TFLITE_DIR}/{variant}.tflite", "reason": reason}
-
-
 def bench(p: params.Params) -> dict:
     import keras
 
@@ -218,52 +191,19 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def cost_table(results: dict, c: params.Cost) -> pd.DataFrame:
-    """Estimated Lambda latency and cost per million predictions at each memory size.
-
-    Lambda gives CPU in proportion to memory (one vCPU at mb_per_vcpu). Below one vCPU the
-    one-thread latency stretches by the missing share; from two vCPUs on, the measured
-    multi-thread latency applies; between them, a straight line. Billed time rounds up to 1 ms.
-    """
-    rows = []
-    for name, m in results.items():
-        if "p50_1_thread_ms" not in m:
-            continue
-        for memory in c.memory_mb:
-            vcpus = memory / c.mb_per_vcpu
-            one, many = m["p50_1_thread_ms"], m["p50_ms"]
-            ms = one / vcpus if vcpus < 1 else many if vcpus >= 2 else one + (many - one) * (vcpus - 1)
-            billed_s = np.ceil(ms) / 1000
-            per_million = 1e6 * (memory / 1024 * billed_s * c.price_per_gb_second) + c.price_per_million_requests
-            rows.append(
-                {
-                    "runtime": name,
-                    "memory_mb": memory,
-                    "est_p50_ms": round(ms, 1),
-                    "est_usd_per_million": round(per_million, 2),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
 def main() -> None:
     p = params.load()
     for path in (paths.VERIFY_METRICS, paths.MODEL):
         if not Path(path).exists():
             raise cli.UserError(f"{path} not found: run the verify stage first (dvc repro verify)")
-    verify = json.loads(Path(paths.VERIFY_METRICS).read_text())
-    shippable(verify, p.convert.variants, p.recommend)  # fail before minutes of measuring
     report = bench(p)
-    choice = recommend(report["results"], verify, p.convert.variants, p.recommend)
-    files.write_json(paths.BENCH_METRICS, report)
-    files.write_json(paths.RECOMMENDATION, choice)
-    with files.atomic_path(paths.COST) as tmp:
-        cost_table(report["results"], p.cost).to_csv(tmp, index=False)
-    rows = [{"runtime": name, **m} for name, m in report["results"].items()]
+    results = report.pop("results")
+    files.write_json(paths.BENCH_ENVIRONMENT, report)
+    files.write_json(paths.BENCH_METRICS, {name: {k: m[k] for k in HEADLINE} for name, m in results.items()})
+    table = pd.DataFrame([{"runtime": name, **m} for name, m in results.items()])
     with files.atomic_path(paths.BENCH_TABLE) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
-    print(pd.DataFrame(rows).set_index("runtime")[["size_mb", "p50_ms", "p99_ms", "cold_start_s", "peak_rss_mb"]])
-    print(f"recommended: {choice['variant']} - {choice['reason']}")
+        table.to_csv(tmp, index=False)
+    print(table.set_index("runtime")[["size_mb", "p50_ms", "p99_ms", "cold_start_s", "peak_rss_mb"]])
 
 
 if __name__ == "__main__":

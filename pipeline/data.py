@@ -97,7 +97,7 @@ def prepare(p: params.Data) -> dict:
         "images_found": len(found),
         "bad_images": len(bad),
         "images": len(manifest),
-        "splits": {s: {label: counts[s, label] for label in LABELS} for s in SPLITS},
+        "splits": {s: sum(counts[s, label] for label in LABELS) for s in SPLITS},  # per class: the manifest
     }
     files.write_json(paths.DATA_SUMMARY, summary)
     return summary
@@ -106,9 +106,8 @@ def prepare(p: params.Data) -> dict:
 def main() -> None:
     p = params.load()
     summary = prepare(p.data)
-    sizes = {s: sum(c.values()) for s, c in summary["splits"].items()}
     print(
-        f"manifest: {summary['images']} images {sizes}; {summary['bad_images']} unreadable "
+        f"manifest: {summary['images']} images {summary['splits']}; {summary['bad_images']} unreadable "
         f"(listed in {paths.BAD_IMAGES})"
     )
 

@@ -24,11 +24,11 @@ def resolve_weights(weights: str, imagenet_url: str, cache_dir: Path) -> "str | 
             return str(files.download(imagenet_url, cache_dir / Path(imagenet_url).name))
         except cli.UserError as e:
             raise cli.UserError(
-                f"ImageNet weights could not be downloaded ({e}). Set train.weights to a local "
+                f"ImageNet weights could not be downloaded ({e}). Set train.<recipe>.weights to a local "
                 "Xception include_top=False weights file, or to none to train from scratch"
             ) from None
     if not Path(weights).is_file():
-        raise cli.UserError(f"train.weights: no weights file at {weights!r} (or use none / imagenet)")
+        raise cli.UserError(f"train.<recipe>.weights: no weights file at {weights!r} (or use none / imagenet)")
     return weights
 
 
@@ -50,7 +50,7 @@ def build_model(
     try:
         base = keras.applications.Xception(include_top=False, weights=weights, input_shape=(input_size, input_size, 3))
     except (ValueError, OSError) as e:
-        raise cli.UserError(f"train.weights: cannot load {weights}: {e}") from None
+        raise cli.UserError(f"train.<recipe>.weights: cannot load {weights}: {e}") from None
     if residual_activation == "leaky_relu":
         base = swap_residual_relus(base)
     for layer in base.layers:

@@ -22,8 +22,9 @@ class Data:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to train: one for weights none (from scratch), one for ImageNet or a weights file."""
+    """How to train: one recipe from scratch, one from ImageNet (or a weights file)."""
 
+    weights: str  # none | imagenet | path to an Xception include_top=False weights file
     input_size: int
     train_sizes: list  # progressive resizing: the first epochs at these sizes, the rest at input_size
     freeze_base: bool
@@ -45,7 +46,7 @@ class Train:
     mode: str  # train | load
     load_from: str  # path or http(s) URL of a .keras/.h5 model, for mode: load
     min_load_accuracy: float  # a loaded model must reach this on validation (checks its labels)
-    weights: str  # none | imagenet | path to an Xception include_top=False weights file
+    recipe: str  # scratch | transfer: the recipe that trains (dvc.yaml makes only that one a dependency)
     imagenet_url: str  # where weights: imagenet downloads from (Keras' own file), cached in data.download_dir
     residual_activation: str  # relu | leaky_relu
     mixed_precision: bool
@@ -54,8 +55,8 @@ class Train:
     transfer: Recipe
 
     @property
-    def recipe(self) -> Recipe:
-        return self.scratch if self.weights == "none" else self.transfer
+    def chosen(self) -> Recipe:
+        return getattr(self, self.recipe)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class Params:
 CHOICES = {
     "data.source": ("local", "download"),
     "train.mode": ("train", "load"),
+    "train.recipe": ("scratch", "transfer"),
     "train.residual_activation": ("relu", "leaky_relu"),
     "convert.int8_io": ("float", "int8", "uint8"),
     "recommend.prefer": ("warm_p50", "cold_start", "size"),
@@ -142,6 +144,13 @@ CHOICES = {
     "deploy.package": ("image", "zip"),
 }
 VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
+# Numbers that must be at least 1 (counts, sizes) and fractions that must lie in [0, 1], by key name
+# in any section: `epochs: 0` or `mb_per_vcpu: 0` stops with one line, not a ZeroDivisionError later.
+AT_LEAST_ONE = {
+    "epochs", "batch_size", "representative_images", "warm_runs", "cold_start_repeats",
+    "mb_per_vcpu", "memory_mb", "timeout_s", "keep_images",
+}  # fmt: skip
+FRACTIONS = {"dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy"}
 
 
 def _build(cls, raw, section: str):
@@ -169,6 +178,14 @@ def _build(cls, raw, section: str):
             value = ""
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise UserError(f"params.yaml: '{prefix}{name}' must be {kind.__name__}, got {value!r}")
+        if name in AT_LEAST_ONE and isinstance(value, int) and value < 1:
+            raise UserError(f"params.yaml: '{prefix}{name}' must be at least 1, got {value!r}")
+        if name in FRACTIONS and not 0 <= value <= 1:
+            raise UserError(f"params.yaml: '{prefix}{name}' must be between 0 and 1, got {value!r}")
+        if name == "memory_mb" and isinstance(value, list) and not all(isinstance(m, int) and m >= 128 for m in value):
+            raise UserError(
+                f"params.yaml: '{prefix}{name}' must be Lambda memory sizes in MB (128 or more), got {value!r}"
+            )
         allowed = CHOICES.get(f"{prefix}{name}")
         if allowed and value not in allowed:
             raise UserError(f"params.yaml: '{prefix}{name}' must be one of {allowed}, got {value!r}")

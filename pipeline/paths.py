@@ -13,12 +13,14 @@ TFLITE_DIR = "artifacts/tflite"
 CONVERT_METRICS = "artifacts/metrics/convert.json"
 
 VERIFY_METRICS = "artifacts/metrics/verify.json"
-PER_CLASS = "artifacts/metrics/per_class.json"
+PER_CLASS = "artifacts/verify/per_class.csv"
 PREDICTIONS = "artifacts/verify/predictions.csv"
 
-BENCH_METRICS = "artifacts/metrics/bench.json"
-BENCH_TABLE = "artifacts/bench/results.csv"
-RECOMMENDATION = "artifacts/bench/recommendation.json"
-COST = "artifacts/bench/cost.csv"
+BENCH_METRICS = "artifacts/metrics/bench.json"  # headline numbers per runtime
+BENCH_TABLE = "artifacts/bench/results.csv"  # every number per runtime
+BENCH_ENVIRONMENT = "artifacts/bench/environment.json"  # machine, model, runtime environment sizes
+
+RECOMMENDATION = "artifacts/recommend/recommendation.json"
+COST = "artifacts/recommend/cost.csv"
 
 REPORT_DIR = "artifacts/report"

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import cli, files, paths  # noqa: E402
+from pipeline import cli, files, params, paths  # noqa: E402
 from serving.labels import LABELS  # noqa: E402
 
 OUT = Path(paths.REPORT_DIR)
@@ -88,7 +88,24 @@ def plot_training(history: pd.DataFrame) -> None:
     save(fig, "training.png")
 
 
-def markdown(table: pd.DataFrame, bench: dict, info: dict, choice: dict, cost: pd.DataFrame) -> str:
+SUMMARY_COLUMNS = {
+    "runtime": "runtime / variant",
+    "size_mb": "MiB",
+    "accuracy": "test acc",
+    "agreement": "agreement",
+    "p50_ms": "p50 ms",
+    "cold_start_s": "cold start s",
+    "peak_rss_mb": "RSS MiB",
+}
+
+
+def summary(table: pd.DataFrame, choice: dict) -> str:
+    """The few numbers a person compares between runs, narrow enough for a terminal (make all ends with it)."""
+    shown = table[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
+    return shown.to_string(index=False) + f"\nrecommended: {choice['variant']}\n"
+
+
+def markdown(table: pd.DataFrame, bench: dict, info: dict, choice: dict, cost: pd.DataFrame, mb_per_vcpu: int) -> str:
     machine = bench["machine"]
     columns = {
         "runtime": "runtime / variant",
@@ -126,7 +143,7 @@ def markdown(table: pd.DataFrame, bench: dict, info: dict, choice: dict, cost: p
         "",
         "An **estimate**, not a measurement on Lambda: latency from this machine's one-thread and "
         "multi-thread p50, scaled by the CPU share Lambda gives at each memory size (one vCPU at "
-        "1,769 MB), billed per 1 ms at the list prices in params.yaml (`cost`).",
+        f"{mb_per_vcpu:,} MB, `cost.mb_per_vcpu`), billed per 1 ms at the list prices in params.yaml (`cost`).",
         "",
         cost.to_markdown(index=False),
         "",
@@ -136,18 +153,24 @@ def markdown(table: pd.DataFrame, bench: dict, info: dict, choice: dict, cost: p
 
 
 def main() -> None:
-    for path in (paths.BENCH_METRICS, paths.VERIFY_METRICS, paths.RECOMMENDATION):
+    p = params.load()
+    for path in (paths.BENCH_TABLE, paths.VERIFY_METRICS, paths.RECOMMENDATION):
         if not Path(path).exists():
-            raise cli.UserError(f"{path} not found: run the bench stage first (dvc repro bench)")
-    bench = json.loads(Path(paths.BENCH_METRICS).read_text())
+            raise cli.UserError(f"{path} not found: run the recommend stage first (dvc repro recommend)")
+    bench = json.loads(Path(paths.BENCH_ENVIRONMENT).read_text())
     verify = json.loads(Path(paths.VERIFY_METRICS).read_text())
     info = json.loads(Path(paths.MODEL_INFO).read_text())
     choice = json.loads(Path(paths.RECOMMENDATION).read_text())
     rows = []
-    for runtime, m in bench["results"].items():
+    for _, m in pd.read_csv(paths.BENCH_TABLE).iterrows():
         # ONNX Runtime's accuracy is measured by bench; the others' by verify.
-        v = m if "accuracy" in m else verify["keras" if runtime == "keras" else runtime.removeprefix("litert_")]
-        rows.append({"runtime": runtime, **m, "accuracy": v["accuracy"], "agreement": v.get("agreement", 1.0)})
+        runtime, measured = m["runtime"], m.dropna().to_dict()
+        v = (
+            measured
+            if "accuracy" in measured
+            else verify["keras" if runtime == "keras" else runtime.removeprefix("litert_")]
+        )
+        rows.append({**measured, "accuracy": v["accuracy"], "agreement": v.get("agreement", 1.0)})
     table = pd.DataFrame(rows)
     plot_accuracy_vs_size(table)
     plot_latency(table, bench["machine"]["threads"])
@@ -157,8 +180,9 @@ def main() -> None:
         confusion.to_csv(tmp, index=False)
     history = pd.read_csv(paths.HISTORY)
     plot_training(history)
-    report = markdown(table, bench, info, choice, pd.read_csv(paths.COST))
+    report = markdown(table, bench, info, choice, pd.read_csv(paths.COST), p.cost.mb_per_vcpu)
     files.write_text(OUT / "report.md", report)
+    files.write_text(OUT / "summary.txt", summary(table, choice))
     print(report)
 
 

@@ -114,14 +114,14 @@ def fit(model, train, val, p: params.Recipe, seed: int, keep: KeepBest, features
 
 
 def train(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
-    t, r = p.train, p.train.recipe
-    if r.freeze_base and t.weights == "none":
+    t, r = p.train, p.train.chosen
+    if r.freeze_base and r.weights == "none":
         raise cli.UserError(
-            "train.scratch.freeze_base: true trains a head on random features (train.weights: none); "
+            f"train.{t.recipe}.freeze_base: true trains a head on random features (train.{t.recipe}.weights: none); "
             "set it to false or give ImageNet weights"
         )
     keras.utils.set_random_seed(t.seed)
-    weights = resolve_weights(t.weights, t.imagenet_url, Path(p.data.download_dir))
+    weights = resolve_weights(r.weights, t.imagenet_url, Path(p.data.download_dir))
     manifest = dataset.read_manifest()
     x_train, y_train, _ = dataset.load_split(manifest, "train", decode_size(r))
     x_val, y_val, _ = dataset.load_split(manifest, "validation", r.input_size)
@@ -157,8 +157,8 @@ def train(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
 
     info = {
         "source": "train",
-        "weights": weights_kind(t.weights),
-        "recipe": "scratch" if t.weights == "none" else "transfer",
+        "weights": weights_kind(r.weights),
+        "recipe": t.recipe,
         "input_size": r.input_size,
         "train_sizes": r.train_sizes,
         "residual_activation": t.residual_activation,

@@ -8,18 +8,21 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline import cli, dataset, files, params, paths
+from pipeline import cli, dataset, files, gates, params, paths
 from serving.images import scale, softmax
 from serving.labels import LABELS
 from serving.runtime import TFLiteModel
 
 
-def per_class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict:
-    return {
-        label: round(float(np.mean(predicted[labels == i] == i)), 4)
-        for i, label in enumerate(LABELS)
-        if np.any(labels == i)
-    }
+def per_class_accuracy(all_probs: dict, labels: np.ndarray) -> pd.DataFrame:
+    """One row per class, one column per model: the table behind the report's per-class view."""
+    table = {"class": [label for i, label in enumerate(LABELS) if np.any(labels == i)]}
+    for name, probs in all_probs.items():
+        predicted = probs.argmax(1)
+        table[name] = [
+            round(float(np.mean(predicted[labels == i] == i)), 4) for i in range(len(LABELS)) if np.any(labels == i)
+        ]
+    return pd.DataFrame(table)
 
 
 def compare(keras_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -32,21 +35,12 @@ def compare(keras_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> d
     }
 
 
-def gate_failures(metrics: dict, v: params.Verify) -> list[str]:
-    failures = []
-    keras_accuracy = metrics["keras"]["accuracy"]
-    for variant, m in metrics.items():
-        if variant == "keras":
-            continue
-        if m["agreement"] < v.min_agreement:
-            failures.append(f"{variant}: top-1 agreement {m['agreement']} < verify.min_agreement {v.min_agreement}")
-        drop = round(keras_accuracy - m["accuracy"], 4)
-        if drop > v.max_accuracy_drop:
-            failures.append(
-                f"{variant}: accuracy {m['accuracy']} is {drop} below Keras ({keras_accuracy}), "
-                f"more than verify.max_accuracy_drop {v.max_accuracy_drop}"
-            )
-    return failures
+def gate_failures(metrics: dict, variants: list, v: params.Verify) -> list[str]:
+    return [
+        reason
+        for variant in variants
+        for reason in gates.failures(metrics, variant, v.max_accuracy_drop, v.min_agreement, "verify")
+    ]
 
 
 def verify(p: params.Params) -> dict:
@@ -84,7 +78,6 @@ def verify(p: params.Params) -> dict:
         metrics[variant] = {"size_mb": size_mb, **compare(all_probs["keras"], all_probs[variant], labels)}
     metrics["test_images"] = len(labels)
 
-    per_class = {name: per_class_accuracy(probs.argmax(1), labels) for name, probs in all_probs.items()}
     rows = [
         pd.DataFrame(
             {
@@ -98,7 +91,8 @@ def verify(p: params.Params) -> dict:
         for name, probs in all_probs.items()
     ]
     files.write_json(paths.VERIFY_METRICS, metrics)
-    files.write_json(paths.PER_CLASS, per_class)
+    with files.atomic_path(paths.PER_CLASS) as tmp:
+        per_class_accuracy(all_probs, labels).to_csv(tmp, index=False)
     with files.atomic_path(paths.PREDICTIONS) as tmp:
         pd.concat(rows).to_csv(tmp, index=False, float_format="%.6f")
     return metrics
@@ -119,7 +113,7 @@ def main() -> None:
             "warning: the Keras model's logits barely differ between classes (untrained?): "
             "agreement between variants proves little"
         )
-    failures = gate_failures({k: v for k, v in metrics.items() if isinstance(v, dict)}, p.verify)
+    failures = gate_failures(metrics, p.convert.variants, p.verify)
     if failures:
         raise cli.UserError("verification failed:\n  " + "\n  ".join(failures))
 

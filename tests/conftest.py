@@ -1,5 +1,6 @@
-"""Shared fixtures: the real data set (or generated images where it is absent) and one small
-pipeline run through `dvc repro`, whose model and TFLite files several test files use."""
+"""Shared fixtures: the real data set and one small pipeline run through `dvc repro`, whose model
+and TFLite files several test files use. Generated images only where a test needs broken or tiny
+files (make_dataset)."""
 
 import os
 import shutil
@@ -45,10 +46,12 @@ def make_dataset(root: Path, per_class: int = 4, size: int = 80) -> Path:
 
 
 @pytest.fixture(scope="session")
-def dataset_dir(tmp_path_factory) -> Path:
-    if SHARED_DATASET.is_dir():
-        return SHARED_DATASET
-    return make_dataset(tmp_path_factory.mktemp("generated-dataset"))
+def dataset_dir() -> Path:
+    """The real photos, or a loud failure: a suite that quietly swapped them for generated images
+    would prove nothing about the product."""
+    if not SHARED_DATASET.is_dir():
+        pytest.fail(f"the clothing data set is not at {SHARED_DATASET}: see README (Set up and run)")
+    return SHARED_DATASET
 
 
 def small_params(dataset: Path, **overrides) -> dict:

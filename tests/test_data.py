@@ -4,9 +4,8 @@ import threading
 from functools import partial
 
 import pandas as pd
-import pytest
 
-from conftest import SHARED_DATASET, make_dataset, make_project, small_params, stage
+from conftest import make_dataset, make_project, small_params, stage
 
 
 def run_data(tmp_path, dataset, **overrides):
@@ -14,9 +13,8 @@ def run_data(tmp_path, dataset, **overrides):
     return project, stage("data", project, check=False)
 
 
-@pytest.mark.skipif(not SHARED_DATASET.is_dir(), reason="the real data set is not at ../shared")
-def test_real_dataset_manifest(tmp_path):
-    project, result = run_data(tmp_path, SHARED_DATASET, **{"data.max_per_class": 0, "data.expected_images": 3781})
+def test_real_dataset_manifest(tmp_path, dataset_dir):
+    project, result = run_data(tmp_path, dataset_dir, **{"data.max_per_class": 0, "data.expected_images": 3781})
     assert result.returncode == 0, result.stderr
     manifest = pd.read_csv(project / "data/manifest.csv")
     assert len(manifest) == 3781

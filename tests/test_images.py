@@ -9,6 +9,8 @@ from PIL import Image
 from serving.images import ImageError, load_image, preprocess, scale, softmax
 from serving.labels import LABELS
 
+pytestmark = pytest.mark.fast
+
 
 def png_bytes(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
     buf = io.BytesIO()

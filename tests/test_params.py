@@ -7,6 +7,8 @@ from conftest import ROOT, make_project, run, set_key, small_params
 from pipeline import params
 from pipeline.cli import UserError
 
+pytestmark = pytest.mark.fast
+
 
 def write(tmp_path, data) -> str:
     path = tmp_path / "params.yaml"
@@ -16,7 +18,11 @@ def write(tmp_path, data) -> str:
 
 def test_project_params_load():
     p = params.load(ROOT / "params.yaml")
-    assert p.train.recipe is p.train.scratch and p.train.transfer.input_size == 299
+    assert (
+        p.train.chosen is p.train.scratch
+        and p.train.transfer.input_size == 299
+        and p.train.transfer.weights == "imagenet"
+    )
     assert p.train.scratch.input_size >= 71 and p.convert.variants[-1] == "full_int8"
 
 
@@ -30,6 +36,12 @@ def test_project_params_load():
         ("convert", "variants", ["float64"], "'convert.variants' has unknown ['float64']"),
         ("train.transfer", "input_size", 32, "'train.transfer.input_size' must be at least 71"),
         ("train.scratch", "train_sizes", [64, 80], "'train.scratch.train_sizes' must be sizes from 71"),
+        ("train.scratch", "epochs", 0, "'train.scratch.epochs' must be at least 1, got 0"),
+        ("cost", "mb_per_vcpu", 0, "'cost.mb_per_vcpu' must be at least 1, got 0"),
+        ("cost", "memory_mb", [0], "'cost.memory_mb' must be Lambda memory sizes in MB (128 or more), got [0]"),
+        ("deploy", "memory_mb", 0, "'deploy.memory_mb' must be at least 1, got 0"),
+        ("verify", "min_agreement", 1.5, "'verify.min_agreement' must be between 0 and 1, got 1.5"),
+        ("train", "recipe", "finetune", "'train.recipe' must be one of ('scratch', 'transfer')"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, dataset_dir, section, key, value, message):

@@ -137,7 +137,7 @@ def test_imagenet_download_failure_names_the_param(tmp_path):
     from pipeline import model
     from pipeline.cli import UserError
 
-    with pytest.raises(UserError, match="Set train.weights to a local"):
+    with pytest.raises(UserError, match="Set train.<recipe>.weights to a local"):
         model.resolve_weights("imagenet", "http://127.0.0.1:9/xception_notop.h5", tmp_path)
 
 
@@ -152,9 +152,9 @@ def test_transfer_learning_from_a_weights_file_or_the_imagenet_download(tmp_path
     base = keras.applications.Xception(include_top=False, weights=None, input_shape=(75, 75, 3))
     base.save_weights(weights)
     if source == "file":
-        chosen = {"train.weights": str(weights)}
+        chosen = {"train.recipe": "transfer", "train.transfer.weights": str(weights)}
     else:
-        chosen = {"train.weights": "imagenet", "train.imagenet_url": f"{http_dir(served)}/{weights.name}"}
+        chosen = {"train.recipe": "transfer", "train.imagenet_url": f"{http_dir(served)}/{weights.name}"}
     project = load_project(
         tmp_path,
         dataset_dir,

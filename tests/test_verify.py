@@ -23,9 +23,12 @@ def test_parity_numbers_on_real_test_images(small_run):
         assert round(accuracy, 4) == metrics[model]["accuracy"]
         probs = rows[[c for c in rows if c.startswith("p_")]].to_numpy()
         assert abs(probs.sum(axis=1) - 1).max() < 1e-4
-    per_class = json.loads((small_run / "artifacts/metrics/per_class.json").read_text())
-    assert set(per_class) == {"keras", "float32", "float16", "dynamic_int8", "full_int8"}
-    assert len(per_class["keras"]) == 10
+    per_class = pd.read_csv(small_run / "artifacts/verify/per_class.csv").set_index("class")
+    assert list(per_class.columns) == ["keras", "float32", "float16", "dynamic_int8", "full_int8"]
+    assert len(per_class) == 10
+    keras_rows = predictions[predictions["model"] == "keras"]
+    shoes = keras_rows[keras_rows["label"] == "shoes"]
+    assert per_class.loc["shoes", "keras"] == round((shoes["predicted"] == "shoes").mean(), 4)
 
 
 def test_a_failing_gate_stops_the_stage_with_the_reason(tmp_path, small_run):

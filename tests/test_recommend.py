@@ -1,0 +1,110 @@
+"""The recommendation rule and the cost table, with exact expected values (no model needed), and
+the recommend stage on the small run's real numbers."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import copy_run, set_params, stage
+from pipeline import gates, recommend
+from pipeline.cli import UserError
+from pipeline.params import Cost, Recommend
+
+VERIFY = {
+    "keras": {"accuracy": 0.80},
+    "float32": {"accuracy": 0.80, "agreement": 1.0},
+    "float16": {"accuracy": 0.80, "agreement": 1.0},
+    "dynamic_int8": {"accuracy": 0.795, "agreement": 0.98},  # drop 0.005: exactly at the threshold
+    "full_int8": {"accuracy": 0.79, "agreement": 0.99},  # drop 0.01: over it
+}
+VARIANTS = ["float32", "float16", "dynamic_int8", "full_int8"]
+RESULTS = pd.DataFrame(
+    {
+        "runtime": ["litert_float32", "litert_float16", "litert_dynamic_int8", "litert_full_int8"],
+        "p50_ms": [11.0, 11.0, 9.0, 3.0],
+        "process_s": [0.5, 0.4, 0.45, 0.3],
+        "size_mb": [79.4, 39.8, 20.6, 21.1],
+    }
+).set_index("runtime")
+
+
+def rule(prefer="warm_p50", drop=0.005, agreement=0.97):
+    return Recommend(max_accuracy_drop=drop, min_agreement=agreement, prefer=prefer)
+
+
+@pytest.mark.fast
+def test_the_fastest_variant_failing_the_gate_is_not_shipped():
+    choice = recommend.recommend(RESULTS, VERIFY, VARIANTS, rule())
+    assert choice["variant"] == "dynamic_int8"  # full_int8 is faster but loses 0.01
+    assert choice["model"] == "artifacts/tflite/dynamic_int8.tflite"
+    assert "lowest p50_ms (9)" in choice["reason"] and "rejected: full_int8" in choice["reason"]
+
+
+@pytest.mark.fast
+def test_a_value_at_the_threshold_passes_and_just_over_fails():
+    assert gates.failures(VERIFY, "dynamic_int8", 0.005, 0.98, "recommend") == []
+    assert gates.failures(VERIFY, "dynamic_int8", 0.0049, 0.98, "recommend") == [
+        "dynamic_int8: accuracy 0.795 is 0.005 below Keras (0.8), more than recommend.max_accuracy_drop 0.0049"
+    ]
+    assert gates.failures(VERIFY, "dynamic_int8", 0.005, 0.981, "verify") == [
+        "dynamic_int8: top-1 agreement 0.98 < verify.min_agreement 0.981"
+    ]
+
+
+@pytest.mark.fast
+def test_ties_go_to_the_earlier_variant_and_prefer_picks_the_measure():
+    assert recommend.recommend(RESULTS, VERIFY, ["float32", "float16"], rule())["variant"] == "float32"
+    assert recommend.recommend(RESULTS, VERIFY, ["float16", "float32"], rule())["variant"] == "float16"
+    assert recommend.recommend(RESULTS, VERIFY, VARIANTS, rule("cold_start"))["variant"] == "float16"
+    assert recommend.recommend(RESULTS, VERIFY, VARIANTS, rule("size"))["variant"] == "dynamic_int8"
+    assert recommend.recommend(RESULTS, VERIFY, VARIANTS, rule("size", drop=0.01))["variant"] == "dynamic_int8"
+    assert recommend.recommend(RESULTS, VERIFY, VARIANTS, rule(drop=0.01))["variant"] == "full_int8"
+
+
+@pytest.mark.fast
+def test_no_variant_passing_names_every_reason():
+    with pytest.raises(UserError) as err:
+        recommend.recommend(RESULTS, VERIFY, VARIANTS, rule(agreement=1.01))
+    message = str(err.value)
+    assert message.startswith("no variant passes recommend.max_accuracy_drop and recommend.min_agreement: ")
+    assert message.count("top-1 agreement") == 4 and "full_int8: accuracy 0.79 is 0.01 below" in message
+
+
+@pytest.mark.fast
+def test_cost_table_exact_values():
+    cost = Cost(
+        memory_mb=[512, 1769, 2653, 3538],
+        price_per_gb_second=0.0000166667,
+        price_per_million_requests=0.2,
+        mb_per_vcpu=1769,
+    )
+    results = pd.DataFrame({"runtime": ["a"], "p50_ms": [4.2], "p50_1_thread_ms": [7.0]}).set_index("runtime")
+    table = recommend.cost_table(results, cost).set_index("memory_mb")
+    # 512 MB is 0.289 vCPU: 7.0 / 0.28943 = 24.19 ms, billed 25 ms.
+    assert table.loc[512, "est_p50_ms"] == 24.2
+    assert table.loc[512, "est_usd_per_million"] == round(1e6 * 0.5 * 0.025 * 0.0000166667 + 0.2, 2) == 0.41
+    # One vCPU: the one-thread latency; 1.5 vCPUs: half way to the two-thread one; two: the two-thread one.
+    assert table.loc[1769, "est_p50_ms"] == 7.0 and table.loc[2653, "est_p50_ms"] == pytest.approx(5.6, abs=0.05)
+    assert table.loc[3538, "est_p50_ms"] == 4.2
+    # 4.2 ms bills as 5 ms: 3538/1024 GB x 0.005 s x price + the request price.
+    assert table.loc[3538, "est_usd_per_million"] == 0.49
+
+
+def test_stage_on_the_small_run(small_run):
+    choice = json.loads((small_run / "artifacts/recommend/recommendation.json").read_text())
+    results = pd.read_csv(small_run / "artifacts/bench/results.csv").set_index("runtime")
+    verify = json.loads((small_run / "artifacts/metrics/verify.json").read_text())
+    # The small run's thresholds let every variant pass: the fastest warm p50 wins.
+    fastest = min(VARIANTS, key=lambda v: results.loc[f"litert_{v}", "p50_ms"])
+    assert choice["variant"] == fastest and str(verify[fastest]["agreement"]) in choice["reason"]
+    cost = pd.read_csv(small_run / "artifacts/recommend/cost.csv")
+    assert set(cost["memory_mb"]) == {512, 1024, 1769, 3008} and len(cost) == 4 * 4
+
+
+def test_no_variant_passing_stops_the_stage_in_one_line(tmp_path, small_run):
+    project = copy_run(small_run, tmp_path / "p")
+    set_params(project, **{"recommend.min_agreement": 1.01})
+    result = stage("recommend", project, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: no variant passes recommend.max_accuracy_drop")
