@@ -5,6 +5,7 @@ runtime interface emulator (pipeline/serve.py): a fresh emulator + runtime per v
 
 Cold start = from starting the emulator process to the first answer (interpreter start, imports,
 model load, image decode, first prediction). Warm = the following requests, one at a time.
+Saves the table to benchmarks/results/handler_latency.csv.
 """
 
 import argparse
@@ -61,7 +62,9 @@ def main() -> None:
         measure(ROOT / "artifacts/tflite" / f"{v}.tflite", photo.read_bytes(), args.runs, args.threads)
         for v in args.variants
     ]
-    print(pd.DataFrame(rows).to_string(index=False))
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False))
+    table.to_csv(ROOT / "benchmarks/results/handler_latency.csv", index=False)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 
 Runs `python -m pipeline.train` (data stage first if needed) in this project, its log streaming
 through, then the Keras test accuracy; prints wall time, images/s, peak memory and validation/test
-accuracy. Overwrites artifacts/model like `dvc repro train` would.
+accuracy, and saves them to benchmarks/results/train_default.json. Overwrites artifacts/model like
+`dvc repro train` would.
 """
 
 import json
@@ -30,12 +31,17 @@ INPUT_SPEED = """
 import time
 from pipeline import dataset, params, train
 from serving.images import scale
-r = params.load().train.recipe
+r = params.load().train.chosen
 x, y, _ = dataset.load_split(dataset.read_manifest(), "train", train.decode_size(r))
 started = time.perf_counter()
 images = sum(len(labels) for _, labels in train.augmented(scale(x), y, r, r.input_size, r.augment, seed=0))
 print(images / (time.perf_counter() - started))
 """
+
+
+def cpu_name() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
 
 
 def main() -> None:
@@ -60,6 +66,18 @@ def main() -> None:
     )
     print(f"input pipeline alone (decoded arrays -> augmented batches): {float(feed.stdout.strip()):.0f} images/s")
     print(f"validation accuracy: {info['val_accuracy']:.4f}, test accuracy: {float(test.stdout.strip()):.4f}")
+    result = {
+        **{k: info[k] for k in ("weights", "recipe", "input_size", "train_sizes", "epochs", "best_epoch")},
+        "stage_wall_min": round(wall / 60, 1),
+        "fit_min": round(info["train_seconds"] / 60, 1),
+        "images_per_s": round(images / info["train_seconds"], 1),
+        "peak_memory_gib": round(peak_kb / 2**20, 2),
+        "input_pipeline_images_per_s": round(float(feed.stdout.strip())),
+        "val_accuracy": info["val_accuracy"],
+        "test_accuracy": round(float(test.stdout.strip()), 4),
+        "cpu": cpu_name(),
+    }
+    (ROOT / "benchmarks/results/train_default.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

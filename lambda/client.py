@@ -11,7 +11,9 @@ from pathlib import Path
 
 import requests
 
-INVOKE = "http://127.0.0.1:8080/2015-03-31/functions/function/invocations"
+from pipeline.serve import INVOKE_PATH
+
+INVOKE = f"http://127.0.0.1:8080{INVOKE_PATH}"  # `make serve`
 
 
 def main() -> None:

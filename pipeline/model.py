@@ -10,7 +10,7 @@ from serving.labels import LABELS
 
 # The ReLUs that follow each residual Add (blocks 3-13). In a full-int8 TFLite graph they stay
 # stand-alone int8 RELU ops that XNNPACK rejects, splitting the graph into 12 partitions;
-# LeakyReLU keeps the whole graph in the delegate (../shared/TOOLCHAIN.md).
+# LeakyReLU keeps the whole graph in the delegate (docs/toolchain.md).
 RESIDUAL_RELUS = {f"block{i}_sepconv1_act" for i in range(3, 14)}
 LEAKY_SLOPE = 0.01
 
