@@ -22,6 +22,19 @@ def test_notebook_runs_headless_and_shows_table_and_plot(tmp_path, small_run):
     assert not [o for o in outputs if o["output_type"] == "error"]
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert any("full_int8" in h and "accuracy" in h for h in html)
+    # The table shows the verify stage's numbers, read back from what the notebook printed.
+    verify = json.loads((small_run / "artifacts/metrics/verify.json").read_text())
+    text = next(
+        o["data"]["text/plain"] for o in outputs if "max_abs_prob_diff" in o.get("data", {}).get("text/plain", "")
+    )
+    shown = {line.split()[0]: line.split()[1:] for line in text.splitlines()[1:]}
+    for variant in ("float32", "float16", "dynamic_int8", "full_int8"):
+        size_mb, accuracy, agreement = (float(v) for v in shown[variant][:3])
+        assert (size_mb, accuracy, agreement) == (
+            verify[variant]["size_mb"],
+            verify[variant]["accuracy"],
+            verify[variant]["agreement"],
+        )
     assert any("ms per image" in h and "keras" in h for h in html)
     assert any("image/png" in o.get("data", {}) for o in outputs)
     assert Path(tmp_path / "out.ipynb").exists()
