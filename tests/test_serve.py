@@ -1,9 +1,13 @@
 """The handler under the real Lambda runtime interface emulator, end to end over HTTP."""
 
 import base64
+import contextlib
 import json
+import socket
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
@@ -60,7 +64,8 @@ def test_fifty_concurrent_requests_good_and_bad(server, photos):
         ("/predict", {"data": b"not an image at all"}, 415),
         ("/predict", {"data": b"{broken json", "headers": {"Content-Type": "application/json"}}, 400),
         ("/predict", {"json": {"url": "http://169.254.169.254/latest/meta-data/"}}, 403),
-        ("/predict", {"json": {"url": "http://127.0.0.1:1/x.jpg"}}, 403),
+        ("/predict", {"json": {"url": "http://127.0.0.1/x.jpg"}}, 403),
+        ("/predict", {"json": {"url": "http://127.0.0.1:1/x.jpg"}}, 400),  # only ports 80 and 443
         (INVOKE, {"json": {"url": "gopher://example.com"}}, 400),
         (INVOKE, {"json": {"image": "not base64!"}}, 400),
         (INVOKE, {"json": {}}, 400),
@@ -121,3 +126,112 @@ def test_image_requirements_alone_are_enough(tmp_path, small_run, dataset_dir):
     assert answer["top"] in [p["label"] for p in answer["predictions"]] and len(answer["predictions"]) == 10
     tf = subprocess.run([str(venv / "bin/python"), "-c", "import tensorflow"], capture_output=True)
     assert tf.returncode != 0
+
+
+def raw_request(base: str, request: bytes, stall: bool = False) -> tuple[int, dict]:
+    """Send bytes as they are (no client library to tidy them), then close our side (or stall with it open, as
+    a client that stops mid-request does), and read the one answer."""
+    with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=30) as sock:
+        sock.sendall(request)
+        if not stall:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("content_length", "status"),
+    [("-1", 400), ("abc", 400), ("1e3", 400), (" 5\r\nContent-Length: 6", 400), ("99999999999", 413), ("5", 400)],
+)
+def test_bad_content_length_gets_a_json_answer(server, content_length, status):
+    request = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {content_length}\r\n\r\nabc".encode()
+    got, body = raw_request(server, request)  # "5" with 3 bytes sent: the body is shorter than its length
+    assert got == status and body["message"]
+
+
+def test_a_request_over_6_mb_is_413_and_the_client_reads_it(server):
+    response = requests.post(server + "/predict", data=b"\xff" * (6 * 1024 * 1024 + 1), timeout=30)
+    assert response.status_code == 413 and "6,291,456" in response.json()["message"]
+    encoded = requests.post(server + "/predict", data=b"\xff" * (5 * 1024 * 1024), timeout=30)
+    assert encoded.status_code == 413 and "base64" in encoded.json()["message"]
+
+
+def test_garbage_and_unknown_routes_get_json(server):
+    assert raw_request(server, b"GARBAGE\r\n\r\n")[0] == 400
+    assert raw_request(server, b"BREW /predict HTTP/1.1\r\n\r\n") == (404, {"message": "Not Found"})
+    assert requests.post(server + "/elsewhere", data=b"x", timeout=10).status_code == 404
+    invalid = requests.post(server + INVOKE, data=b"{not json", timeout=10)
+    assert invalid.status_code == 400 and invalid.json()["message"]
+
+
+def never_answer(sock: socket.socket, stop: threading.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(OSError):
+            conn, _ = sock.accept()
+            stop.wait(30)
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def strict_server(small_run, tmp_path_factory):
+    """A second gateway: function timeout 3 s (a cold start fits in it, a 5 s fetch deadline does not), socket
+    timeout 1 s, and a site it may fetch from that never answers."""
+    site = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    threading.Thread(target=never_answer, args=(site, stop), daemon=True).start()
+    port = site.getsockname()[1]
+    options = ("--function-timeout", "3", "--socket-timeout", "1", "--allow-hosts", "127.0.0.1")
+    with open(tmp_path_factory.mktemp("serve") / "strict.log", "w+") as log:
+        model = small_run / "artifacts/tflite" / f"{VARIANT}.tflite"
+        process, base = serve.launch(model, 2, log=log, extra_args=(*options, "--allow-ports", str(port)))
+        yield base, f"http://127.0.0.1:{port}/x.jpg"
+        process.terminate()
+        process.wait(timeout=15)
+        stop.set()
+        site.close()
+
+
+def test_a_function_timeout_is_a_502_json(strict_server):
+    base, slow_url = strict_server
+    response = requests.post(base + "/predict", json={"url": slow_url}, timeout=30)
+    assert response.status_code == 502 and response.json()["message"] == "Internal Server Error"
+    assert "timed out" in response.json()["error"]
+    photo = next((ROOT.parent / "shared/clothing-dataset-small/test/shoes").iterdir()).read_bytes()
+    recovered = requests.post(base + "/predict", data=photo, timeout=30)
+    assert recovered.status_code == 200, recovered.text  # a fresh runtime answers the next request
+
+
+def test_a_client_that_stalls_gets_408(strict_server):
+    base, _ = strict_server
+    started = time.monotonic()
+    status, body = raw_request(base, b"POST /predict HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc", stall=True)
+    assert status == 408 and body["message"] and time.monotonic() - started < 5
+    status, _ = raw_request(base, b"POST /predict HTTP/1.1\r\nContent-Le", stall=True)  # stalls in its headers
+    assert status == 408
+
+
+def test_a_function_error_is_a_502_json(small_run, tmp_path):
+    with open(tmp_path / "serve.log", "w+") as log:
+        model = small_run / "artifacts/tflite" / f"{VARIANT}.tflite"
+        process, base = serve.launch(model, 2, log=log, extra_args=("--handler", "serving.handler.no_such_function"))
+        try:
+            response = requests.post(base + "/predict", data=b"x", timeout=30)
+            invoked = requests.post(base + INVOKE, json={"url": "http://example.com/x.jpg"}, timeout=30)
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    assert response.status_code == 502 and response.json()["message"] == "Internal Server Error"
+    assert "HandlerNotFound" in response.json()["error"]
+    assert invoked.json()["errorType"] == "Runtime.HandlerNotFound"  # the Invoke API reports it as Lambda does
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"[]", b'{"statusCode": "200"}', b'{"statusCode": 99}', b'{"statusCode": 200, "body": 5}', b"not json"],
+)
+def test_malformed_proxy_answers_are_502(answer):
+    failure = serve.function_error(200, {}, answer)
+    assert failure is not None or serve.proxy_response(answer) is None

@@ -12,11 +12,13 @@ import hashlib
 import json
 import os
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from serving import fetch as fetching
 from serving.fetch import FetchError, fetch
 from serving.images import ImageError, preprocess, softmax
 from serving.labels import LABELS
@@ -28,16 +30,25 @@ MODEL_PATH = Path(os.environ.get("MODEL_PATH", Path(__file__).resolve().parents[
 NUM_THREADS = int(os.environ.get("NUM_THREADS", os.cpu_count() or 1))
 # Hosts whose addresses are not checked: for local tests against 127.0.0.1 only, never in AWS.
 ALLOWED_HOSTS = frozenset(filter(None, os.environ.get("ALLOWED_HOSTS", "").split(",")))
+# Ports URLs may name (80 and 443 unless set): refusing the rest keeps error messages from mapping ports.
+ALLOWED_PORTS = frozenset(int(p) for p in os.environ.get("ALLOWED_PORTS", "").split(",") if p) or fetching.PORTS
 MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
-FETCH_TIMEOUT_S = 5.0
+MAX_IMAGE_BYTES = fetching.MAX_BYTES
+FETCH_TIMEOUT_S = 5.0  # one deadline over the whole fetch: DNS, connect, TLS, headers, body, redirects
 
 
 class BadRequest(ValueError):
-    """The request itself is wrong; status is the HTTP status it gets."""
+    """The request itself is wrong. Each class is the HTTP status it gets."""
 
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+    status = 400
+
+
+class PayloadTooLarge(BadRequest):
+    status = 413
+
+
+# What a client can cause, each carrying its status: everything else is the function's own fault (500).
+CLIENT_ERRORS = (BadRequest, FetchError, ImageError)
 
 
 def load_model_info(path: Path) -> dict:
@@ -80,7 +91,13 @@ def _from_fields(kind: str, fields) -> Request:
         return Request(kind, url=url)
     if not isinstance(image, str) or not image:
         raise BadRequest("'image' must be a non-empty base64 string")
+    if len(image) > _base64_length(MAX_BODY_BYTES):
+        raise PayloadTooLarge(f"'image' is larger than Lambda's {MAX_BODY_BYTES:,}-byte payload limit")
     return Request(kind, image=_decode_base64(image, "image"))
+
+
+def _base64_length(n: int) -> int:
+    return (n + 2) // 3 * 4
 
 
 def event_kind(event) -> str:
@@ -98,20 +115,33 @@ def parse_event(event) -> Request:
     kind = event_kind(event)
     if kind != "direct":
         body = event.get("body") or ""
-        if len(body) > MAX_BODY_BYTES * 4 // 3 + 4:
-            raise BadRequest(f"the body is larger than Lambda's {MAX_BODY_BYTES:,}-byte payload limit", 413)
-        raw = _decode_base64(body, "body") if event.get("isBase64Encoded") else body.encode()
+        if not isinstance(body, str):
+            raise BadRequest("the event's 'body' must be a string")
+        if len(body) > _base64_length(MAX_BODY_BYTES):
+            raise PayloadTooLarge(f"the body is larger than Lambda's {MAX_BODY_BYTES:,}-byte payload limit")
+        raw = _decode_base64(body, "body") if event.get("isBase64Encoded") is True else _utf8(body)
         if not raw:
             raise BadRequest("empty body: send an image, or JSON with 'url' or 'image'")
-        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-        content_type = str(headers.get("content-type", "")).split(";")[0].strip()
+        headers = event.get("headers") or {}
+        if not isinstance(headers, dict):
+            raise BadRequest("the event's 'headers' must be an object")
+        headers = {str(k).lower(): v for k, v in headers.items()}
+        content_type = str(headers.get("content-type", "")).split(";")[0].strip().lower()
         if content_type == "application/json" or raw[:1] == b"{":
             try:
-                return _from_fields(kind, json.loads(raw))
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                fields = json.loads(raw)
+            except (ValueError, RecursionError):  # also too deep a nesting, or an integer of 5,000 digits
                 raise BadRequest("the body is not valid JSON") from None
+            return _from_fields(kind, fields)
         return Request(kind, image=raw)
     return _from_fields("direct", event)
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape
+        raise BadRequest("the body is not valid UTF-8") from None
 
 
 def predict(image_bytes: bytes) -> dict:
@@ -140,20 +170,25 @@ def respond(kind: str, status: int, body: dict) -> dict:
 
 
 def lambda_handler(event, context=None):
+    """Total: every event gets a JSON answer; 4xx for what the client controls, 500 only for our own faults."""
     started = time.perf_counter()
     kind, log = event_kind(event), {"request_id": getattr(context, "aws_request_id", None)}
     try:
         request = parse_event(event)
-        image = (
-            request.image if request.image is not None else fetch(request.url, ALLOWED_HOSTS, timeout=FETCH_TIMEOUT_S)
-        )
-        if len(image) > MAX_BODY_BYTES * 2:
-            raise BadRequest("the image is too large", 413)
+        if request.image is not None:
+            image = request.image
+        else:
+            image = fetch(
+                request.url, ALLOWED_HOSTS, MAX_IMAGE_BYTES, timeout=FETCH_TIMEOUT_S, allowed_ports=ALLOWED_PORTS
+            )
         status, body = 200, predict(image)
         log.update(top=body["top"], probability=body["probability"], inference_ms=body["inference_ms"])
-    except (BadRequest, FetchError, ImageError) as e:
+    except CLIENT_ERRORS as e:
         status, body = e.status, {"error": str(e)}
         log["error"] = str(e)
+    except Exception as e:  # our own fault: answered, logged with the request id, never a raw Lambda error
+        status, body = 500, {"error": "internal error", "request_id": log["request_id"]}
+        log.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
     log.update(event=kind, status=status, total_ms=round((time.perf_counter() - started) * 1000, 2))
-    print(json.dumps(log), flush=True)
+    print(json.dumps(log, default=str), flush=True)
     return respond(kind, status, body)

@@ -10,6 +10,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # Larger images are refused before decoding: a 40-megapixel photo is plausible, a 1-gigapixel
 # PNG of 100 KB is a decompression bomb.
 MAX_PIXELS = 40_000_000
+# The formats the function means to accept; Pillow's other decoders (PGM, SGI, JPEG 2000, PSD, ...)
+# and TIFF (libtiff) are attack surface nobody needs for a photo. JPEG covers MPO, the multi-picture
+# JPEG of phones.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 
 
 class ImageError(ValueError):
@@ -27,14 +31,16 @@ class ImageTooLarge(ImageError):
 
 
 def open_image(source: "str | Path | bytes", max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open a path or bytes lazily; refuse non-images and oversized ones before decoding."""
+    """Open a path or bytes lazily; refuse non-images, other formats and oversized ones before decoding."""
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     try:
-        img = Image.open(fp)
+        img = Image.open(fp, formats=FORMATS)
     except UnidentifiedImageError:
-        raise NotAnImage("not an image (unrecognised format)") from None
-    except (OSError, Image.DecompressionBombError) as e:
-        raise ImageError(f"cannot read image: {e}") from None
+        raise NotAnImage(f"not an image (unrecognised format; accepted: {', '.join(FORMATS)})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(f"image too large: {e}") from None
+    except Exception as e:  # hostile bytes make Pillow's parsers raise nearly anything (ValueError, struct.error, ...)
+        raise ImageError(f"cannot read image: {type(e).__name__}: {e}") from None
     w, h = img.size
     if w * h > max_pixels:
         raise ImageTooLarge(f"image too large: {w}x{h} pixels (limit {max_pixels:,})")
@@ -67,7 +73,9 @@ def load_image(source: "str | Path | bytes", size: int) -> np.ndarray:
         img = to_rgb(img)
         img = img.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(img, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(f"image too large: {e}") from None
+    except Exception as e:  # as in open_image: any decoder failure on the client's bytes is the client's 4xx
         raise ImageError(f"cannot decode image: {e}") from None
 
 

@@ -1,0 +1,312 @@
+"""serving.fetch against real servers on 127.0.0.1: the deadline over slow ones, URL handling, ports, HTTPS
+with a test CA, and every IPv6 spelling that embeds a non-public IPv4 address."""
+
+import contextlib
+import datetime
+import http.server
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from serving import fetch as fetching
+from serving.fetch import BadAnswer, FetchError, FetchTimeout, Refused, TooLarge, fetch
+
+LOCAL = frozenset({"127.0.0.1"})
+DEADLINE_S = 1.0
+SLACK_S = 0.5  # what a fetch may take beyond its deadline
+PHOTO = b"\xff\xd8\xff\xe0 not decoded here, only fetched \xff\xd9"
+
+
+class Raw:
+    """A TCP server on 127.0.0.1 that runs behaviour(connection) per connection, each in its own thread."""
+
+    def __init__(self, behaviour):
+        self.behaviour, self.stop = behaviour, threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port, self.connections = self.sock.getsockname()[1], 0
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)  # the request
+            self.behaviour(conn, self.stop)
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def raw_server(behaviour):
+    server = Raw(behaviour)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def trickle(conn, stop, data: bytes, every_s: float = 0.05):
+    for byte in data:
+        if stop.wait(every_s):
+            return
+        conn.sendall(bytes([byte]))
+
+
+def trickle_headers(conn, stop):
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    trickle(conn, stop, b"X-Padding: " + b"a" * 10_000 + b"\r\n")
+
+
+def trickle_body(conn, stop):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+    trickle(conn, stop, b"b" * 100_000)
+
+
+def never_answer(conn, stop):
+    stop.wait(30)
+
+
+def timed_fetch(url: str, **kwargs) -> tuple[FetchError, float]:
+    started = time.monotonic()
+    with pytest.raises(FetchError) as error:
+        fetch(url, LOCAL, timeout=DEADLINE_S, **kwargs)
+    return error.value, time.monotonic() - started
+
+
+@pytest.mark.parametrize("behaviour", [trickle_headers, trickle_body, never_answer])
+def test_a_slow_server_cannot_hold_a_fetch_past_its_deadline(behaviour):
+    with raw_server(behaviour) as server:
+        error, elapsed = timed_fetch(f"http://127.0.0.1:{server.port}/x.jpg", allowed_ports={server.port})
+    assert isinstance(error, FetchTimeout) and error.status == 408, error
+    assert elapsed < DEADLINE_S + SLACK_S, elapsed
+
+
+def test_a_tls_handshake_that_never_completes_is_cut_at_the_deadline():
+    with raw_server(never_answer) as server:
+        error, elapsed = timed_fetch(f"https://127.0.0.1:{server.port}/x.jpg", allowed_ports={server.port})
+    assert isinstance(error, FetchTimeout) and elapsed < DEADLINE_S + SLACK_S, (error, elapsed)
+
+
+def test_a_slow_resolver_is_under_the_deadline(monkeypatch):
+    # No resolver on this machine can be made slow from a test, so getaddrinfo is made slow instead.
+    real = socket.getaddrinfo
+
+    def slow_getaddrinfo(*args, **kwargs):
+        time.sleep(3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    error, elapsed = timed_fetch("http://photos.example.com/x.jpg")
+    assert isinstance(error, FetchTimeout) and elapsed < DEADLINE_S + SLACK_S, (error, elapsed)
+
+
+class Site(http.server.BaseHTTPRequestHandler):
+    """/photo, /slow-hop/N (0.4 s then a redirect), redirects to bad and non-ASCII URLs; records paths."""
+
+    paths: list = []
+
+    def do_GET(self):
+        Site.paths.append(self.path)
+        if self.path.startswith("/slow-hop/"):
+            time.sleep(0.4)
+            return self.answer(302, b"", {"Location": f"/slow-hop/{int(self.path.rsplit('/', 1)[1]) + 1}"})
+        if self.path == "/to-bad-ipv6":
+            return self.answer(302, b"", {"Location": "http://["})
+        if self.path == "/to-cafe":
+            return self.answer(302, b"", {"Location": "/caf\xe9.jpg"})  # sent as a Latin-1 byte, as servers do
+        if self.path == "/big":
+            return self.answer(200, b"\0" * 2_000_000)
+        if self.path in ("/photo", "/caf%C3%A9.jpg", "/a%20b.jpg?q=%C3%A9"):
+            return self.answer(200, PHOTO)
+        self.answer(404, b"no")
+
+    def answer(self, status, body, headers=None):
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def http_site(tls_context: "ssl.SSLContext | None" = None):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    server.daemon_threads = True
+    if tls_context is not None:
+        server.socket = tls_context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    Site.paths = []
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def site():
+    with http_site() as port:
+        yield port
+
+
+def get(port: int, path: str, **kwargs) -> bytes:
+    return fetch(f"http://127.0.0.1:{port}{path}", LOCAL, allowed_ports={port}, **kwargs)
+
+
+def test_the_deadline_covers_every_redirect(site):
+    started = time.monotonic()
+    with pytest.raises(FetchTimeout):
+        get(site, "/slow-hop/0", timeout=DEADLINE_S)  # each hop 0.4 s: 3 hops fit no 1 s deadline
+    assert time.monotonic() - started < DEADLINE_S + SLACK_S
+
+
+def test_non_ascii_paths_are_percent_encoded(site):
+    assert get(site, "/café.jpg") == PHOTO
+    assert get(site, "/a b.jpg?q=é") == PHOTO
+    assert get(site, "/to-cafe") == PHOTO  # a redirect to a non-ASCII path
+    assert Site.paths == ["/caf%C3%A9.jpg", "/a%20b.jpg?q=%C3%A9", "/to-cafe", "/caf%C3%A9.jpg"]
+
+
+@pytest.mark.parametrize("url", ["http://[/", "http://[::1", "http://x:99999/", "http://x:port/", "http://a..b/"])
+def test_malformed_urls_are_400(url):
+    with pytest.raises(FetchError) as error:
+        fetch(url)
+    assert type(error.value) is FetchError and error.value.status == 400
+
+
+def test_a_redirect_to_a_malformed_url_is_422(site):
+    with pytest.raises(BadAnswer, match="invalid URL"):
+        get(site, "/to-bad-ipv6")
+
+
+def test_only_ports_80_and_443_by_default(site):
+    with pytest.raises(FetchError, match="only ports 80, 443 are fetched") as error:
+        fetch(f"http://127.0.0.1:{site}/photo", LOCAL)
+    assert error.value.status == 400 and Site.paths == []  # refused before any connection
+    assert get(site, "/photo") == PHOTO
+
+
+def test_size_cap(site):
+    with pytest.raises(TooLarge):
+        get(site, "/big", max_bytes=1_000_000)
+    assert len(get(site, "/big", max_bytes=2_000_000)) == 2_000_000
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254, the metadata service
+        "64:ff9b:1::a00:1",  # the local-use NAT64 prefix
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "2001:0:a00:1::80ff:fffe",  # Teredo: server 10.0.0.1, client 127.0.0.1
+        "2001:0:808:808::f5ff:fffe",  # Teredo: public server 8.8.8.8, client 10.0.0.1
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::ffff:a9fe:a9fe",  # IPv4-mapped 169.254.169.254
+    ],
+)
+def test_ipv6_spellings_of_non_public_ipv4_are_refused(address):
+    assert not fetching.is_public(address)
+    with pytest.raises(Refused, match="non-public address") as error:
+        fetch(f"http://[{address}]/x.jpg")
+    assert error.value.status == 403
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "2606:4700::1111", "64:ff9b::808:808", "2002:808:808::1"])
+def test_public_addresses_pass_the_check(address):
+    assert fetching.is_public(address)
+
+
+def make_tls_files(tmp_path):
+    """A test CA and a certificate for 127.0.0.1 it signed: (CA file, server context)."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject, issuer, key, signing_key, ca: bool, issuer_key=None):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key((issuer_key or key).public_key()), critical=False
+            )
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+            )
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+            )
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clothes-serverless test CA")])
+    server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    ca = certificate(ca_name, ca_name, ca_key, ca_key, ca=True)
+    server = certificate(server_name, ca_name, server_key, ca_key, ca=False, issuer_key=ca_key)
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return ca_file, context
+
+
+@pytest.fixture
+def tls_site(tmp_path):
+    ca_file, context = make_tls_files(tmp_path)
+    fetching.tls_context.cache_clear()  # the client context is built once: rebuild it with the env below
+    try:
+        with http_site(context) as port:
+            yield ca_file, port
+    finally:
+        fetching.tls_context.cache_clear()
+
+
+def test_https_end_to_end_with_a_test_ca(tls_site, monkeypatch):
+    ca_file, port = tls_site
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    assert fetch(f"https://127.0.0.1:{port}/photo", LOCAL, allowed_ports={port}) == PHOTO
+    assert Site.paths == ["/photo"]
+
+
+def test_https_refuses_a_certificate_no_trusted_ca_signed(tls_site, monkeypatch):
+    _, port = tls_site
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with pytest.raises(BadAnswer, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch(f"https://127.0.0.1:{port}/photo", LOCAL, allowed_ports={port})
