@@ -45,8 +45,9 @@ serve: $(VENV)/.installed $(RIE)
 	python -m pipeline.serve --model $(SERVE_MODEL) --port 8080
 
 # Ship the recommended variant (params.yaml: deploy) to Lambda + API Gateway; AWS_* from the environment.
+# make deploy FORCE=1 ships a variant less accurate than the live one (deploy.max_accuracy_drop).
 deploy: $(VENV)/.installed
-	python -m pipeline.deploy deploy
+	python -m pipeline.deploy deploy $(if $(FORCE),--force)
 rollback: $(VENV)/.installed
 	python -m pipeline.deploy rollback
 destroy: $(VENV)/.installed

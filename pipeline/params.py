@@ -109,7 +109,10 @@ class Deploy:
     memory_mb: int
     timeout_s: int
     architecture: str  # x86_64 | arm64
-    keep_images: int  # ECR lifecycle policy: keep the last N images
+    untagged_image_days: int  # ECR lifecycle: untagged images expire after this (tagged ones, which versions use, never)
+    reserved_concurrency: int  # the function's cap on concurrent executions (0 = none reserved)
+    log_retention_days: int  # CloudWatch Logs retention of the function's log group
+    max_accuracy_drop: float  # refuse a variant whose verify accuracy is this much below the live one's (--force)
     throttle_rate: float  # API Gateway requests per second
     throttle_burst: int
     base_image: str  # Lambda base image the function image is built on

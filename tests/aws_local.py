@@ -1,13 +1,18 @@
 """Local stand-ins for what deploy talks to, all on 127.0.0.1: moto in server mode (AWS), Debian's
-docker-registry (ECR's registry), and a Lambda base image made with debootstrap (public base
-images cannot be pulled here). Each is started by the tests and stopped after."""
+docker-registry (ECR's registry), a Lambda base image made with debootstrap (public base
+images cannot be pulled here), and a proxy that answers as AWS does while IAM propagates a new
+role. Each is started by the tests and stopped after."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -45,11 +50,39 @@ def start_registry(root: Path) -> tuple[subprocess.Popen, str]:
     return process, f"127.0.0.1:{port}"
 
 
+def apt_mirror() -> tuple[str, str]:
+    """(suite, mirror URI) of this machine's own Debian release, from its apt sources: the project
+    names no mirror itself."""
+    release = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
+    suite = release.get("VERSION_CODENAME", "").strip('"')
+    entries = []  # (uris, suites) of each deb source
+    for f in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for stanza in f.read_text().split("\n\n"):
+            fields = {}
+            for line in stanza.splitlines():
+                if ":" in line and not line.startswith(("#", " ")):
+                    key, value = line.split(":", 1)
+                    fields[key.strip().lower()] = value.split()
+            if "deb" in fields.get("types", []) and fields.get("enabled", ["yes"]) != ["no"]:
+                entries.append((fields.get("uris", []), fields.get("suites", [])))
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.exists():
+        for line in legacy.read_text().splitlines():
+            words = [w for w in line.split("#")[0].split() if not w.startswith("[")]
+            if len(words) >= 3 and words[0] == "deb":
+                entries.append(([words[1]], [words[2]]))
+    for uris, suites in entries:
+        if suite in suites and uris:
+            return suite, uris[0]
+    raise RuntimeError(f"no apt source for this machine's release ({suite!r}) in /etc/apt: debootstrap needs one")
+
+
 def build_standin_base(rie: Path) -> str:
     """A minimal Debian with Python, awslambdaric and the runtime interface emulator, laid out like
     the AWS Lambda Python base image (/var/task, /lambda-entrypoint.sh). Built once per machine."""
     if subprocess.run(["podman", "image", "exists", STANDIN_BASE]).returncode == 0:
         return STANDIN_BASE
+    suite, mirror = apt_mirror()
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
         subprocess.run(
@@ -57,9 +90,9 @@ def build_standin_base(rie: Path) -> str:
                 "debootstrap",
                 "--variant=minbase",
                 "--include=python3,python3-venv,ca-certificates",
-                "bookworm",
+                suite,
                 str(rootfs),
-                "http://deb.debian.org/debian",
+                mirror,
             ],
             check=True,
             capture_output=True,
@@ -106,3 +139,47 @@ def build_standin_base(rie: Path) -> str:
             capture_output=True,
         )
     return STANDIN_BASE
+
+
+ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."  # AWS's words
+
+
+def start_role_propagation_proxy(target: str, refuse_s: float) -> tuple[ThreadingHTTPServer, str]:
+    """An HTTP proxy on 127.0.0.1 in front of moto that answers CreateFunction as AWS does while a
+    new role propagates through IAM, for the first refuse_s seconds; everything else passes through."""
+    started = time.monotonic()
+    refused = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def forward(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            create = self.command == "POST" and self.path.rstrip("/").endswith("/2015-03-31/functions")
+            if create and time.monotonic() - started < refuse_s:
+                refused.append(time.monotonic())
+                answer = json.dumps({"Type": "User", "message": ROLE_NOT_READY}).encode()
+                self.send_response(400)
+                self.send_header("x-amzn-ErrorType", "InvalidParameterValueException")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+            answer = requests.request(self.command, target + self.path, headers=headers, data=body, timeout=60)
+            self.send_response(answer.status_code)
+            for k, v in answer.headers.items():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = forward
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Proxy)
+    server.refused = refused
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"

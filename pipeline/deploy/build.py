@@ -1,0 +1,128 @@
+"""What goes into the function, and the key that names it: the chosen model staged beside the
+serving package, a content hash of every input (no git needed), and the zip package."""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from pipeline import cli, files, params, paths
+from pipeline.deploy import limits
+
+DOCKERFILE = Path("lambda/Dockerfile")
+REQUIREMENTS = Path("lambda/requirements.txt")  # what the function installs: the one place it is named
+SERVING = Path("lambda/serving")
+MODEL_DIR = Path("build/model")  # the image's and the zip's model/, staged here
+ZIP_DIR = Path("build/zip")
+ZIP = Path("build/function.zip")
+HANDLER = "serving.handler.lambda_handler"
+PIP_PLATFORMS = {"x86_64": "x86_64", "arm64": "aarch64"}
+
+
+def sh(*cmd: str, what: str, stdin: "str | None" = None) -> str:
+    result = subprocess.run(cmd, capture_output=True, text=True, input=stdin)
+    if result.returncode != 0:
+        lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
+        raise cli.UserError(f"{what} failed: {lines[-1] if lines else f'exit status {result.returncode}'}")
+    return result.stdout
+
+
+def chosen_model(d: params.Deploy) -> tuple[str, Path]:
+    variant = d.variant
+    if not variant:
+        if not Path(paths.RECOMMENDATION).exists():
+            raise cli.UserError(f"{paths.RECOMMENDATION} not found: run `dvc repro` first, or set deploy.variant")
+        variant = json.loads(Path(paths.RECOMMENDATION).read_text())["variant"]
+    model = Path(paths.TFLITE_DIR) / f"{variant}.tflite"
+    if not model.exists():
+        raise cli.UserError(f"{model} not found: run `dvc repro` first")
+    return variant, model
+
+
+def verify_accuracy(variant: str) -> "float | None":
+    """The verify stage's test accuracy of this variant (None where the stage has not run)."""
+    path = Path(paths.VERIFY_METRICS)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get(variant, {}).get("accuracy")
+
+
+def stage_model(variant: str, model: Path) -> None:
+    MODEL_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, MODEL_DIR / "model.tflite")
+    files.write_json(MODEL_DIR / "model.json", {"variant": variant, "sha256": files.sha256(model)})
+
+
+def function_files() -> list[Path]:
+    """Everything the function is made of, in a fixed order."""
+    serving = sorted(f for f in SERVING.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+    return [DOCKERFILE, REQUIREMENTS, *serving, *sorted(MODEL_DIR.glob("*"))]
+
+
+def code_key(d: params.Deploy) -> str:
+    """A content hash of the function's files and the params that change what is built: the same
+    key means the same code, whatever git says (uncommitted edits count, no repository needed)."""
+    h = hashlib.sha256()
+    for f in function_files():
+        h.update(f"{f.as_posix()}\0{files.sha256(f)}\0".encode())
+    built = {k: getattr(d, k) for k in ("package", "architecture", "base_image", "zip_runtime")}
+    h.update(json.dumps(built, sort_keys=True).encode())
+    return h.hexdigest()[:20]
+
+
+def function_config(d: params.Deploy, role_arn: str = "") -> dict:
+    """The versioned configuration (a change publishes a new version without new code)."""
+    threads = max(1, round(d.memory_mb / limits.VCPU_MB))
+    config = {
+        "MemorySize": d.memory_mb,
+        "Timeout": d.timeout_s,
+        "Environment": {"Variables": {"NUM_THREADS": str(threads)}},
+    }
+    return {**config, "Role": role_arn} if role_arn else config
+
+
+def config_key(d: params.Deploy) -> str:
+    return hashlib.sha256(json.dumps(function_config(d), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def build_zip(d: params.Deploy) -> Path:
+    """The serving package + the model + the requirements' wheels for Lambda's Python and
+    architecture, zipped in a fixed order with fixed timestamps (the same inputs, the same bytes)."""
+    shutil.rmtree(ZIP_DIR, ignore_errors=True)
+    ZIP_DIR.mkdir(parents=True)
+    version = d.zip_runtime.removeprefix("python")
+    arch = PIP_PLATFORMS[d.architecture]
+    platforms = [f"--platform=manylinux_2_{n}_{arch}" for n in (28, 27, 17)] + [f"--platform=manylinux2014_{arch}"]
+    sh(
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--target",
+        str(ZIP_DIR),
+        "--only-binary=:all:",
+        "--implementation=cp",
+        f"--python-version={version}",
+        *platforms,
+        "-r",
+        str(REQUIREMENTS),
+        what=f"installing {REQUIREMENTS} for the zip package",
+    )
+    shutil.copytree(SERVING, ZIP_DIR / "serving", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(MODEL_DIR, ZIP_DIR / "model")
+    unzipped = sum(f.stat().st_size for f in ZIP_DIR.rglob("*") if f.is_file()) / 2**20
+    if unzipped > limits.ZIP_UNZIPPED_MB:
+        raise cli.UserError(
+            f"the zip package unzips to {unzipped:.0f} MB, over Lambda's {limits.ZIP_UNZIPPED_MB} MB: "
+            "use deploy.package: image"
+        )
+    with zipfile.ZipFile(ZIP, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(p for p in ZIP_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            info = zipfile.ZipInfo(str(f.relative_to(ZIP_DIR)), date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            z.writestr(info, f.read_bytes(), zipfile.ZIP_DEFLATED)
+    return ZIP

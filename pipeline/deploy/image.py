@@ -1,0 +1,125 @@
+"""The function's container image: built for the function's architecture as a single-image
+manifest, pushed, then read back from the registry and refused, before Lambda sees it, if it is
+an index or made for another architecture."""
+
+import base64
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import requests
+
+from pipeline import cli, params
+from pipeline.deploy import build, limits
+from pipeline.deploy.build import sh
+
+ACCEPT = ", ".join(limits.IMAGE_MEDIA_TYPES + limits.INDEX_MEDIA_TYPES)
+
+
+def container_engine() -> str:
+    for engine in ("docker", "podman", "buildah"):
+        if shutil.which(engine):
+            if engine == "docker" and subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+                continue  # a docker client without a running engine
+            return engine
+    raise cli.UserError("no container engine: install docker, podman or buildah (or set deploy.package: zip)")
+
+
+class Registry:
+    """The registry's HTTP API (ECR's, or a plain-HTTP local one named by deploy.registry)."""
+
+    def __init__(self, host: str, repository: str, token: "str | None", plain_http: bool):
+        self.host, self.repository, self.plain_http = host, repository, plain_http
+        self.user, self.password = base64.b64decode(token).decode().split(":", 1) if token else ("", "")
+        self.base = f"{'http' if plain_http else 'https'}://{host}/v2/{repository}"
+
+    def get(self, path: str, accept: str = "") -> requests.Response:
+        auth = (self.user, self.password) if self.user and not self.plain_http else None
+        try:
+            return requests.get(f"{self.base}/{path}", headers={"Accept": accept}, auth=auth, timeout=60)
+        except requests.RequestException as e:
+            raise cli.UserError(f"registry {self.host} did not answer: {e}") from None
+
+    def digest(self, tag: str) -> "str | None":
+        """The digest of the single-platform image tagged `tag`, checked; None if there is none."""
+        answer = self.get(f"manifests/{tag}", ACCEPT)
+        if answer.status_code == 404:
+            return None
+        if answer.status_code != 200:
+            raise cli.UserError(f"reading {self.repository}:{tag} from {self.host}: HTTP {answer.status_code}")
+        return answer.headers.get("Docker-Content-Digest") or f"sha256:{hashlib.sha256(answer.content).hexdigest()}"
+
+    def check(self, tag: str, architecture: str) -> str:
+        """Refuse what Lambda would refuse (an index) or could not run (another architecture)."""
+        answer = self.get(f"manifests/{tag}", ACCEPT)
+        manifest = answer.json()
+        kind = manifest.get("mediaType") or answer.headers.get("Content-Type", "").split(";")[0]
+        image = f"{self.repository}:{tag}"
+        if kind in limits.INDEX_MEDIA_TYPES or "manifests" in manifest:
+            raise cli.UserError(
+                f"{image} was pushed as an image index ({kind}): Lambda needs a single-image manifest "
+                "(docker: --provenance=false --sbom=false; podman/buildah: --format docker)"
+            )
+        config = self.get(f"blobs/{manifest['config']['digest']}").json()
+        found, wanted = config.get("architecture"), limits.ARCHITECTURES[architecture]
+        if found != wanted:
+            raise cli.UserError(
+                f"{image} is built for {found}, deploy.architecture is {architecture} ({wanted}): "
+                "is the base image available for that architecture?"
+            )
+        return self.digest(tag)
+
+
+def build_image(engine: str, d: params.Deploy, image: str) -> None:
+    platform = f"linux/{limits.ARCHITECTURES[d.architecture]}"
+    # BuildKit pushes an index when it adds attestations, podman/buildah default to OCI: Lambda wants one image
+    single = ["--provenance=false", "--sbom=false"] if engine == "docker" else ["--format", "docker"]
+    sh(
+        *(["buildah", "build"] if engine == "buildah" else [engine, "build"]),
+        "--platform",
+        platform,
+        *single,
+        "-f",
+        str(build.DOCKERFILE),
+        "--build-arg",
+        f"BASE_IMAGE={d.base_image}",
+        "--build-arg",
+        f"REQUIREMENTS={build.REQUIREMENTS}",
+        "-t",
+        image,
+        ".",
+        what=f"building the image for {platform} (is {d.base_image} available for {platform}?)",
+    )
+
+
+def push_image(engine: str, registry: Registry, image: str) -> None:
+    denied = "pushing the image (denied? check the ECR permissions in docs/deployer-policy.json)"
+    if engine == "docker":
+        if registry.user and not registry.plain_http:
+            sh(
+                "docker",
+                "login",
+                "--username",
+                registry.user,
+                "--password-stdin",
+                registry.host,
+                stdin=registry.password,
+                what=f"docker login to {registry.host}",
+            )
+        sh("docker", "push", image, what=denied)
+        return
+    creds = ["--creds", f"{registry.user}:{registry.password}"] if registry.user and not registry.plain_http else []
+    with tempfile.TemporaryDirectory() as tmp:
+        sh(
+            engine,
+            "push",
+            *creds,
+            f"--tls-verify={str(not registry.plain_http).lower()}",
+            "--digestfile",
+            str(Path(tmp) / "digest"),
+            image,
+            f"docker://{image}",
+            what=denied,
+        )

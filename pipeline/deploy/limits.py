@@ -1,0 +1,56 @@
+"""Every AWS limit and behaviour the deployer assumes, stated once (AWS's documented quotas and
+behaviours as of 2026), and the check of deploy params against them."""
+
+from pipeline import params
+from pipeline.cli import UserError
+
+# Lambda
+MEMORY_MB = (128, 10240)  # a function's memory range
+VCPU_MB = 1769  # the memory at which a function gets one full vCPU (threads = memory / this)
+TIMEOUT_S = (1, 900)  # a function's timeout range
+ZIP_UNZIPPED_MB = 250  # a zip package, unzipped
+ZIP_DIRECT_UPLOAD_MB = 50  # a zip sent in the API call itself; larger ones go through S3
+DESCRIPTION_CHARS = 256  # a version's description (where the deployer records what it shipped)
+PAGE_SIZE = 50  # listings (versions, aliases) return at most this many a page: always paginate
+ACCOUNT_CONCURRENCY = 1000  # default concurrent executions per account and region (new accounts: 10)
+UNRESERVED_MIN = 100  # reserved concurrency must leave this much of the account's limit unreserved
+ROLE_PROPAGATION_S = 90  # a new IAM role can be refused by Lambda ("cannot be assumed") this long
+ROLE_RETRY_EVERY_S = 3
+IMAGE_MEDIA_TYPES = (  # single-image manifests; Lambda refuses an index / manifest list
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
+INDEX_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+ARCHITECTURES = {"x86_64": "amd64", "arm64": "arm64"}  # Lambda's name -> the image config's name
+
+# CloudWatch Logs: the only retention periods it accepts
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922)
+
+# S3: bucket names are global, 3-63 characters; anyone may create a name you predicted
+BUCKET_NAME_CHARS = 63
+
+# API Gateway: 10,000 requests/s per account and region across all APIs
+API_ACCOUNT_RATE = 10000
+
+
+def check(d: params.Deploy) -> None:
+    """Deploy params that AWS would refuse, refused here first with the limit named."""
+    problems = []
+    if not MEMORY_MB[0] <= d.memory_mb <= MEMORY_MB[1]:
+        problems.append(f"deploy.memory_mb must be {MEMORY_MB[0]}-{MEMORY_MB[1]}, got {d.memory_mb}")
+    if not TIMEOUT_S[0] <= d.timeout_s <= TIMEOUT_S[1]:
+        problems.append(f"deploy.timeout_s must be {TIMEOUT_S[0]}-{TIMEOUT_S[1]}, got {d.timeout_s}")
+    if d.log_retention_days not in LOG_RETENTION_DAYS:
+        problems.append(f"deploy.log_retention_days must be one of {LOG_RETENTION_DAYS}, got {d.log_retention_days}")
+    if not 0 <= d.reserved_concurrency <= ACCOUNT_CONCURRENCY - UNRESERVED_MIN:
+        problems.append(
+            f"deploy.reserved_concurrency must be 0 (none) to {ACCOUNT_CONCURRENCY - UNRESERVED_MIN}, "
+            f"got {d.reserved_concurrency}"
+        )
+    if not 0 < d.throttle_rate <= API_ACCOUNT_RATE or d.throttle_burst < 1:
+        problems.append(f"deploy.throttle_rate must be 0-{API_ACCOUNT_RATE} and deploy.throttle_burst at least 1")
+    if problems:
+        raise UserError("; ".join(problems))

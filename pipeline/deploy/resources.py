@@ -1,0 +1,238 @@
+"""The AWS resources around the function: ECR repository, execution role, S3 bucket for large
+zips, log group, HTTP API. Each ensure_* makes its resource match the params, however it was
+left (created, half-created, or changed since)."""
+
+import contextlib
+import json
+import secrets
+
+import boto3
+import botocore.exceptions
+from boto3.s3.transfer import S3UploadFailedError
+
+from pipeline import cli, params
+from pipeline.deploy import limits
+
+TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+PERMISSION_ID = "apigateway-predict"
+ROUTE = "POST /predict"
+
+
+def client(service: str, region: str):
+    return boto3.client(service, region_name=region)
+
+
+@contextlib.contextmanager
+def aws_errors():
+    """Whatever AWS or boto3 refuses becomes one line with AWS's own reason."""
+    try:
+        yield
+    except botocore.exceptions.NoCredentialsError:
+        raise cli.UserError("no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
+    except botocore.exceptions.ClientError as e:
+        error, operation = e.response.get("Error", {}), e.operation_name
+        reason = " ".join(f"{error.get('Code')}: {error.get('Message')}".split())[:400]
+        raise cli.UserError(f"AWS refused {operation}: {reason}") from None
+    except botocore.exceptions.WaiterError as e:
+        response = e.last_response or {}
+        config = response.get("Configuration", response)
+        reason = config.get("LastUpdateStatusReason") or config.get("StateReason") or e.last_response
+        reason = " ".join(str(reason).split())[:400]
+        raise cli.UserError(f"the function did not become ready: {reason}") from None
+    except S3UploadFailedError as e:
+        raise cli.UserError(f"uploading the zip package to S3 failed: {e}") from None
+    except botocore.exceptions.BotoCoreError as e:
+        raise cli.UserError(f"AWS call failed: {e}") from None
+
+
+def pages(method, key: str, **kwargs):
+    """Every item of a paginated listing, whichever token name the API uses."""
+    while True:
+        page = method(**kwargs)
+        yield from page.get(key, [])
+        token = page.get("NextMarker") or page.get("NextToken")
+        if not token:
+            return
+        kwargs["Marker" if "NextMarker" in page else "NextToken"] = token
+
+
+# ---------------------------------------------------------------- ECR
+def ensure_repository(ecr, d: params.Deploy) -> str:
+    try:
+        repo = ecr.describe_repositories(repositoryNames=[d.repository])["repositories"][0]
+    except ecr.exceptions.RepositoryNotFoundException:
+        repo = ecr.create_repository(repositoryName=d.repository, imageScanningConfiguration={"scanOnPush": True})
+        repo = repo["repository"]
+    ecr.put_image_scanning_configuration(repositoryName=d.repository, imageScanningConfiguration={"scanOnPush": True})
+    # Tags are content keys and versions point at digests: only untagged images (a failed push's
+    # leftovers) ever expire, so no version's image disappears under it.
+    rule = {
+        "rulePriority": 1,
+        "description": f"expire untagged images after {d.untagged_image_days} days",
+        "selection": {
+            "tagStatus": "untagged",
+            "countType": "sinceImagePushed",
+            "countUnit": "days",
+            "countNumber": d.untagged_image_days,
+        },
+        "action": {"type": "expire"},
+    }
+    ecr.put_lifecycle_policy(repositoryName=d.repository, lifecyclePolicyText=json.dumps({"rules": [rule]}))
+    return repo["repositoryUri"]
+
+
+# ---------------------------------------------------------------- IAM
+def trusts_lambda(document: dict) -> bool:
+    for s in document.get("Statement", []):
+        services = s.get("Principal", {}).get("Service", [])
+        services = [services] if isinstance(services, str) else services
+        actions = s.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if s.get("Effect") == "Allow" and "lambda.amazonaws.com" in services and "sts:AssumeRole" in actions:
+            return True
+    return False
+
+
+def ensure_role(iam, d: params.Deploy) -> str:
+    try:
+        role = iam.get_role(RoleName=d.role_name)["Role"]
+        if not trusts_lambda(role["AssumeRolePolicyDocument"]):
+            raise cli.UserError(
+                f"role {d.role_name} exists but does not let lambda.amazonaws.com assume it: "
+                "fix its trust policy or choose another deploy.role_name"
+            )
+    except iam.exceptions.NoSuchEntityException:
+        role = iam.create_role(RoleName=d.role_name, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY))["Role"]
+    iam.attach_role_policy(RoleName=d.role_name, PolicyArn=BASIC_EXECUTION)  # again: a run may have died before
+    return role["Arn"]
+
+
+def delete_role(iam, d: params.Deploy) -> bool:
+    try:
+        for policy in pages(iam.list_attached_role_policies, "AttachedPolicies", RoleName=d.role_name):
+            iam.detach_role_policy(RoleName=d.role_name, PolicyArn=policy["PolicyArn"])
+        iam.delete_role(RoleName=d.role_name)
+        return True
+    except iam.exceptions.NoSuchEntityException:
+        return False
+
+
+# ---------------------------------------------------------------- S3 (zips over the direct-upload limit)
+def bucket_prefix(d: params.Deploy, account: str) -> str:
+    return f"{d.function_name}-{account}-"[: limits.BUCKET_NAME_CHARS - 9]
+
+
+def deploy_buckets(s3, d: params.Deploy, account: str) -> list[str]:
+    """Our buckets: list_buckets lists only the caller's own, so a name someone else took is never one."""
+    if d.s3_bucket:
+        return [d.s3_bucket]
+    return [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(bucket_prefix(d, account))]
+
+
+def upload_zip(s3, d: params.Deploy, account: str, archive, key: str) -> dict:
+    found = deploy_buckets(s3, d, account)
+    bucket = found[0] if found else d.s3_bucket or bucket_prefix(d, account) + secrets.token_hex(4)
+    owner = {"ExpectedBucketOwner": account}
+    try:
+        s3.head_bucket(Bucket=bucket, **owner)
+    except botocore.exceptions.ClientError as e:
+        if e.response["Error"]["Code"] not in ("404", "NoSuchBucket"):
+            raise cli.UserError(f"S3 bucket {bucket} is not this account's ({e.response['Error']['Code']})") from None
+        where = {} if d.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": d.region}}
+        s3.create_bucket(Bucket=bucket, **where)
+        block = dict.fromkeys(
+            ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
+        )
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block, **owner)
+    s3.upload_file(str(archive), bucket, key, ExtraArgs=owner)
+    return {"S3Bucket": bucket, "S3Key": key}
+
+
+def delete_buckets(s3, d: params.Deploy, account: str) -> list[str]:
+    gone = []
+    for bucket in deploy_buckets(s3, d, account):
+        with contextlib.suppress(s3.exceptions.NoSuchBucket):
+            for obj in pages(s3.list_objects_v2, "Contents", Bucket=bucket, ExpectedBucketOwner=account):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"], ExpectedBucketOwner=account)
+            s3.delete_bucket(Bucket=bucket, ExpectedBucketOwner=account)
+            gone.append(bucket)
+    return gone
+
+
+# ---------------------------------------------------------------- CloudWatch Logs
+def log_group(d: params.Deploy) -> str:
+    return f"/aws/lambda/{d.function_name}"
+
+
+def ensure_log_group(logs, d: params.Deploy) -> None:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_group(logGroupName=log_group(d))
+    logs.put_retention_policy(logGroupName=log_group(d), retentionInDays=d.log_retention_days)
+
+
+def delete_log_group(logs, d: params.Deploy) -> bool:
+    try:
+        logs.delete_log_group(logGroupName=log_group(d))
+        return True
+    except logs.exceptions.ResourceNotFoundException:
+        return False
+
+
+# ---------------------------------------------------------------- API Gateway (HTTP API)
+def find_apis(apigw, d: params.Deploy) -> list[dict]:
+    return [a for a in pages(apigw.get_apis, "Items") if a["Name"] == d.api_name]
+
+
+def ensure_api(apigw, lam, d: params.Deploy, alias_arn: str, account: str) -> str:
+    apis = find_apis(apigw, d)
+    api = apis[0] if apis else apigw.create_api(Name=d.api_name, ProtocolType="HTTP")
+    api_id = api["ApiId"]
+    integrations = [i for i in pages(apigw.get_integrations, "Items", ApiId=api_id) if i["IntegrationUri"] == alias_arn]
+    integration = (
+        integrations[0]
+        if integrations
+        else apigw.create_integration(
+            ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=alias_arn, PayloadFormatVersion="2.0"
+        )
+    )
+    target = f"integrations/{integration['IntegrationId']}"
+    routes = [r for r in pages(apigw.get_routes, "Items", ApiId=api_id) if r["RouteKey"] == ROUTE]
+    if not routes:
+        apigw.create_route(ApiId=api_id, RouteKey=ROUTE, Target=target)
+    elif routes[0].get("Target") != target:
+        apigw.update_route(ApiId=api_id, RouteId=routes[0]["RouteId"], Target=target)
+    throttle = {"ThrottlingRateLimit": d.throttle_rate, "ThrottlingBurstLimit": d.throttle_burst}
+    stages = [s for s in pages(apigw.get_stages, "Items", ApiId=api_id) if s["StageName"] == "$default"]
+    if stages:
+        now = stages[0].get("DefaultRouteSettings", {})
+        if any(now.get(k) != v for k, v in throttle.items()):  # the params changed since
+            apigw.update_stage(ApiId=api_id, StageName="$default", DefaultRouteSettings=throttle)
+    else:
+        apigw.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True, DefaultRouteSettings=throttle)
+    allow_api(lam, d, f"arn:aws:execute-api:{d.region}:{account}:{api_id}/*/*/predict")
+    return f"{api.get('ApiEndpoint', f'https://{api_id}.execute-api.{d.region}.amazonaws.com')}/predict"
+
+
+def allow_api(lam, d: params.Deploy, source_arn: str) -> None:
+    """The permission for this API to invoke 'live'; one left from a deleted API is replaced."""
+    try:
+        policy = json.loads(lam.get_policy(FunctionName=d.function_name, Qualifier="live")["Policy"])
+    except lam.exceptions.ResourceNotFoundException:
+        policy = {"Statement": []}
+    ours = [s for s in policy["Statement"] if s.get("Sid") == PERMISSION_ID]
+    if ours and json.dumps(source_arn) in json.dumps(ours[0].get("Condition", {})):
+        return
+    if ours:
+        lam.remove_permission(FunctionName=d.function_name, Qualifier="live", StatementId=PERMISSION_ID)
+    lam.add_permission(
+        FunctionName=d.function_name,
+        Qualifier="live",
+        StatementId=PERMISSION_ID,
+        Action="lambda:InvokeFunction",
+        Principal="apigateway.amazonaws.com",
+        SourceArn=source_arn,
+    )

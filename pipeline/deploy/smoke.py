@@ -1,0 +1,90 @@
+"""Smoke tests: the function answers a real test photo as the verify stage did. `local` runs the
+image (under its runtime interface emulator) or the zip's handler here before anything is
+pushed; `aws` invokes the updated, not yet published function in AWS."""
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import requests
+
+from pipeline import cli, params, paths
+from pipeline.deploy import build
+from pipeline.serve import INVOKE_PATH, free_port
+
+ANSWER_S = 60
+
+
+def expected_answer(variant: str) -> tuple[Path, str]:
+    """A real test photo (absolute path: the runs below use other working directories) and the
+    verify stage's answer for it with this variant."""
+    predictions = pd.read_csv(paths.PREDICTIONS)
+    row = predictions[predictions["model"] == variant].iloc[0]
+    return Path(row["path"]).resolve(), row["predicted"]
+
+
+def event(photo: Path) -> dict:
+    return {"image": base64.b64encode(photo.read_bytes()).decode()}
+
+
+def run_image(engine: str, image: str, photo: Path) -> dict:
+    port = free_port()
+    run = [engine, "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8080"]
+    if engine == "podman":
+        run += ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
+    container = build.sh(*run, image, what="starting the image for the smoke test").strip()
+    try:
+        url = f"http://127.0.0.1:{port}{INVOKE_PATH}"
+        session = requests.Session()
+        for _ in range(ANSWER_S * 4):
+            try:
+                return session.post(url, json=event(photo), timeout=ANSWER_S).json()
+            except (requests.ConnectionError, ValueError):
+                subprocess.run(["sleep", "0.25"])
+        raise cli.UserError(f"smoke test failed: the image did not answer within {ANSWER_S} s")
+    finally:
+        subprocess.run([engine, "rm", "-f", container], capture_output=True)
+
+
+def run_zip(d: params.Deploy, photo: Path) -> dict:
+    """The zip's handler with the package's own files only (no site-packages), from another directory."""
+    here = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if d.zip_runtime != here:
+        raise cli.UserError(f"smoke_test: local runs the {d.zip_runtime} package with this {here}: use smoke_test: aws")
+    code = (
+        "import base64, json, sys\nfrom serving import handler\n"
+        "event = {'image': base64.b64encode(open(sys.argv[1], 'rb').read()).decode()}\n"
+        "print(json.dumps(handler.lambda_handler(event)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(photo)],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(build.ZIP_DIR.resolve()), "LAMBDA_TASK_ROOT": str(build.ZIP_DIR.resolve())},
+    )
+    if result.returncode != 0:
+        last = result.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise cli.UserError(f"smoke test failed: the zip package's handler crashed: {last[0]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def invoke(lam, d: params.Deploy, photo: Path) -> dict:
+    """Invoke $LATEST (updated and waited for, not yet published): a failure publishes nothing."""
+    answer = lam.invoke(FunctionName=d.function_name, Qualifier="$LATEST", Payload=json.dumps(event(photo)).encode())
+    body = answer["Payload"].read() or b"{}"
+    if answer.get("FunctionError"):
+        raise cli.UserError(f"smoke test failed: the function raised {body.decode(errors='replace')[:300]}")
+    return json.loads(body)
+
+
+def check(answer: dict, variant: str) -> None:
+    photo, expected = expected_answer(variant)
+    if answer.get("top") != expected:
+        raise cli.UserError(
+            f"smoke test failed: {photo.name} answered {answer.get('top') or answer} where the verify stage "
+            f"says {expected}; nothing was published and 'live' stays where it was"
+        )
