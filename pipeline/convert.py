@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import cli, dataset, files, params, paths
+from pipeline.relu_swap import swap_residual_relus
 from serving.images import scale
 
 INT8_IO = {"int8": tf.int8, "uint8": tf.uint8}
@@ -20,7 +21,7 @@ def converter_for(model, variant: str, representative: np.ndarray, int8_io: str)
         converter.target_spec.supported_types = [tf.float16]
     elif variant == "dynamic_int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif variant == "full_int8":
+    elif variant in ("full_int8", "full_int8_leaky"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([image[None]] for image in representative)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -36,7 +37,7 @@ def convert(model_path: str, p: params.Params) -> dict:
     model = keras.models.load_model(model_path, compile=False)
     size = model.input_shape[1]
     representative = np.zeros((0, size, size, 3), np.float32)
-    if "full_int8" in p.convert.variants:
+    if {"full_int8", "full_int8_leaky"} & set(p.convert.variants):
         images, _, _ = dataset.load_split(dataset.read_manifest(), "train", size)
         pick = np.random.default_rng(0).permutation(len(images))[: p.convert.representative_images]
         representative = scale(images[pick])
@@ -50,7 +51,10 @@ def convert(model_path: str, p: params.Params) -> dict:
         started = time.time()
         try:
             with files.output_to(log):
-                flatbuffer = converter_for(model, variant, representative, p.convert.int8_io).convert()
+                # full_int8_leaky: the residual ReLUs as LeakyReLU, no retraining (pipeline/relu_swap.py)
+                leaky = variant == "full_int8_leaky"
+                source, swapped = swap_residual_relus(model, p.convert.leaky_slope) if leaky else (model, 0)
+                flatbuffer = converter_for(source, variant, representative, p.convert.int8_io).convert()
         except Exception as e:  # the converter's errors are long; the log holds the detail
             raise cli.UserError(f"converting {variant} failed: {type(e).__name__} (details in {log})") from e
         dest = out_dir / f"{variant}.tflite"
@@ -59,7 +63,7 @@ def convert(model_path: str, p: params.Params) -> dict:
         metrics[variant] = {
             "size_mb": round(len(flatbuffer) / 2**20, 2),
             "convert_seconds": round(time.time() - started, 1),
-        }
+        } | ({"swapped_relus": swapped} if leaky else {})
         print(f"  {dest}: {metrics[variant]['size_mb']} MiB in {metrics[variant]['convert_seconds']} s")
     files.write_json(paths.CONVERT_METRICS, metrics)
     return metrics

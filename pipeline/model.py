@@ -5,14 +5,9 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from pipeline import cli, files
+from pipeline import cli, files, keras2
+from pipeline.relu_swap import swap_residual_relus
 from serving.labels import LABELS
-
-# The ReLUs that follow each residual Add (blocks 3-13). In a full-int8 TFLite graph they stay
-# stand-alone int8 RELU ops that XNNPACK rejects, splitting the graph into 12 partitions;
-# LeakyReLU keeps the whole graph in the delegate (docs/toolchain.md).
-RESIDUAL_RELUS = {f"block{i}_sepconv1_act" for i in range(3, 14)}
-LEAKY_SLOPE = 0.01
 
 
 def resolve_weights(weights: str, imagenet_url: str, cache_dir: Path) -> "str | None":
@@ -52,7 +47,7 @@ def build_model(
     except (ValueError, OSError) as e:
         raise cli.UserError(f"train.<recipe>.weights: cannot load {weights}: {e}") from None
     if residual_activation == "leaky_relu":
-        base = swap_residual_relus(base)
+        base, _ = swap_residual_relus(base)
     for layer in base.layers:
         if isinstance(layer, layers.BatchNormalization):
             # Keras' 0.99 needs ~500 steps before inference statistics match training ones.
@@ -73,48 +68,31 @@ def build_model(
     return keras.Model(inputs, head(features), name="xception_clothes")
 
 
-def swap_residual_relus(base: keras.Model) -> keras.Model:
-    def clone(layer):
-        if layer.name in RESIDUAL_RELUS:
-            return layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-
-    swapped = keras.models.clone_model(base, clone_function=clone)
-    swapped.set_weights(base.get_weights())
-    return swapped
-
-
-class LegacySeparableConv2D(layers.SeparableConv2D):
-    """tf.keras 2 writes keys into SeparableConv2D's config that Keras 3 refuses; they only hold
-    values Keras 3 ignores for this layer, so drop them."""
-
-    def __init__(
-        self, *args, groups=1, kernel_initializer=None, kernel_regularizer=None, kernel_constraint=None, **kwargs
-    ):
-        super().__init__(*args, **kwargs)
+def model_format(path: "str | Path") -> str:
+    """keras (a Keras 3 .keras file), keras2_h5 (Keras 2 / tf.keras whole-model .h5), keras3_h5."""
+    if not str(path).endswith((".h5", ".hdf5")):
+        return "keras"
+    version = keras2.h5_keras_version(path)
+    if version is None:
+        raise cli.UserError(
+            f"{path} holds no model (a weights-only .h5?): save the whole model (model.save) and load that"
+        )
+    return "keras3_h5" if version.startswith("3") else "keras2_h5"
 
 
-def _standard_layers(model: keras.Model) -> keras.Model:
-    """The same model with plain Keras layers only, so the saved .keras needs no custom code."""
-
-    def clone(layer):
-        if isinstance(layer, LegacySeparableConv2D):
-            return layers.SeparableConv2D.from_config(layer.get_config())
-        return layer.__class__.from_config(layer.get_config())
-
-    standard = keras.models.clone_model(model, clone_function=clone)
-    standard.set_weights(model.get_weights())
-    return standard
-
-
-def load_existing(path: "str | Path") -> keras.Model:
-    """A .keras or .h5 model (Keras 3, or Keras 2 / tf.keras h5), checked to fit the 10 labels."""
-    legacy = str(path).endswith(".h5")
+def load_existing(path: "str | Path") -> tuple[keras.Model, dict]:
+    """A .keras or .h5 model (Keras 3, or Keras 2 / tf.keras h5 of any functional shape: flat, or a base
+    model called as a layer), checked to fit the 10 labels; and what was loaded (format, nested models)."""
+    if Path(path).is_dir():
+        raise cli.UserError(
+            f"{path} is a folder (a TensorFlow SavedModel?): Keras 3 reads .keras and .h5 files only; "
+            "save it as .h5 with tf_keras: tf_keras.models.load_model(folder).save('model.h5')"
+        )
     try:
-        custom = {"SeparableConv2D": LegacySeparableConv2D} if legacy else None
-        model = keras.models.load_model(path, compile=False, custom_objects=custom)
-        if legacy:
-            model = _standard_layers(model)
+        kind = model_format(path)
+        model = keras2.load(path) if kind == "keras2_h5" else keras.models.load_model(path, compile=False)
+    except cli.UserError:
+        raise
     except Exception as e:  # Keras raises many types for a bad file; all mean the same to a user
         raise cli.UserError(f"cannot load a Keras model from {path}: {type(e).__name__}: {e}") from None
     shape = model.input_shape
@@ -125,4 +103,4 @@ def load_existing(path: "str | Path") -> keras.Model:
     last = model.layers[-1]
     if getattr(last, "activation", None) is keras.activations.softmax or isinstance(last, layers.Softmax):
         raise cli.UserError(f"{path}: the model ends in softmax; this pipeline expects logits")
-    return model
+    return model, {"format": kind, "nested_models": keras2.nested_models(model)}

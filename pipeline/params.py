@@ -64,6 +64,7 @@ class Convert:
     variants: list
     representative_images: int
     int8_io: str  # float | int8 | uint8
+    leaky_slope: float  # full_int8_leaky: the LeakyReLU slope that replaces the residual ReLUs
 
 
 @dataclass(frozen=True)
@@ -146,14 +147,17 @@ CHOICES = {
     "deploy.smoke_test": ("local", "aws"),
     "deploy.package": ("image", "zip"),
 }
-VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
+VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8", "full_int8_leaky")
 # Numbers that must be at least 1 (counts, sizes) and fractions that must lie in [0, 1], by key name
 # in any section: `epochs: 0` or `mb_per_vcpu: 0` stops with one line, not a ZeroDivisionError later.
 AT_LEAST_ONE = {
     "epochs", "batch_size", "representative_images", "warm_runs", "cold_start_repeats",
     "mb_per_vcpu", "memory_mb", "timeout_s", "keep_images",
 }  # fmt: skip
-FRACTIONS = {"dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy"}
+FRACTIONS = {
+    "dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy",
+    "leaky_slope",
+}  # fmt: skip
 
 
 def _build(cls, raw, section: str):

@@ -173,14 +173,16 @@ def train(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
 
 
 def load(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
+    """An existing model (.keras, or a Keras 2 / tf.keras .h5 as the original service saved it), as an
+    equivalent Keras 3 model; its validation accuracy checks that its classes are ours, in our order."""
     source = p.train.load_from
     if not source:
         raise cli.UserError("train.mode: load needs train.load_from (a .keras/.h5 path or http(s) URL)")
     if source.startswith(("http://", "https://")):
         source = files.download(source, Path(p.data.download_dir) / "models" / Path(source).name)
-    elif not Path(source).is_file():
+    elif not Path(source).exists():
         raise cli.UserError(f"train.load_from: no model file at {source!r}")
-    model = load_existing(source)
+    model, loaded = load_existing(source)
     size = model.input_shape[1]
     x_val, y_val, _ = dataset.load_split(dataset.read_manifest(), "validation", size)
     logits = model.predict(scale(x_val), batch_size=32, verbose=0)
@@ -194,10 +196,16 @@ def load(p: params.Params) -> tuple[keras.Model, dict, pd.DataFrame]:
         "source": "load",
         "loaded_from": str(p.train.load_from),
         "weights": "loaded",
+        "format": loaded["format"],
+        "nested_models": loaded["nested_models"],
         "input_size": size,
         "val_accuracy": round(accuracy, 4),
         "parameters": model.count_params(),
     }
+    print(
+        f"loaded {loaded['format']} model: {size} px input, {info['parameters']:,} parameters"
+        + (f", nested {', '.join(loaded['nested_models'])}" if loaded["nested_models"] else "")
+    )
     return model, info, pd.DataFrame(columns=["epoch", "accuracy", "loss", "val_accuracy", "val_loss"])
 
 
@@ -211,7 +219,7 @@ def main() -> None:
         history.to_csv(tmp, index=False)
     files.write_json(
         paths.TRAIN_METRICS,
-        {k: info[k] for k in ("weights", "recipe", "val_accuracy", "input_size") if k in info}
+        {k: info[k] for k in ("weights", "recipe", "format", "val_accuracy", "input_size", "parameters") if k in info}
         | {"train_seconds": info.get("train_seconds", 0)},
     )
     print(f"model: {paths.MODEL} ({info['weights']} weights, val accuracy {info['val_accuracy']:.4f})")

@@ -1,0 +1,154 @@
+"""train.mode load on the files users hold: Keras 2 / tf.keras .h5 models, written here by tf_keras itself
+in each functional shape (flat; an Xception base called as a layer on a new Input, as the original
+service's notebook built it), through convert and verify, with logits equal to tf_keras's own."""
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_project, run, small_params, stage
+from serving.images import load_image, scale
+from serving.labels import LABELS
+
+# Writes a tf.keras model of one shape to an .h5 file and tf_keras's logits on the given photos to .npy.
+# Its BatchNorm statistics are calibrated on real photos (one pass in training mode with momentum 0), so
+# activations keep their scale through the 36 convolutions and the logits differ from photo to photo: an
+# uncalibrated weights=None model gives every photo the same ~1e-4 logits, and parity would prove nothing.
+BUILD = """
+import json, sys
+import numpy as np, tf_keras as k
+from serving.images import load_image, scale
+shape, size, dropout, h5, photos, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), *sys.argv[4:]
+photos = json.loads(open(photos).read())
+k.utils.set_random_seed(0)
+base = k.applications.Xception(include_top=False, weights=None, input_shape=(size, size, 3))
+x = np.stack([scale(load_image(p, size)) for p in photos[:16]])
+for layer in base.layers:
+    if isinstance(layer, k.layers.BatchNormalization):
+        layer.momentum = 0.0
+base(x, training=True)
+if shape == "nested":
+    base.trainable = False
+    inputs = k.Input((size, size, 3))
+    features = base(inputs, training=False)
+else:
+    inputs, features = base.input, base.output
+h = k.layers.GlobalAveragePooling2D()(features)
+h = k.layers.Dense(100, activation="relu")(h)
+if dropout:
+    h = k.layers.Dropout(dropout)(h)
+model = k.Model(inputs, k.layers.Dense(10)(h))
+model.save(h5)
+test = np.stack([scale(load_image(p, size)) for p in photos])
+np.save(out, model.predict(test, batch_size=8, verbose=0))
+"""
+
+
+def keras2_run(tmp_path, dataset_dir, shape: str, size: int, dropout: float, variants: list, **overrides):
+    """A project whose train stage loads a tf_keras-written model; returns it and tf_keras's test logits."""
+    project = make_project(
+        tmp_path / "project",
+        small_params(
+            dataset_dir,
+            **{"data.max_per_class": 2, "train.mode": "load", "train.min_load_accuracy": 0.0},
+            **{"convert.variants": variants, "train.load_from": str(tmp_path / f"{shape}_{size}.h5")},
+            **overrides,
+        ),
+    )
+    stage("data", project)
+    manifest = pd.read_csv(project / "data/manifest.csv")
+    photos = manifest[manifest["split"] == "test"]["path"].tolist()
+    (tmp_path / "photos.json").write_text(json.dumps(photos))
+    h5, logits = tmp_path / f"{shape}_{size}.h5", tmp_path / "tf_keras_logits.npy"
+    args = [shape, str(size), str(dropout), str(h5), str(tmp_path / "photos.json"), str(logits)]
+    run([sys.executable, "-c", BUILD, *args], project)
+    return project, photos, np.load(logits)
+
+
+def assert_same_as_tf_keras(project, photos, expected, size):
+    import keras
+
+    spread = float(expected.std(axis=1).mean())
+    assert spread > 0.05 and len(set(expected.argmax(1))) > 1  # logits that differ: parity means something
+    model = keras.models.load_model(project / "artifacts/model/model.keras", compile=False)
+    logits = model.predict(scale(np.stack([load_image(p, size) for p in photos])), verbose=0)
+    np.testing.assert_allclose(logits, expected, atol=1e-5 * max(1.0, np.abs(expected).max()), rtol=0)
+    # verify read the same model: its Keras probabilities are tf_keras's, and float32 TFLite agrees on every photo.
+    predictions = pd.read_csv(project / "artifacts/verify/predictions.csv")
+    probs = predictions[predictions["model"] == "keras"].set_index("path").loc[photos]
+    softmax = np.exp(expected - expected.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    np.testing.assert_allclose(probs[[f"p_{label}" for label in LABELS]].to_numpy(), softmax, atol=1e-5)
+    metrics = json.loads((project / "artifacts/metrics/verify.json").read_text())
+    assert metrics["float32"]["agreement"] == 1.0 and metrics["float32"]["max_abs_prob_diff"] < 1e-3
+    return metrics
+
+
+def loaded_info(project) -> dict:
+    return json.loads((project / "artifacts/model/info.json").read_text())
+
+
+def test_flat_keras2_h5_without_dropout(tmp_path, dataset_dir):
+    project, photos, expected = keras2_run(tmp_path, dataset_dir, "flat", 80, 0.0, ["float32"])
+    for name in ("train", "convert", "verify"):
+        stage(name, project)
+    info = loaded_info(project)
+    assert info["format"] == "keras2_h5" and info["nested_models"] == [] and info["input_size"] == 80
+    assert info["parameters"] == 20_861_480 + 2048 * 100 + 100 + 1010
+    assert_same_as_tf_keras(project, photos, expected, 80)
+
+
+def test_nested_keras2_h5_at_a_small_size_and_the_leaky_swap(tmp_path, dataset_dir):
+    """The original service's shape at 75 px; its full int8 with and without the residual ReLU swap."""
+    from serving.runtime import TFLiteModel
+
+    variants = ["float32", "full_int8", "full_int8_leaky"]
+    project, photos, expected = keras2_run(tmp_path, dataset_dir, "nested", 75, 0.2, variants)
+    train = stage("train", project)
+    assert "loaded keras2_h5 model: 75 px input, 21,067,390 parameters, nested xception" in train.stdout
+    stage("convert", project)
+    stage("verify", project)
+    info = loaded_info(project)
+    assert info["format"] == "keras2_h5" and info["nested_models"] == ["xception"] and info["input_size"] == 75
+    metrics = json.loads((project / "artifacts/metrics/train.json").read_text())
+    assert metrics["format"] == "keras2_h5" and metrics["parameters"] == 21_067_390
+    assert_same_as_tf_keras(project, photos, expected, 75)
+    converted = json.loads((project / "artifacts/metrics/convert.json").read_text())
+    assert converted["full_int8_leaky"]["swapped_relus"] == 11
+    plain = TFLiteModel(project / "artifacts/tflite/full_int8.tflite").delegate_coverage()
+    leaky = TFLiteModel(project / "artifacts/tflite/full_int8_leaky.tflite").delegate_coverage()
+    assert plain["outside_ops"].get("RELU") == 11 and plain["partitions"] >= 12
+    assert "RELU" not in leaky["outside_ops"] and leaky["partitions"] < plain["partitions"]
+
+
+@pytest.mark.slow
+def test_nested_keras2_h5_at_299(tmp_path, dataset_dir):
+    """The original service's file exactly: nested Xception at 299 px, Dense 100, Dropout 0.2, Dense 10."""
+    project, photos, expected = keras2_run(
+        tmp_path, dataset_dir, "nested", 299, 0.2, ["float32"], **{"data.max_per_class": 1}
+    )
+    for name in ("train", "convert", "verify"):
+        stage(name, project)
+    info = loaded_info(project)
+    assert info["format"] == "keras2_h5" and info["nested_models"] == ["xception"] and info["input_size"] == 299
+    assert info["parameters"] == 21_067_390
+    assert_same_as_tf_keras(project, photos, expected, 299)
+
+
+def test_a_savedmodel_folder_or_weights_only_file_is_one_line(tmp_path, dataset_dir):
+    folder = tmp_path / "saved_model"
+    folder.mkdir()
+    (folder / "saved_model.pb").write_bytes(b"")
+    weights = tmp_path / "weights_only.h5"
+    save = "import sys, tf_keras as k; k.Sequential([k.Input((4,)), k.layers.Dense(2)]).save_weights(sys.argv[1])"
+    run([sys.executable, "-c", save, str(weights)], tmp_path)
+    for i, (source, message) in enumerate([(folder, "a TensorFlow SavedModel?"), (weights, "holds no model")]):
+        project = make_project(
+            tmp_path / str(i), small_params(dataset_dir, **{"train.mode": "load", "train.load_from": str(source)})
+        )
+        stage("data", project)
+        result = stage("train", project, check=False)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
