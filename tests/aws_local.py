@@ -146,15 +146,15 @@ ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda.
 
 def start_role_propagation_proxy(target: str, refuse_s: float) -> tuple[ThreadingHTTPServer, str]:
     """An HTTP proxy on 127.0.0.1 in front of moto that answers CreateFunction as AWS does while a
-    new role propagates through IAM, for the first refuse_s seconds; everything else passes through."""
-    started = time.monotonic()
+    new role propagates through IAM, for refuse_s seconds from the first CreateFunction (however
+    long the build before it took); everything else passes through."""
     refused = []
 
     class Proxy(BaseHTTPRequestHandler):
         def forward(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             create = self.command == "POST" and self.path.rstrip("/").endswith("/2015-03-31/functions")
-            if create and time.monotonic() - started < refuse_s:
+            if create and (not refused or time.monotonic() - refused[0] < refuse_s):
                 refused.append(time.monotonic())
                 answer = json.dumps({"Type": "User", "message": ROLE_NOT_READY}).encode()
                 self.send_response(400)
