@@ -130,6 +130,14 @@ def test_image_deploy_config_and_code_changes_failed_smoke_test_and_rollback(pro
     assert again.returncode == 0 and "nothing to deploy" in again.stdout, again.stderr
     assert versions(lam) == ["1"]
 
+    # The API deleted by hand: the next deploy makes a new one and replaces the invoke permission.
+    apigw.delete_api(ApiId=api["ApiId"])
+    healed = deploy(project, aws)
+    assert healed.returncode == 0 and "nothing to deploy" in healed.stdout, healed.stderr
+    api = apigw.get_apis()["Items"][0]
+    policy = json.loads(lam.get_policy(FunctionName=FUNCTION, Qualifier="live")["Policy"])
+    assert len(policy["Statement"]) == 1 and f":{api['ApiId']}/" in json.dumps(policy["Statement"][0]["Condition"])
+
     # A deploy-params change: a new version with the new configuration, the same image, no build.
     set_params(project, **{"deploy.memory_mb": 2048})
     configured = deploy(project, aws)
@@ -191,6 +199,16 @@ def test_arm64_on_an_amd64_only_base_fails_before_lambda(project, aws):
     failed = deploy(project, aws)
     assert "arm64" in one_line_error(failed)
     assert client(aws, "lambda").list_functions()["Functions"] == []
+
+
+def test_smoke_test_in_aws_publishes_nothing_when_it_fails(project, aws):
+    """smoke_test: aws invokes the updated $LATEST before publishing. moto cannot run an image
+    function (it answers with a canned payload), so here the answer is wrong: nothing is published."""
+    set_params(project, **{"deploy.smoke_test": "aws"})
+    failed = deploy(project, aws)
+    assert "smoke test failed" in one_line_error(failed)
+    lam = client(aws, "lambda")
+    assert versions(lam) == [] and lam.list_aliases(FunctionName=FUNCTION)["Aliases"] == []
 
 
 def test_rollback_pages_through_versions_and_skips_untested_ones(project, aws):
