@@ -1,5 +1,5 @@
-"""Stage bench: size, warm latency, throughput, cold start and memory of every variant and of the
-alternatives (Keras itself, ONNX Runtime), measured in one run on the same photo. Measuring only:
+"""Stage bench: size, warm latency, throughput, cold start and memory of every variant (LiteRT and
+ONNX Runtime alike) and of Keras itself, measured in one run on the same photo. Measuring only:
 the recommend stage decides and prices."""
 
 import json
@@ -8,16 +8,14 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline import cli, dataset, files, params, paths
+from pipeline import cli, dataset, files, params, paths, variants
 from pipeline.footprint import environment_mb
-from serving.labels import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 # What artifacts/metrics/bench.json keeps per runtime (dvc metrics show/diff); every number is in results.csv.
@@ -59,34 +57,6 @@ def measure(runtime: str, model: Path, p: params.Bench, threads: int, image: str
     cold["cold_start_s"] = round(cold["import_s"] + cold["load_s"] + cold["first_prediction_s"], 4)
     warm = {k: first[k] for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_img_s", "peak_rss_mb")}
     return {**warm, **cold}
-
-
-def export_onnx(model, path: Path) -> Path:
-    """Keras' own ONNX export (tf2onnx underneath) of the same model."""
-    model.predict(np.zeros((1, *model.input_shape[1:]), np.float32), verbose=0)  # export needs a called model
-    with files.output_to(path.with_suffix(".log")):
-        model.export(str(path), format="onnx", verbose=False)
-    return path
-
-
-def onnx_accuracy(path: Path, manifest: pd.DataFrame, threads: int) -> dict:
-    """Test accuracy and agreement with Keras (from the verify stage's predictions) of the ONNX model."""
-    import onnxruntime as ort
-
-    from serving.images import scale
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    size = session.get_inputs()[0].shape[1]
-    images, labels, image_paths = dataset.load_split(manifest, "test", size)
-    predicted = session.run(None, {session.get_inputs()[0].name: scale(images)})[0].argmax(1)
-    keras_rows = pd.read_csv(paths.PREDICTIONS).query("model == 'keras'").set_index("path")
-    keras_predicted = [LABELS.index(keras_rows.loc[p, "predicted"]) for p in image_paths]
-    return {
-        "accuracy": round(float(np.mean(predicted == labels)), 4),
-        "agreement": round(float(np.mean(predicted == np.array(keras_predicted))), 4),
-    }
 
 
 def count_macs(model) -> int:
@@ -138,31 +108,25 @@ def bench(p: params.Params) -> dict:
             "size_mb": verify["keras"]["size_mb"],
             **measure("keras", Path(paths.MODEL), p.bench, threads, image),
         }
-    if p.bench.onnxruntime:
-        print("bench onnxruntime ...", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
-            results["onnxruntime_float32"] = {
-                "size_mb": round(onnx_path.stat().st_size / 2**20, 2),
-                **onnx_accuracy(onnx_path, manifest, threads),
-                **measure("onnxruntime", onnx_path, p.bench, threads, image),
-            }
     from serving.runtime import TFLiteModel
 
+    # Every variant, whichever its runtime, timed the same way: same photo, threads, probes.
     for variant in p.convert.variants:
-        print(f"bench litert {variant} ...", flush=True)
-        path = Path(paths.TFLITE_DIR) / f"{variant}.tflite"
-        m = measure("litert", path, p.bench, threads, image)
-        one_thread = probe("litert", path, 1, image, p.bench.warm_runs, 1)["p50_ms"]
+        runtime, path, row = variants.runtime(variant), variants.model_path(variant), variants.bench_row(variant)
+        print(f"bench {runtime} {variant} ...", flush=True)
+        m = measure(runtime, path, p.bench, threads, image)
+        one_thread = probe(runtime, path, 1, image, p.bench.warm_runs, 1)["p50_ms"]
         handler = probe("handler", path, threads, image, 0, 1)
-        results[f"litert_{variant}"] = {
+        results[row] = {
             "size_mb": verify[variant]["size_mb"],
             **m,
             "p50_1_thread_ms": one_thread,
             "handler_cold_start_s": round(handler["process_s"], 4),
-            **TFLiteModel(path).delegate_coverage(),
         }
-        results[f"litert_{variant}"].pop("outside_ops")
+        if runtime == "litert":  # XNNPACK partitions: LiteRT's own measure of kernel coverage
+            coverage = TFLiteModel(path).delegate_coverage()
+            coverage.pop("outside_ops")
+            results[row].update(coverage)
     peak = matmul_gflops()
     for m in results.values():
         m["gflops"] = round(2 * macs / (m["p50_ms"] / 1000) / 1e9, 1)

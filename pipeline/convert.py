@@ -1,5 +1,7 @@
-"""Stage convert: the Keras model to TFLite float32, float16, dynamic-range int8 and full int8."""
+"""Stage convert: the Keras model to TFLite float32, float16, dynamic-range int8 and full int8, and to
+ONNX float32 and int8 (pipeline/onnx_convert.py) for the onnx_* variants."""
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -7,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline import cli, dataset, files, params, paths
+from pipeline import cli, dataset, files, onnx_convert, params, paths, variants
 from pipeline.relu_swap import swap_residual_relus
 from serving.images import scale
 
@@ -37,7 +39,7 @@ def convert(model_path: str, p: params.Params) -> dict:
     model = keras.models.load_model(model_path, compile=False)
     size = model.input_shape[1]
     representative = np.zeros((0, size, size, 3), np.float32)
-    if {"full_int8", "full_int8_leaky"} & set(p.convert.variants):
+    if {"full_int8", "full_int8_leaky", "onnx_int8"} & set(p.convert.variants):  # every int8 calibrates on these
         images, _, _ = dataset.load_split(dataset.read_manifest(), "train", size)
         pick = np.random.default_rng(0).permutation(len(images))[: p.convert.representative_images]
         representative = scale(images[pick])
@@ -45,10 +47,17 @@ def convert(model_path: str, p: params.Params) -> dict:
     out_dir = Path(paths.TFLITE_DIR)
     log = out_dir / "convert.log"
     log.unlink(missing_ok=True)
+    onnx_log = Path(paths.ONNX_DIR) / "convert.log"
+    onnx_log.unlink(missing_ok=True)
     metrics = {"keras": {"size_mb": round(Path(model_path).stat().st_size / 2**20, 2)}}
     for variant in p.convert.variants:
         print(f"converting {variant} ...", flush=True)
         started = time.time()
+        if variants.runtime(variant) == "onnxruntime":
+            metrics[variant] = convert_onnx(model, variant, representative, onnx_log)
+            metrics[variant]["convert_seconds"] = round(time.time() - started, 1)
+            print(f"  {variants.model_path(variant)}: {metrics[variant]['size_mb']} MiB")
+            continue
         try:
             with files.output_to(log):
                 # full_int8_leaky: the residual ReLUs as LeakyReLU, no retraining (pipeline/relu_swap.py)
@@ -67,6 +76,20 @@ def convert(model_path: str, p: params.Params) -> dict:
         print(f"  {dest}: {metrics[variant]['size_mb']} MiB in {metrics[variant]['convert_seconds']} s")
     files.write_json(paths.CONVERT_METRICS, metrics)
     return metrics
+
+
+def convert_onnx(model, variant: str, representative: np.ndarray, log: Path) -> dict:
+    dest = variants.model_path(variant)
+    try:
+        if variant == "onnx_float32":
+            onnx_convert.export_float32(model, dest, log)
+        else:  # int8 quantizes a fresh float32 export (never a file left by an earlier run)
+            with tempfile.TemporaryDirectory() as tmp:
+                onnx_convert.export_float32(model, Path(tmp) / "float32.onnx", log)
+                onnx_convert.quantize_int8(Path(tmp) / "float32.onnx", dest, representative, log)
+    except Exception as e:
+        raise cli.UserError(f"converting {variant} failed: {type(e).__name__}: {e} (details in {log})") from e
+    return {"size_mb": round(dest.stat().st_size / 2**20, 2)}
 
 
 def main() -> None:

@@ -81,7 +81,6 @@ class Bench:
     cold_start_repeats: int
     batch_size: int  # for images/second
     keras: bool  # measure Keras/TensorFlow itself alongside the TFLite variants
-    onnxruntime: bool  # and ONNX Runtime on the same model (Keras' ONNX export)
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,8 @@ CHOICES = {
     "deploy.smoke_test": ("local", "aws"),
     "deploy.package": ("image", "zip"),
 }
-VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8", "full_int8_leaky")
+# onnx_* run on ONNX Runtime, the rest on LiteRT (pipeline/variants.py)
+VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8", "full_int8_leaky", "onnx_float32", "onnx_int8")
 # Numbers that must be at least 1 (counts, sizes) and fractions that must lie in [0, 1], by key name
 # in any section: `epochs: 0` or `mb_per_vcpu: 0` stops with one line, not a ZeroDivisionError later.
 AT_LEAST_ONE = {

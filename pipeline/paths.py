@@ -10,6 +10,7 @@ HISTORY = "artifacts/model/history.csv"
 TRAIN_METRICS = "artifacts/metrics/train.json"
 
 TFLITE_DIR = "artifacts/tflite"
+ONNX_DIR = "artifacts/onnx"
 CONVERT_METRICS = "artifacts/metrics/convert.json"
 
 VERIFY_METRICS = "artifacts/metrics/verify.json"

@@ -8,22 +8,20 @@ import numpy as np
 import pandas as pd
 
 from pipeline import cli, files, gates, params, paths
+from pipeline.variants import bench_row, requirements
+from pipeline.variants import model_path as variant_path
+from pipeline.variants import runtime as runtime_of
 
 PREFER = {"warm_p50": "p50_ms", "cold_start": "process_s", "size": "size_mb"}
 
 
-def bench_row(variant: str) -> str:
-    """The bench table's row for a converted variant."""
-    return f"litert_{variant}"
-
-
 def model_path(variant: str) -> str:
-    return f"{paths.TFLITE_DIR}/{variant}.tflite"
+    return variant_path(variant).as_posix()
 
 
 def recommend(results: pd.DataFrame, verify: dict, variants: list, r: params.Recommend) -> dict:
-    """The variant with the lowest `prefer` measure among those that pass the gate; ties go to the
-    earlier variant in convert.variants."""
+    """The variant with the lowest `prefer` measure among those that pass the gate, across runtimes
+    (LiteRT and ONNX Runtime rows of one bench run); ties go to the earlier variant in convert.variants."""
     passing, rejected = [], []
     for variant in variants:
         reasons = gates.failures(verify, variant, r.max_accuracy_drop, r.min_agreement, "recommend")
@@ -42,7 +40,13 @@ def recommend(results: pd.DataFrame, verify: dict, variants: list, r: params.Rec
         f"agreement: {verify[variant]['agreement']})"
         + (f"; rejected: {', '.join(v for v, _ in rejected)}" if rejected else "")
     )
-    return {"variant": variant, "model": model_path(variant), "reason": reason}
+    return {
+        "variant": variant,
+        "model": model_path(variant),
+        "runtime": runtime_of(variant),
+        "requirements": requirements(variant),
+        "reason": reason,
+    }
 
 
 def lambda_ms(one_thread_ms: float, many_threads_ms: float, memory_mb: int, mb_per_vcpu: int) -> float:

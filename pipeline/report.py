@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import cli, files, params, paths  # noqa: E402
+from pipeline import cli, files, params, paths, variants  # noqa: E402
 from serving.labels import LABELS  # noqa: E402
 
 OUT = Path(paths.REPORT_DIR)
@@ -137,7 +137,8 @@ def markdown(table: pd.DataFrame, bench: dict, info: dict, choice: dict, cost: p
         f"**Recommended: {choice['variant']}** - {choice['reason']}.",
         "",
         f"Runtime environment size: LiteRT + numpy + Pillow {bench['environment_mb']['litert']} MiB, "
-        f"TensorFlow {bench['environment_mb']['tensorflow']} MiB.",
+        f"ONNX Runtime + numpy + Pillow {bench['environment_mb']['onnxruntime']} MiB, "
+        f"TensorFlow {bench['environment_mb']['tensorflow']} MiB. The function carries only its variant's runtime.",
         "",
         "## Lambda cost estimate",
         "",
@@ -163,13 +164,8 @@ def main() -> None:
     choice = json.loads(Path(paths.RECOMMENDATION).read_text())
     rows = []
     for _, m in pd.read_csv(paths.BENCH_TABLE).iterrows():
-        # ONNX Runtime's accuracy is measured by bench; the others' by verify.
         runtime, measured = m["runtime"], m.dropna().to_dict()
-        v = (
-            measured
-            if "accuracy" in measured
-            else verify["keras" if runtime == "keras" else runtime.removeprefix("litert_")]
-        )
+        v = verify["keras" if runtime == "keras" else variants.variant_of_row(runtime)]
         rows.append({**measured, "accuracy": v["accuracy"], "agreement": v.get("agreement", 1.0)})
     table = pd.DataFrame(rows)
     plot_accuracy_vs_size(table)

@@ -1,4 +1,5 @@
-"""Stage verify: Keras and every TFLite variant on the real test split - accuracy, parity, gates."""
+"""Stage verify: Keras and every variant (LiteRT and ONNX Runtime) on the real test split - accuracy,
+parity, gates. Each variant runs through serving.runtime, the code the function serves with."""
 
 import json
 from pathlib import Path
@@ -8,10 +9,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline import cli, dataset, files, gates, params, paths
+from pipeline import cli, dataset, files, gates, params, paths, variants
 from serving.images import scale, softmax
 from serving.labels import LABELS
-from serving.runtime import TFLiteModel
+from serving.runtime import load_model
 
 
 def per_class_accuracy(all_probs: dict, labels: np.ndarray) -> pd.DataFrame:
@@ -56,10 +57,10 @@ def verify(p: params.Params) -> dict:
     keras_logits = model.predict(x, batch_size=32, verbose=0)
     all_probs = {"keras": softmax(keras_logits)}
     for variant in p.convert.variants:
-        tflite_path = Path(paths.TFLITE_DIR) / f"{variant}.tflite"
-        if not tflite_path.exists():
-            raise cli.UserError(f"{tflite_path} not found: run the convert stage first (dvc repro convert)")
-        runner = TFLiteModel(tflite_path, num_threads=p.verify.num_threads)
+        model_path = variants.model_path(variant)
+        if not model_path.exists():
+            raise cli.UserError(f"{model_path} not found: run the convert stage first (dvc repro convert)")
+        runner = load_model(model_path, num_threads=p.verify.num_threads)
         one_by_one = tqdm(range(len(x)), desc=f"verify {variant}", unit="img", disable=None)
         logits = np.concatenate([runner.logits(x[i : i + 1]) for i in one_by_one])
         all_probs[variant] = softmax(logits)
@@ -74,7 +75,7 @@ def verify(p: params.Params) -> dict:
         }
     }
     for variant in p.convert.variants:
-        size_mb = round((Path(paths.TFLITE_DIR) / f"{variant}.tflite").stat().st_size / 2**20, 2)
+        size_mb = round(variants.model_path(variant).stat().st_size / 2**20, 2)
         metrics[variant] = {"size_mb": size_mb, **compare(all_probs["keras"], all_probs[variant], labels)}
     metrics["test_images"] = len(labels)
 

@@ -23,11 +23,12 @@ os.environ["PATH"] = os.pathsep.join([os.environ["PATH"], "/usr/sbin", "/sbin"])
 # What the bench stage measures with the default variants, in its order.
 RUNTIMES = [
     "keras",
-    "onnxruntime_float32",
     "litert_float32",
     "litert_float16",
     "litert_dynamic_int8",
     "litert_full_int8",
+    "onnxruntime_float32",
+    "onnxruntime_int8",
 ]
 
 

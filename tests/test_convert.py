@@ -63,3 +63,38 @@ def test_uint8_input_and_output(tmp_path, small_run):
     image = np.random.default_rng(1).uniform(-1, 1, (1, 75, 75, 3)).astype(np.float32)
     reference = TFLiteModel(small_run / "artifacts/tflite/full_int8.tflite").logits(image)
     assert np.argmax(model.logits(image)) == np.argmax(reference)
+
+
+def test_onnx_variants_float32_and_static_qdq_int8(small_run):
+    import onnx
+    import onnxruntime as ort
+
+    from pipeline import variants
+    from serving.runtime import ONNXModel, load_model
+
+    sizes = json.loads((small_run / "artifacts/metrics/convert.json").read_text())
+    f32, int8 = (small_run / variants.model_path(v) for v in ("onnx_float32", "onnx_int8"))
+    assert sizes["onnx_int8"]["size_mb"] == round(int8.stat().st_size / 2**20, 2)
+    assert 75 < sizes["onnx_float32"]["size_mb"] < 85 and 0.2 < int8.stat().st_size / f32.stat().st_size < 0.35
+    graph = onnx.load(str(int8)).graph
+    ops = [n.op_type for n in graph.node]
+    # QDQ format (not QOperator): QuantizeLinear/DequantizeLinear pairs around float ops.
+    assert ops.count("QuantizeLinear") > 50 and ops.count("DequantizeLinear") > 50 and "QLinearConv" not in ops
+    init = {t.name: t for t in graph.initializer}
+    weights = [n for n in graph.node if n.op_type == "DequantizeLinear" and init.get(n.input[0]) is not None]
+    conv_weights = [n for n in weights if len(init[n.input[0]].dims) == 4]
+    assert conv_weights and all(init[n.input[0]].data_type == onnx.TensorProto.INT8 for n in conv_weights)
+    assert all(len(init[n.input[1]].dims) == 1 for n in conv_weights)  # per-channel scales
+    activations = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert all(init[n.input[2]].data_type == onnx.TensorProto.UINT8 for n in activations)  # u8 activations
+
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 75, 75, 3)).astype(np.float32)
+    runner = load_model(int8, num_threads=2)
+    assert isinstance(runner, ONNXModel) and runner.input_size == 75
+    session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    direct = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(runner.logits(x), direct, rtol=1e-5, atol=1e-5)
+    float_logits = load_model(f32).logits(x)
+    reference = TFLiteModel(small_run / "artifacts/tflite/float32.tflite").logits(x[:1])
+    np.testing.assert_allclose(float_logits[:1], reference, atol=1e-3 * np.abs(reference).max() + 1e-4)
+    assert not np.array_equal(direct, float_logits)  # really quantized

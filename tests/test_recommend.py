@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import copy_run, set_params, stage
-from pipeline import gates, recommend
+from pipeline import gates, recommend, variants
 from pipeline.cli import UserError
 from pipeline.params import Cost, Recommend
 
@@ -27,6 +27,9 @@ RESULTS = pd.DataFrame(
         "size_mb": [79.4, 39.8, 20.6, 21.1],
     }
 ).set_index("runtime")
+
+
+ONNX = ["onnx_float32", "onnx_int8"]
 
 
 def rule(prefer="warm_p50", drop=0.005, agreement=0.97):
@@ -95,11 +98,12 @@ def test_stage_on_the_small_run(small_run):
     choice = json.loads((small_run / "artifacts/recommend/recommendation.json").read_text())
     results = pd.read_csv(small_run / "artifacts/bench/results.csv").set_index("runtime")
     verify = json.loads((small_run / "artifacts/metrics/verify.json").read_text())
-    # The small run's thresholds let every variant pass: the fastest warm p50 wins.
-    fastest = min(VARIANTS, key=lambda v: results.loc[f"litert_{v}", "p50_ms"])
+    # The small run's thresholds let every variant pass: the fastest warm p50 of either runtime wins.
+    fastest = min(VARIANTS + ONNX, key=lambda v: results.loc[variants.bench_row(v), "p50_ms"])
     assert choice["variant"] == fastest and str(verify[fastest]["agreement"]) in choice["reason"]
+    assert choice["runtime"] == variants.runtime(fastest) and choice["model"] == str(variants.model_path(fastest))
     cost = pd.read_csv(small_run / "artifacts/recommend/cost.csv")
-    assert set(cost["memory_mb"]) == {512, 1024, 1769, 3008} and len(cost) == 4 * 4
+    assert set(cost["memory_mb"]) == {512, 1024, 1769, 3008} and len(cost) == 4 * 6
 
 
 def test_no_variant_passing_stops_the_stage_in_one_line(tmp_path, small_run):
@@ -108,3 +112,32 @@ def test_no_variant_passing_stops_the_stage_in_one_line(tmp_path, small_run):
     result = stage("recommend", project, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: no variant passes recommend.max_accuracy_drop")
+
+
+@pytest.mark.fast
+def test_the_rule_picks_across_runtimes_and_names_what_the_function_needs():
+    verify = {
+        **VERIFY,
+        "onnx_float32": {"accuracy": 0.80, "agreement": 1.0},
+        "onnx_int8": {"accuracy": 0.798, "agreement": 0.985},
+    }
+    onnx_rows = pd.DataFrame(
+        {"runtime": ["onnxruntime_float32", "onnxruntime_int8"], "p50_ms": [8.0, 3.1], "process_s": [0.6, 0.5],
+         "size_mb": [79.4, 20.4]}
+    ).set_index("runtime")  # fmt: skip
+    results = pd.concat([RESULTS, onnx_rows])
+    choice = recommend.recommend(results, verify, VARIANTS + ONNX, rule())
+    # full_int8 (3.0 ms) loses 0.01 accuracy: ONNX Runtime's int8 (3.1 ms, drop 0.002) ships.
+    assert choice == {
+        "variant": "onnx_int8",
+        "model": "artifacts/onnx/onnx_int8.onnx",
+        "runtime": "onnxruntime",
+        "requirements": "lambda/requirements-onnxruntime.txt",
+        "reason": choice["reason"],
+    }
+    assert "lowest p50_ms (3.1)" in choice["reason"] and "rejected: full_int8" in choice["reason"]
+    litert = recommend.recommend(results, verify, VARIANTS + ONNX, rule(drop=0.01))
+    assert (litert["variant"], litert["runtime"], litert["requirements"]) == (
+        "full_int8", "litert", "lambda/requirements.txt"
+    )  # fmt: skip
+    assert [variants.variant_of_row(variants.bench_row(v)) for v in VARIANTS + ONNX] == VARIANTS + ONNX

@@ -29,6 +29,8 @@ def test_report_table_names_every_runtime_and_the_choice(small_run):
         assert float(cells[4]) == results.loc[runtime, "p50_ms"]  # p50 ms
     full_int8 = [c.strip() for c in rows["litert_full_int8"].split("|")[1:-1]]
     assert float(full_int8[2]) == verify["full_int8"]["accuracy"]  # test accuracy, from verify
+    onnx_int8 = [c.strip() for c in rows["onnxruntime_int8"].split("|")[1:-1]]
+    assert float(onnx_int8[2]) == verify["onnx_int8"]["accuracy"]  # ONNX Runtime's too
     assert f"**Recommended: {choice['variant']}**" in report
     assert "weights: **none**" in report and "estimate" in report
 

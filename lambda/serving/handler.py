@@ -22,7 +22,7 @@ from serving import fetch as fetching
 from serving.fetch import FetchError, fetch
 from serving.images import ImageError, preprocess, softmax
 from serving.labels import LABELS
-from serving.runtime import TFLiteModel
+from serving.runtime import TFLiteModel, load_model
 
 # The function's own configuration (set by deploy, or by `make serve`). The image and the zip put
 # the model beside this package: $LAMBDA_TASK_ROOT/model/model.tflite.
@@ -62,7 +62,7 @@ def load_model_info(path: Path) -> dict:
 @functools.cache
 def model() -> tuple[TFLiteModel, dict]:
     """Loaded once per container, on the first request that needs it: every warm request reuses it."""
-    return TFLiteModel(MODEL_PATH, num_threads=NUM_THREADS), load_model_info(MODEL_PATH)
+    return load_model(MODEL_PATH, num_threads=NUM_THREADS), load_model_info(MODEL_PATH)  # .tflite or .onnx
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,33 @@
-"""Run a .tflite model with LiteRT (ai_edge_litert): the runtime the Lambda uses. No TensorFlow.
+"""Run a .tflite model with LiteRT (ai_edge_litert) or an .onnx model with ONNX Runtime, behind one
+interface (input_size, logits(batch)). No TensorFlow.
 
-Copied into the Lambda image beside images.py; the verify stage uses the same class, so the
-numbers it reports are the numbers the function serves.
+Copied into the Lambda image beside images.py; the verify and bench stages use the same classes, so
+the numbers they report are the numbers the function serves. Each runtime is imported only when a
+model of its kind is loaded: the function's image carries one of them, not both.
 """
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+
+
+def load_model(path, num_threads: "int | None" = None) -> "TFLiteModel | ONNXModel":
+    """The runner for a model file, chosen by its suffix."""
+    suffix = Path(path).suffix
+    if suffix == ".onnx":
+        return ONNXModel(path, num_threads=num_threads)
+    if suffix == ".tflite":
+        return TFLiteModel(path, num_threads=num_threads)
+    raise ValueError(f"{path}: unknown model kind {suffix!r} (expected .tflite or .onnx)")
 
 
 class TFLiteModel:
     """One interpreter with tensors allocated once; float or int8/uint8 input and output."""
 
     def __init__(self, path, num_threads: "int | None" = None):
+        from ai_edge_litert.interpreter import Interpreter
+
         self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
@@ -65,3 +79,30 @@ class TFLiteModel:
             "ops_outside_delegate": len(outside),
             "outside_ops": dict(sorted(Counter(outside.values()).items())),
         }
+
+
+class ONNXModel:
+    """One ONNX Runtime session on the CPU; float32 input and output (an int8 model quantizes inside).
+
+    Session options, measured on x86 (pipeline/onnx_convert.py says what makes int8 fast):
+    graph optimization level ALL fuses the QDQ pairs into integer kernels and folds what
+    quant_pre_process left; one inter-op thread (a single chain of ops has nothing to run in
+    parallel); intra-op threads = num_threads, like LiteRT's.
+    """
+
+    def __init__(self, path, num_threads: "int | None" = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0]
+        self.input_size = int(self.input.shape[1])
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (n, classes) for a scaled float32 image batch (n, size, size, 3)."""
+        return self.session.run(None, {self.input.name: batch.astype(np.float32)})[0].astype(np.float32)

@@ -1,0 +1,45 @@
+"""What each convert.variants name means: its runtime, model file, bench row and the function's
+requirements. The one place convert, verify, bench, recommend, report and deploy look it up."""
+
+from pathlib import Path
+
+from pipeline import paths
+
+ONNX_PREFIX = "onnx_"
+# Each runtime: its name in the bench table and environment sizes (pipeline/footprint.py), its
+# model directory and file suffix, and what the function installs to run it.
+RUNTIMES = {
+    "litert": {"dir": paths.TFLITE_DIR, "suffix": ".tflite", "requirements": "lambda/requirements.txt"},
+    "onnxruntime": {
+        "dir": paths.ONNX_DIR,
+        "suffix": ".onnx",
+        "requirements": "lambda/requirements-onnxruntime.txt",
+    },
+}
+
+
+def runtime(variant: str) -> str:
+    """litert for the TFLite variants (float32, full_int8...), onnxruntime for onnx_*."""
+    return "onnxruntime" if variant.startswith(ONNX_PREFIX) else "litert"
+
+
+def model_path(variant: str) -> Path:
+    r = RUNTIMES[runtime(variant)]
+    return Path(r["dir"]) / f"{variant}{r['suffix']}"
+
+
+def bench_row(variant: str) -> str:
+    """The bench table's row: litert_full_int8, onnxruntime_int8 (runtime + quantization)."""
+    return f"{runtime(variant)}_{variant.removeprefix(ONNX_PREFIX)}"
+
+
+def variant_of_row(row: str) -> str:
+    """bench_row's inverse: onnxruntime_int8 -> onnx_int8, litert_float32 -> float32."""
+    if row.startswith("onnxruntime_"):
+        return ONNX_PREFIX + row.removeprefix("onnxruntime_")
+    return row.removeprefix("litert_")
+
+
+def requirements(variant: str) -> str:
+    """The requirements file the function image or zip installs for this variant: only its runtime."""
+    return RUNTIMES[runtime(variant)]["requirements"]
