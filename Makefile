@@ -53,10 +53,11 @@ rollback: $(VENV)/.installed
 destroy: $(VENV)/.installed
 	python -m pipeline.deploy destroy
 
-# What the deploy tests run locally: a container engine, a registry, debootstrap (Debian packages).
-DEPLOY_TOOLS := podman buildah skopeo runc docker-registry debootstrap
+# What the deploy tests run locally: container engines (podman, buildah, Debian's docker.io), a
+# registry, debootstrap (Debian packages).
+DEPLOY_TOOLS := podman buildah skopeo runc docker-registry debootstrap docker.io
 deploy-deps:
-	@missing=""; for t in podman buildah skopeo runc docker-registry debootstrap; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in podman buildah skopeo runc docker-registry debootstrap dockerd; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(DEPLOY_TOOLS); \

@@ -74,13 +74,20 @@ class Registry:
 
 def build_image(engine: str, d: params.Deploy, image: str) -> None:
     platform = f"linux/{limits.ARCHITECTURES[d.architecture]}"
-    # BuildKit pushes an index when it adds attestations, podman/buildah default to OCI: Lambda wants one image
-    single = ["--provenance=false", "--sbom=false"] if engine == "docker" else ["--format", "docker"]
+    # Lambda wants one image: BuildKit pushes an index when it adds attestations; podman/buildah
+    # default to OCI; docker's classic builder (no buildx) makes single docker images only.
+    if engine == "buildah":
+        command = ["buildah", "build", "--format", "docker"]
+    elif engine == "podman":
+        command = ["podman", "build", "--format", "docker"]
+    elif subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode == 0:
+        command = ["docker", "buildx", "build", "--load", "--provenance=false", "--sbom=false"]
+    else:
+        command = ["docker", "build"]
     sh(
-        *(["buildah", "build"] if engine == "buildah" else [engine, "build"]),
+        *command,
         "--platform",
         platform,
-        *single,
         "-f",
         str(build.DOCKERFILE),
         "--build-arg",
