@@ -1,6 +1,5 @@
 import http.server
 import json
-import subprocess
 import sys
 import threading
 from functools import partial
@@ -8,7 +7,7 @@ from functools import partial
 import pandas as pd
 import pytest
 
-from conftest import make_project, small_params, stage
+from conftest import make_project, run, small_params, stage
 
 
 def load_project(tmp_path, dataset_dir, **overrides):
@@ -112,33 +111,25 @@ def test_load_errors_are_one_line(tmp_path, dataset_dir, small_run):
         assert message in result.stderr and "Traceback" not in result.stderr
 
 
-KERAS2_H5 = """
-import sys, tf_keras as k
-base = k.applications.Xception(include_top=False, weights=None, input_shape=(75, 75, 3))
-x = k.layers.GlobalAveragePooling2D()(base.output)
-x = k.layers.Dense(16, activation="relu")(x)
-model = k.Model(base.input, k.layers.Dense(10)(k.layers.Dropout(0.2)(x)))
-model.save(sys.argv[1])
-"""
-
-
-def test_load_a_keras2_h5_file(tmp_path, dataset_dir):
-    h5 = tmp_path / "xception_v4_small.h5"
-    subprocess.run([sys.executable, "-c", KERAS2_H5, str(h5)], check=True, capture_output=True)
-    project = load_project(
-        tmp_path, dataset_dir, **{"train.mode": "load", "train.load_from": str(h5), "train.min_load_accuracy": 0.0}
-    )
-    stage("train", project)
-    info = json.loads((project / "artifacts/model/info.json").read_text())
-    assert info["source"] == "load" and info["parameters"] == 20_861_480 + 16 * 2048 + 16 + 170
-
-
 def test_imagenet_download_failure_names_the_param(tmp_path):
     from pipeline import model
     from pipeline.cli import UserError
 
     with pytest.raises(UserError, match="Set train.<recipe>.weights to a local"):
         model.resolve_weights("imagenet", "http://127.0.0.1:9/xception_notop.h5", tmp_path)
+
+
+# Keras' ImageNet file is a Keras 2 weights-only .h5 (layer_names/weight_names attributes), which Keras 3
+# reads through its legacy loader: write the stand-in the same way, with random but non-default statistics.
+IMAGENET_STAND_IN = """
+import sys, numpy as np, tf_keras as k
+base = k.applications.Xception(include_top=False, weights=None, input_shape=(75, 75, 3))
+bn = base.get_layer("block14_sepconv2_bn")
+gamma, beta, mean, variance = bn.get_weights()
+bn.set_weights([gamma, beta, mean + 0.1, variance * 2.0])
+base.save_weights(sys.argv[1])
+np.savez(sys.argv[2], block1_conv1=base.get_layer("block1_conv1").get_weights()[0], moving_variance=variance * 2.0)
+"""
 
 
 @pytest.mark.parametrize("source", ["file", "imagenet"])
@@ -148,9 +139,10 @@ def test_transfer_learning_from_a_weights_file_or_the_imagenet_download(tmp_path
 
     served = tmp_path / "served"
     served.mkdir()
-    weights = served / "xception_notop.weights.h5"  # stands in for Keras' ImageNet file
-    base = keras.applications.Xception(include_top=False, weights=None, input_shape=(75, 75, 3))
-    base.save_weights(weights)
+    # Stands in for Keras' ImageNet download: a Keras 2 weights file, by tf_keras, under the real file's name.
+    weights = served / "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    run([sys.executable, "-c", IMAGENET_STAND_IN, str(weights), str(tmp_path / "expected.npz")], tmp_path)
+    expected = np.load(tmp_path / "expected.npz")
     if source == "file":
         chosen = {"train.recipe": "transfer", "train.transfer.weights": str(weights)}
     else:
@@ -165,13 +157,14 @@ def test_transfer_learning_from_a_weights_file_or_the_imagenet_download(tmp_path
     assert "computing base features once" in result.stdout
     info = json.loads((project / "artifacts/model/info.json").read_text())
     metrics = json.loads((project / "artifacts/metrics/train.json").read_text())
-    kind = "file:xception_notop.weights.h5" if source == "file" else "imagenet"
+    kind = f"file:{weights.name}" if source == "file" else "imagenet"
     assert info["weights"] == metrics["weights"] == kind and metrics["recipe"] == "transfer"
     assert info["epochs"] == 3 and info["input_size"] == 75
     if source == "imagenet":
         cached = project / "data/download" / weights.name
         assert cached.read_bytes() == weights.read_bytes()
     trained = keras.models.load_model(project / "artifacts/model/model.keras", compile=False)
-    kernel = trained.get_layer("xception").get_layer("block1_conv1").get_weights()[0]
-    np.testing.assert_array_equal(kernel, base.get_layer("block1_conv1").get_weights()[0])
+    base = trained.get_layer("xception")
+    np.testing.assert_array_equal(base.get_layer("block1_conv1").get_weights()[0], expected["block1_conv1"])
+    np.testing.assert_array_equal(base.get_layer("block14_sepconv2_bn").get_weights()[3], expected["moving_variance"])
     assert trained.get_layer("head").get_layer("inner").units == 100  # the transfer recipe's Dense 100
