@@ -54,7 +54,7 @@ def convert(model_path: str, p: params.Params) -> dict:
         print(f"converting {variant} ...", flush=True)
         started = time.time()
         if variants.runtime(variant) == "onnxruntime":
-            metrics[variant] = convert_onnx(model, variant, representative, onnx_log)
+            metrics[variant] = convert_onnx(model, variant, representative, onnx_log, "onnx_float32" in metrics)
             metrics[variant]["convert_seconds"] = round(time.time() - started, 1)
             print(f"  {variants.model_path(variant)}: {metrics[variant]['size_mb']} MiB")
             continue
@@ -78,12 +78,16 @@ def convert(model_path: str, p: params.Params) -> dict:
     return metrics
 
 
-def convert_onnx(model, variant: str, representative: np.ndarray, log: Path) -> dict:
+def convert_onnx(model, variant: str, representative: np.ndarray, log: Path, float32_done: bool) -> dict:
+    """float32_done: onnx_float32 was exported earlier in this run (int8 quantizes that export, never a
+    file left by an earlier run)."""
     dest = variants.model_path(variant)
     try:
         if variant == "onnx_float32":
             onnx_convert.export_float32(model, dest, log)
-        else:  # int8 quantizes a fresh float32 export (never a file left by an earlier run)
+        elif float32_done:
+            onnx_convert.quantize_int8(variants.model_path("onnx_float32"), dest, representative, log)
+        else:
             with tempfile.TemporaryDirectory() as tmp:
                 onnx_convert.export_float32(model, Path(tmp) / "float32.onnx", log)
                 onnx_convert.quantize_int8(Path(tmp) / "float32.onnx", dest, representative, log)
