@@ -300,6 +300,8 @@ def test_errors_a_user_meets(project, aws, tmp_path):
 
     bare = tmp_path / "bin"
     bare.mkdir()
+    handler = project / "lambda/serving/handler.py"  # a key no other test built: an engine is needed
+    handler.write_text(handler.read_text() + "\n# never built\n")
     assert "no container engine" in one_line_error(deploy(project, aws, env={"PATH": f"{bare}:{BIN}"}))
 
     set_params(project, **{"deploy.timeout_s": 1000, "deploy.log_retention_days": 31})
