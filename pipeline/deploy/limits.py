@@ -50,6 +50,8 @@ def check(d: params.Deploy) -> None:
             f"deploy.reserved_concurrency must be 0 (none) to {ACCOUNT_CONCURRENCY - UNRESERVED_MIN}, "
             f"got {d.reserved_concurrency}"
         )
+    if d.untagged_image_days < 1:
+        problems.append(f"deploy.untagged_image_days must be at least 1 (ECR lifecycle), got {d.untagged_image_days}")
     if not 0 < d.throttle_rate <= API_ACCOUNT_RATE or d.throttle_burst < 1:
         problems.append(f"deploy.throttle_rate must be 0-{API_ACCOUNT_RATE} and deploy.throttle_burst at least 1")
     if problems:
