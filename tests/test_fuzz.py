@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, SHARED_DATASET
 from pipeline import serve
 from serving.labels import LABELS
 
@@ -34,7 +34,7 @@ FUZZ = settings(
 
 def photo_seeds() -> list[bytes]:
     """A real photo in every accepted format, and in some refused ones."""
-    folder = ROOT.parent / "shared" / "clothing-dataset-small" / "test" / "pants"
+    folder = SHARED_DATASET / "test" / "pants"
     if folder.is_dir():
         photo = Image.open(next(folder.iterdir())).convert("RGB").resize((40, 48))
     else:

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from conftest import ROOT
-from pipeline import serve
+from pipeline import gateway, serve
 
 RIE = ROOT / ".cache" / "aws-lambda-rie-x86_64"
 INVOKE = serve.INVOKE_PATH
@@ -194,12 +194,12 @@ def strict_server(small_run, tmp_path_factory):
         site.close()
 
 
-def test_a_function_timeout_is_a_502_json(strict_server):
+def test_a_function_timeout_is_a_502_json(strict_server, dataset_dir):
     base, slow_url = strict_server
     response = requests.post(base + "/predict", json={"url": slow_url}, timeout=30)
     assert response.status_code == 502 and response.json()["message"] == "Internal Server Error"
     assert "timed out" in response.json()["error"]
-    photo = next((ROOT.parent / "shared/clothing-dataset-small/test/shoes").iterdir()).read_bytes()
+    photo = next((dataset_dir / "test" / "shoes").iterdir()).read_bytes()
     recovered = requests.post(base + "/predict", data=photo, timeout=30)
     assert recovered.status_code == 200, recovered.text  # a fresh runtime answers the next request
 
@@ -233,5 +233,5 @@ def test_a_function_error_is_a_502_json(small_run, tmp_path):
     [b"[]", b'{"statusCode": "200"}', b'{"statusCode": 99}', b'{"statusCode": 200, "body": 5}', b"not json"],
 )
 def test_malformed_proxy_answers_are_502(answer):
-    failure = serve.function_error(200, {}, answer)
-    assert failure is not None or serve.proxy_response(answer) is None
+    failure = gateway.function_error(200, {}, answer)
+    assert failure is not None or gateway.proxy_response(answer) is None
