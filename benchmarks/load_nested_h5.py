@@ -1,6 +1,6 @@
 """The original service's model file, end to end: a nested tf.keras 2 .h5 at 299 px through `dvc repro`.
 
-    python benchmarks/load_nested_h5.py /tmp/load-nested [max_per_class]
+    python benchmarks/load_nested_h5.py /tmp/load-nested [max_per_class] [--resume]
 
 Builds, with tf_keras, the model the way the original service's notebook did (Xception base on its own,
 include_top=False, 299x299x3, frozen; called as a layer on a new Input with training=False; then
@@ -46,7 +46,8 @@ def make_project(dest: Path, max_per_class: int, h5: Path) -> Path:
     params["data"].update(local_dir=str(ROOT.parent / "shared/clothing-dataset-small"), max_per_class=max_per_class)
     params["data"]["expected_images"] = 0
     params["train"].update(mode="load", load_from=str(h5), min_load_accuracy=0.0)
-    params["convert"]["variants"] = VARIANTS
+    # onnx_float32 too: ONNX Runtime beside LiteRT, and dvc.yaml's convert stage declares artifacts/onnx.
+    params["convert"]["variants"] = [*VARIANTS, "onnx_float32"]
     # The gates are checked below against params.yaml's values; loose here so bench measures every variant.
     params["verify"].update(min_agreement=0.0, max_accuracy_drop=1.0)
     params["recommend"].update(min_agreement=0.0, max_accuracy_drop=1.0)
@@ -110,8 +111,10 @@ def main() -> None:
     project = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/load-nested")
     max_per_class = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     h5 = project.parent / f"{project.name}-nested_xception_299.h5"  # kept across reruns
-    make_project(project, max_per_class, h5)
-    run([sys.executable, "-m", "pipeline.data"], project)
+    resume = "--resume" in sys.argv  # dvc repro goes on from the last stage that finished
+    if not resume:
+        make_project(project, max_per_class, h5)
+        run([sys.executable, "-m", "pipeline.data"], project)
     manifest = pd.read_csv(project / "data/manifest.csv")
     started = time.time()
     if h5.exists():
@@ -126,7 +129,8 @@ def main() -> None:
     expected = tf_keras_model.predict(x_test, batch_size=16, verbose=0)
 
     started = time.time()
-    run(["dvc", "init", "--no-scm", "-q", "-f"], project)
+    if not resume:
+        run(["dvc", "init", "--no-scm", "-q", "-f"], project)
     run(["dvc", "repro"], project)
     repro_s = time.time() - started
 

@@ -53,9 +53,9 @@ def keras2_run(tmp_path, dataset_dir, shape: str, size: int, dropout: float, var
         tmp_path / "project",
         small_params(
             dataset_dir,
-            **{"data.max_per_class": 2, "train.mode": "load", "train.min_load_accuracy": 0.0},
-            **{"convert.variants": variants, "train.load_from": str(tmp_path / f"{shape}_{size}.h5")},
-            **overrides,
+            **{"data.max_per_class": 2, "train.mode": "load", "train.min_load_accuracy": 0.0}
+            | {"convert.variants": variants, "train.load_from": str(tmp_path / f"{shape}_{size}.h5")}
+            | overrides,
         ),
     )
     stage("data", project)
@@ -72,7 +72,8 @@ def assert_same_as_tf_keras(project, photos, expected, size):
     import keras
 
     spread = float(expected.std(axis=1).mean())
-    assert spread > 0.05 and len(set(expected.argmax(1))) > 1  # logits that differ: parity means something
+    # Logits that differ between classes and from photo to photo (far beyond the tolerance): parity means something.
+    assert spread > 0.05 and np.ptp(expected, axis=0).max() > 0.01
     model = keras.models.load_model(project / "artifacts/model/model.keras", compile=False)
     logits = model.predict(scale(np.stack([load_image(p, size) for p in photos])), verbose=0)
     np.testing.assert_allclose(logits, expected, atol=1e-5 * max(1.0, np.abs(expected).max()), rtol=0)
