@@ -36,9 +36,10 @@ def http_dir():
 def test_small_training_run(small_run):
     info = json.loads((small_run / "artifacts/model/info.json").read_text())
     assert info["source"] == "train" and info["weights"] == "none" and info["input_size"] == 75
-    assert info["epochs"] == 4 and 1 <= info["best_epoch"] <= 4
+    assert info["epochs"] == 6 and 1 <= info["best_epoch"] <= 6
     history = pd.read_csv(small_run / "artifacts/model/history.csv")
-    assert list(history["epoch"]) == [1, 2, 3, 4]
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
+    assert info["val_accuracy"] > 0.12  # better than chance (0.1): the parity tests need a model that discriminates
     assert history["val_accuracy"].max() == pytest.approx(info["val_accuracy"], abs=1e-4)
     metrics = json.loads((small_run / "artifacts/metrics/train.json").read_text())
     assert metrics["weights"] == "none" and metrics["recipe"] == "scratch"
