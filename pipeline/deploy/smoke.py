@@ -13,7 +13,8 @@ import requests
 
 from pipeline import cli, params, paths
 from pipeline.deploy import build
-from pipeline.serve import INVOKE_PATH, free_port
+from pipeline.gateway import INVOKE_PATH
+from pipeline.serve import free_port
 
 ANSWER_S = 60
 
