@@ -109,7 +109,9 @@ class Deploy:
     memory_mb: int
     timeout_s: int
     architecture: str  # x86_64 | arm64
-    untagged_image_days: int  # ECR lifecycle: untagged images expire after this (tagged ones, which versions use, never)
+    untagged_image_days: (
+        int  # ECR lifecycle: untagged images expire after this (tagged ones, which versions use, never)
+    )
     reserved_concurrency: int  # the function's cap on concurrent executions (0 = none reserved)
     log_retention_days: int  # CloudWatch Logs retention of the function's log group
     max_accuracy_drop: float  # refuse a variant whose verify accuracy is this much below the live one's (--force)
@@ -152,7 +154,7 @@ VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8", "full_int8_leaky"
 # in any section: `epochs: 0` or `mb_per_vcpu: 0` stops with one line, not a ZeroDivisionError later.
 AT_LEAST_ONE = {
     "epochs", "batch_size", "representative_images", "warm_runs", "cold_start_repeats",
-    "mb_per_vcpu", "memory_mb", "timeout_s", "keep_images",
+    "mb_per_vcpu", "memory_mb", "timeout_s", "log_retention_days",
 }  # fmt: skip
 FRACTIONS = {
     "dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy",

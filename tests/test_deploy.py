@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -363,3 +364,52 @@ def test_the_docker_path(project, aws, docker_engine):
         f"http://{aws['registry']}/v2/{FUNCTION}/manifests/{record['key']}", headers={"Accept": MANIFEST_TYPES}
     )
     assert answer.json()["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def image_files(tag: str) -> list[str]:
+    """Every path in a locally built image's filesystem."""
+    created = subprocess.run(["podman", "create", tag], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        exported = subprocess.run(["podman", "export", created], capture_output=True, check=True).stdout
+    finally:
+        subprocess.run(["podman", "rm", created], capture_output=True)
+    with tarfile.open(fileobj=io.BytesIO(exported)) as tar:
+        return tar.getnames()
+
+
+def test_an_onnx_variant_ships_with_onnx_runtime_only_in_the_image_and_the_zip(project, aws):
+    """The function carries exactly the serving package and the model, and only the runtime the
+    chosen variant needs: LiteRT for .tflite, ONNX Runtime for .onnx."""
+    set_params(project, **{"deploy.variant": "onnx_int8"})
+    shipped = deploy(project, aws)  # smoke_test local: the image answered a real photo as verify did
+    assert shipped.returncode == 0, shipped.stderr
+    record = json.loads((project / "artifacts/deploy.json").read_text())
+    assert record["variant"] == "onnx_int8"
+    names = image_files(f"{aws['registry']}/{FUNCTION}:{record['key']}")
+    task_root = sorted(
+        n.removeprefix("var/task/") for n in names if n.startswith("var/task/") and "__pycache__" not in n
+    )
+    serving = sorted(f"serving/{p.name}" for p in (ROOT / "lambda/serving").glob("*.py"))
+    assert task_root == sorted(["model", "model/model.json", "model/model.onnx", "serving", *serving])
+    packages = {n.split("/")[4] for n in names if "/site-packages/" in n and len(n.split("/")) > 4}
+    assert "onnxruntime" in packages and "ai_edge_litert" not in packages and "tensorflow" not in packages
+
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pipeline import params; from pipeline.deploy import build\n"
+            "d = params.load().deploy; build.stage_model(*build.chosen_model(d)); print(build.build_zip(d))",
+        ],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": f"{project}:{project / 'lambda'}"},
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    zipped = zipfile.ZipFile(project / built.stdout.strip()).namelist()
+    ours = sorted(n for n in zipped if n.startswith(("serving/", "model/")))
+    assert ours == sorted(["model/model.json", "model/model.onnx", *serving])
+    assert any(n.startswith("onnxruntime/") for n in zipped) and not any(
+        n.startswith("ai_edge_litert/") for n in zipped
+    )

@@ -22,11 +22,13 @@ from serving import fetch as fetching
 from serving.fetch import FetchError, fetch
 from serving.images import ImageError, preprocess, softmax
 from serving.labels import LABELS
-from serving.runtime import TFLiteModel, load_model
+from serving.runtime import ONNXModel, TFLiteModel, load_model
 
 # The function's own configuration (set by deploy, or by `make serve`). The image and the zip put
-# the model beside this package: $LAMBDA_TASK_ROOT/model/model.tflite.
-MODEL_PATH = Path(os.environ.get("MODEL_PATH", Path(__file__).resolve().parents[1] / "model" / "model.tflite"))
+# the one model beside this package: $LAMBDA_TASK_ROOT/model/model.tflite or model.onnx.
+MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
+STAGED = [MODEL_DIR / "model.tflite", MODEL_DIR / "model.onnx"]
+MODEL_PATH = Path(os.environ.get("MODEL_PATH") or next((p for p in STAGED if p.exists()), STAGED[0]))
 NUM_THREADS = int(os.environ.get("NUM_THREADS", os.cpu_count() or 1))
 # Hosts whose addresses are not checked: for local tests against 127.0.0.1 only, never in AWS.
 ALLOWED_HOSTS = frozenset(filter(None, os.environ.get("ALLOWED_HOSTS", "").split(",")))
@@ -60,7 +62,7 @@ def load_model_info(path: Path) -> dict:
 
 
 @functools.cache
-def model() -> tuple[TFLiteModel, dict]:
+def model() -> "tuple[TFLiteModel | ONNXModel, dict]":
     """Loaded once per container, on the first request that needs it: every warm request reuses it."""
     return load_model(MODEL_PATH, num_threads=NUM_THREADS), load_model_info(MODEL_PATH)  # .tflite or .onnx
 

@@ -9,11 +9,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from pipeline import cli, files, params, paths
+from pipeline import cli, files, params, paths, variants
 from pipeline.deploy import limits
 
 DOCKERFILE = Path("lambda/Dockerfile")
-REQUIREMENTS = Path("lambda/requirements.txt")  # what the function installs: the one place it is named
 SERVING = Path("lambda/serving")
 MODEL_DIR = Path("build/model")  # the image's and the zip's model/, staged here
 ZIP_DIR = Path("build/zip")
@@ -36,7 +35,9 @@ def chosen_model(d: params.Deploy) -> tuple[str, Path]:
         if not Path(paths.RECOMMENDATION).exists():
             raise cli.UserError(f"{paths.RECOMMENDATION} not found: run `dvc repro` first, or set deploy.variant")
         variant = json.loads(Path(paths.RECOMMENDATION).read_text())["variant"]
-    model = Path(paths.TFLITE_DIR) / f"{variant}.tflite"
+    if variant not in params.VARIANTS:
+        raise cli.UserError(f"deploy.variant: unknown {variant!r}; known: {params.VARIANTS}")
+    model = variants.model_path(variant)
     if not model.exists():
         raise cli.UserError(f"{model} not found: run `dvc repro` first")
     return variant, model
@@ -51,15 +52,24 @@ def verify_accuracy(variant: str) -> "float | None":
 
 
 def stage_model(variant: str, model: Path) -> None:
-    MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model, MODEL_DIR / "model.tflite")
+    """build/model/ holds exactly one model (model.tflite or model.onnx: the handler loads the one
+    it finds) and model.json (variant, sha256)."""
+    shutil.rmtree(MODEL_DIR, ignore_errors=True)
+    MODEL_DIR.mkdir(parents=True)
+    shutil.copyfile(model, MODEL_DIR / f"model{model.suffix}")
     files.write_json(MODEL_DIR / "model.json", {"variant": variant, "sha256": files.sha256(model)})
+
+
+def requirements() -> Path:
+    """What the function installs for the staged model: its runtime only (LiteRT or ONNX Runtime)."""
+    variant = json.loads((MODEL_DIR / "model.json").read_text())["variant"]
+    return Path(variants.requirements(variant))
 
 
 def function_files() -> list[Path]:
     """Everything the function is made of, in a fixed order."""
     serving = sorted(f for f in SERVING.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
-    return [DOCKERFILE, REQUIREMENTS, *serving, *sorted(MODEL_DIR.glob("*"))]
+    return [DOCKERFILE, requirements(), *serving, *sorted(MODEL_DIR.glob("*"))]
 
 
 def code_key(d: params.Deploy) -> str:
@@ -73,9 +83,9 @@ def code_key(d: params.Deploy) -> str:
     return h.hexdigest()[:20]
 
 
-def function_config(d: params.Deploy, role_arn: str = "") -> dict:
+def function_config(d: params.Deploy, mb_per_vcpu: int, role_arn: str = "") -> dict:
     """The versioned configuration (a change publishes a new version without new code)."""
-    threads = max(1, round(d.memory_mb / limits.VCPU_MB))
+    threads = max(1, round(d.memory_mb / mb_per_vcpu))
     config = {
         "MemorySize": d.memory_mb,
         "Timeout": d.timeout_s,
@@ -84,8 +94,8 @@ def function_config(d: params.Deploy, role_arn: str = "") -> dict:
     return {**config, "Role": role_arn} if role_arn else config
 
 
-def config_key(d: params.Deploy) -> str:
-    return hashlib.sha256(json.dumps(function_config(d), sort_keys=True).encode()).hexdigest()[:12]
+def config_key(d: params.Deploy, mb_per_vcpu: int) -> str:
+    return hashlib.sha256(json.dumps(function_config(d, mb_per_vcpu), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def build_zip(d: params.Deploy) -> Path:
@@ -109,8 +119,8 @@ def build_zip(d: params.Deploy) -> Path:
         f"--python-version={version}",
         *platforms,
         "-r",
-        str(REQUIREMENTS),
-        what=f"installing {REQUIREMENTS} for the zip package",
+        str(requirements()),
+        what=f"installing {requirements()} for the zip package",
     )
     shutil.copytree(SERVING, ZIP_DIR / "serving", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(MODEL_DIR, ZIP_DIR / "model")

@@ -68,7 +68,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
     variant, model = build.chosen_model(d)
     accuracy = build.verify_accuracy(variant)
     build.stage_model(variant, model)
-    key, config = build.code_key(d), build.config_key(d)
+    key, config = build.code_key(d), build.config_key(d, p.cost.mb_per_vcpu)
     lam = client("lambda", d.region)
     with aws_errors():
         account = client("sts", d.region).get_caller_identity()["Account"]
@@ -89,7 +89,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
             code = ship_image(d, key, variant)
         else:
             code = ship_zip(d, key, variant, account)
-        functions.ensure_function(lam, d, code, build.function_config(d, role_arn))
+        functions.ensure_function(lam, d, code, build.function_config(d, p.cost.mb_per_vcpu, role_arn))
         if d.smoke_test == "aws":
             smoke.check(smoke.invoke(lam, d, smoke.expected_answer(variant)[0]), variant)
         tested = functions.latest(lam, d)

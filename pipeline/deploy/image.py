@@ -93,7 +93,7 @@ def build_image(engine: str, d: params.Deploy, image: str) -> None:
         "--build-arg",
         f"BASE_IMAGE={d.base_image}",
         "--build-arg",
-        f"REQUIREMENTS={build.REQUIREMENTS}",
+        f"REQUIREMENTS={build.requirements()}",
         "-t",
         image,
         ".",

@@ -6,7 +6,6 @@ from pipeline.cli import UserError
 
 # Lambda
 MEMORY_MB = (128, 10240)  # a function's memory range
-VCPU_MB = 1769  # the memory at which a function gets one full vCPU (threads = memory / this)
 TIMEOUT_S = (1, 900)  # a function's timeout range
 ZIP_UNZIPPED_MB = 250  # a zip package, unzipped
 ZIP_DIRECT_UPLOAD_MB = 50  # a zip sent in the API call itself; larger ones go through S3
