@@ -45,6 +45,8 @@ def convert(model_path: str, p: params.Params) -> dict:
         representative = scale(images[pick])
 
     out_dir = Path(paths.TFLITE_DIR)
+    for folder in (out_dir, Path(paths.ONNX_DIR)):  # both are dvc.yaml outs, even when no variant lands in one
+        folder.mkdir(parents=True, exist_ok=True)
     log = out_dir / "convert.log"
     log.unlink(missing_ok=True)
     onnx_log = Path(paths.ONNX_DIR) / "convert.log"
