@@ -1,4 +1,4 @@
-"""The Lambda handler's cold start and warm latency for each TFLite variant, under the real
+"""The Lambda handler's cold start and warm latency for each variant (LiteRT or ONNX Runtime), under the real
 runtime interface emulator (pipeline/serve.py): a fresh emulator + runtime per variant.
 
     python benchmarks/handler_latency.py [--runs 50] [--variants float32 full_int8]
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import requests
 
-from pipeline import serve
+from pipeline import serve, variants
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,14 +54,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", default=["float32", "float16", "dynamic_int8", "full_int8"])
+    parser.add_argument("--variants", nargs="+", default=["float32", "full_int8", "onnx_float32", "onnx_int8"])
     parser.add_argument("--photo", type=Path, default=None, help="default: the first test photo in the manifest")
     args = parser.parse_args()
     photo = args.photo or Path(pd.read_csv(ROOT / "data/manifest.csv").query("split == 'test'")["path"].iloc[0])
-    rows = [
-        measure(ROOT / "artifacts/tflite" / f"{v}.tflite", photo.read_bytes(), args.runs, args.threads)
-        for v in args.variants
-    ]
+    rows = [measure(ROOT / variants.model_path(v), photo.read_bytes(), args.runs, args.threads) for v in args.variants]
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
     table.to_csv(ROOT / "benchmarks/results/handler_latency.csv", index=False)
