@@ -405,3 +405,30 @@ def test_an_onnx_variant_ships_with_onnx_runtime_only_in_the_image_and_the_zip(p
     assert any(n.startswith("onnxruntime/") for n in zipped) and not any(
         n.startswith("ai_edge_litert/") for n in zipped
     )
+
+
+def test_the_manifest_check_refuses_an_index_and_another_architecture(aws):
+    """What Lambda would refuse (an image index, as BuildKit pushes with attestations) or could not
+    run (an image for another architecture), read back from a real registry before any Lambda call."""
+    from pipeline.cli import UserError
+    from pipeline.deploy.image import Registry
+
+    podman = ["podman", "--log-level", "error"]
+    repository = f"{aws['registry']}/manifest-check"
+    index = "manifest-check-index"
+    subprocess.run([*podman, "manifest", "rm", index], capture_output=True)
+    for cmd in (
+        ["manifest", "create", index],
+        ["manifest", "add", index, f"containers-storage:{aws['base']}"],
+        ["manifest", "push", "--tls-verify=false", "--all", index, f"docker://{repository}:index"],
+        ["push", "--tls-verify=false", "--format", "docker", aws["base"], f"docker://{repository}:single"],
+    ):
+        done = subprocess.run([*podman, *cmd], capture_output=True, text=True)
+        assert done.returncode == 0, f"{cmd}: {done.stderr}"
+    registry = Registry(aws["registry"], "manifest-check", None, plain_http=True)
+    with pytest.raises(UserError, match=r"manifest-check:index was pushed as an image index .*single-image manifest"):
+        registry.check("index", "x86_64")
+    with pytest.raises(UserError, match=r"manifest-check:single is built for amd64, deploy.architecture is arm64"):
+        registry.check("single", "arm64")
+    assert registry.check("single", "x86_64").startswith("sha256:")
+    subprocess.run([*podman, "manifest", "rm", index], capture_output=True)
