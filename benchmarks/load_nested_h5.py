@@ -43,7 +43,8 @@ def make_project(dest: Path, max_per_class: int, h5: Path) -> Path:
     for name in ("dvc.yaml", ".dockerignore"):
         shutil.copy(ROOT / name, dest / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(local_dir=str(ROOT.parent / "shared/clothing-dataset-small"), max_per_class=max_per_class)
+    local_dir = (ROOT / params["data"]["local_dir"]).resolve()  # the project's own data set, seen from elsewhere
+    params["data"].update(local_dir=str(local_dir), max_per_class=max_per_class)
     params["data"]["expected_images"] = 0
     params["train"].update(mode="load", load_from=str(h5), min_load_accuracy=0.0)
     # onnx_float32 too: ONNX Runtime beside LiteRT, and dvc.yaml's convert stage declares artifacts/onnx.

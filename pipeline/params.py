@@ -100,7 +100,7 @@ class Cost:
 
 @dataclass(frozen=True)
 class Deploy:
-    variant: str  # "" = the bench stage's recommendation
+    variant: str  # "" = the recommend stage's choice
     region: str
     repository: str
     function_name: str
@@ -122,7 +122,7 @@ class Deploy:
     smoke_test: str  # local (run the image with the container engine) | aws (invoke the new version)
     package: str  # image | zip
     zip_runtime: str  # Lambda runtime of a zip package, e.g. python3.12
-    s3_bucket: str  # for zips over 50 MB; "" = <function_name>-deploy-<account id>
+    s3_bucket: str  # for zips over 50 MB; "" = a bucket deploy makes, <function_name>-<account id>-<random>
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 In a full-int8 TFLite graph the plain ReLUs that follow each residual Add (blocks 3-13) stay stand-alone
 int8 RELU ops that XNNPACK rejects: the graph splits into 12 delegate partitions and those ops run on
-the slow built-in kernel (../shared/TOOLCHAIN.md). LeakyReLU with a slope of 0.004-0.01 fuses; 0.001
+the slow built-in kernel (docs/toolchain.md). LeakyReLU with a slope of 0.004-0.01 fuses; 0.001
 or 0 is rejected too. On a model trained with ReLU the swap is an approximation (negative inputs now
 leak slope x input): verify's gates measure what it costs."""
 

@@ -11,7 +11,6 @@ import http.client
 import importlib
 import io
 import json
-import os
 import socket
 
 import pytest
@@ -175,8 +174,12 @@ def check_answer(status: int, body: dict) -> None:
 
 @pytest.fixture(scope="module")
 def handler(small_run):
-    os.environ["MODEL_PATH"] = str(small_run / "artifacts/tflite" / f"{VARIANT}.tflite")
-    return importlib.import_module("serving.handler")
+    """The handler module serving the small run's model (set on the module: another test file may
+    have imported it first, and MODEL_PATH is read at import)."""
+    module = importlib.import_module("serving.handler")
+    module.MODEL_PATH = small_run / "artifacts/tflite" / f"{VARIANT}.tflite"
+    module.model.cache_clear()
+    return module
 
 
 @pytest.fixture

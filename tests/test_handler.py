@@ -6,7 +6,6 @@ import http.server
 import importlib
 import io
 import json
-import os
 import threading
 import time
 
@@ -20,8 +19,12 @@ VARIANT = "full_int8"
 
 @pytest.fixture(scope="module")
 def handler(small_run):
-    os.environ["MODEL_PATH"] = str(small_run / "artifacts/tflite" / f"{VARIANT}.tflite")
-    return importlib.import_module("serving.handler")
+    """The handler module serving the small run's model (set on the module: another test file may
+    have imported it first, and MODEL_PATH is read at import)."""
+    module = importlib.import_module("serving.handler")
+    module.MODEL_PATH = small_run / "artifacts/tflite" / f"{VARIANT}.tflite"
+    module.model.cache_clear()
+    return module
 
 
 @pytest.fixture(scope="module")

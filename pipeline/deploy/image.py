@@ -51,10 +51,29 @@ class Registry:
             raise cli.UserError(f"reading {self.repository}:{tag} from {self.host}: HTTP {answer.status_code}")
         return answer.headers.get("Docker-Content-Digest") or f"sha256:{hashlib.sha256(answer.content).hexdigest()}"
 
+    def json(self, path: str, accept: str = "") -> dict:
+        answer = self.get(path, accept)
+        try:
+            answer.raise_for_status()
+            return answer.json()
+        except (requests.HTTPError, ValueError) as e:
+            raise cli.UserError(f"reading {self.repository}/{path} from {self.host}: {e}") from None
+
+    def usable(self, tag: str, architecture: str) -> bool:
+        try:
+            self.check(tag, architecture)
+            return True
+        except cli.UserError:
+            return False
+
     def check(self, tag: str, architecture: str) -> str:
         """Refuse what Lambda would refuse (an index) or could not run (another architecture)."""
         answer = self.get(f"manifests/{tag}", ACCEPT)
-        manifest = answer.json()
+        try:
+            answer.raise_for_status()
+            manifest = answer.json()
+        except (requests.HTTPError, ValueError) as e:
+            raise cli.UserError(f"reading {self.repository}:{tag} from {self.host}: {e}") from None
         kind = manifest.get("mediaType") or answer.headers.get("Content-Type", "").split(";")[0]
         image = f"{self.repository}:{tag}"
         if kind in limits.INDEX_MEDIA_TYPES or "manifests" in manifest:
@@ -62,7 +81,9 @@ class Registry:
                 f"{image} was pushed as an image index ({kind}): Lambda needs a single-image manifest "
                 "(docker: --provenance=false --sbom=false; podman/buildah: --format docker)"
             )
-        config = self.get(f"blobs/{manifest['config']['digest']}").json()
+        if "config" not in manifest:
+            raise cli.UserError(f"{image}: the registry's manifest names no image config ({kind})")
+        config = self.json(f"blobs/{manifest['config']['digest']}")
         found, wanted = config.get("architecture"), limits.ARCHITECTURES[architecture]
         if found != wanted:
             raise cli.UserError(
@@ -117,12 +138,26 @@ def push_image(engine: str, registry: Registry, image: str) -> None:
             )
         sh("docker", "push", image, what=denied)
         return
-    creds = ["--creds", f"{registry.user}:{registry.password}"] if registry.user and not registry.plain_http else []
     with tempfile.TemporaryDirectory() as tmp:
+        # The password goes on stdin into a private auth file, never onto a command line (ps shows those).
+        logs_in = bool(registry.user and not registry.plain_http)
+        auth = ["--authfile", str(Path(tmp) / "auth.json")] if logs_in else []
+        if logs_in:
+            sh(
+                engine,
+                "login",
+                *auth,
+                "--username",
+                registry.user,
+                "--password-stdin",
+                registry.host,
+                stdin=registry.password,
+                what=f"{engine} login to {registry.host}",
+            )
         sh(
             engine,
             "push",
-            *creds,
+            *auth,
             f"--tls-verify={str(not registry.plain_http).lower()}",
             "--digestfile",
             str(Path(tmp) / "digest"),

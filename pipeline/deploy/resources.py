@@ -50,14 +50,9 @@ def aws_errors():
 
 
 def pages(method, key: str, **kwargs):
-    """Every item of a paginated listing, whichever token name the API uses."""
-    while True:
-        page = method(**kwargs)
+    """Every item of a paginated listing (boto3's paginator knows each API's token names)."""
+    for page in method.__self__.get_paginator(method.__name__).paginate(**kwargs):
         yield from page.get(key, [])
-        token = page.get("NextMarker") or page.get("NextToken")
-        if not token:
-            return
-        kwargs["Marker" if "NextMarker" in page else "NextToken"] = token
 
 
 # ---------------------------------------------------------------- ECR
@@ -133,6 +128,11 @@ def deploy_buckets(s3, d: params.Deploy, account: str) -> list[str]:
     return [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(bucket_prefix(d, account))]
 
 
+def made_buckets(s3, d: params.Deploy, account: str) -> list[str]:
+    """The buckets deploy made itself (named by it, not by deploy.s3_bucket): destroy removes these only."""
+    return [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(bucket_prefix(d, account))]
+
+
 def upload_zip(s3, d: params.Deploy, account: str, archive, key: str) -> dict:
     found = deploy_buckets(s3, d, account)
     bucket = found[0] if found else d.s3_bucket or bucket_prefix(d, account) + secrets.token_hex(4)
@@ -153,14 +153,25 @@ def upload_zip(s3, d: params.Deploy, account: str, archive, key: str) -> dict:
 
 
 def delete_buckets(s3, d: params.Deploy, account: str) -> list[str]:
+    """Empty and remove the buckets deploy made; a bucket named in deploy.s3_bucket is the user's:
+    only the zips deploy put there (under <function_name>/) are removed."""
     gone = []
-    for bucket in deploy_buckets(s3, d, account):
+    for bucket in made_buckets(s3, d, account):
         with contextlib.suppress(s3.exceptions.NoSuchBucket):
-            for obj in pages(s3.list_objects_v2, "Contents", Bucket=bucket, ExpectedBucketOwner=account):
-                s3.delete_object(Bucket=bucket, Key=obj["Key"], ExpectedBucketOwner=account)
+            delete_objects(s3, bucket, account, prefix="")
             s3.delete_bucket(Bucket=bucket, ExpectedBucketOwner=account)
             gone.append(bucket)
+    if d.s3_bucket:
+        with contextlib.suppress(s3.exceptions.NoSuchBucket):
+            delete_objects(s3, d.s3_bucket, account, prefix=f"{d.function_name}/")
     return gone
+
+
+def delete_objects(s3, bucket: str, account: str, prefix: str) -> None:
+    listing = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, ExpectedBucketOwner=account)
+    for page in listing:
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"], ExpectedBucketOwner=account)
 
 
 # ---------------------------------------------------------------- CloudWatch Logs

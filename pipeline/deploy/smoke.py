@@ -22,9 +22,13 @@ ANSWER_S = 60
 def expected_answer(variant: str) -> tuple[Path, str]:
     """A real test photo (absolute path: the runs below use other working directories) and the
     verify stage's answer for it with this variant."""
+    if not Path(paths.PREDICTIONS).exists():
+        raise cli.UserError(f"{paths.PREDICTIONS} not found: run `dvc repro` first (the smoke test checks its answer)")
     predictions = pd.read_csv(paths.PREDICTIONS)
-    row = predictions[predictions["model"] == variant].iloc[0]
-    return Path(row["path"]).resolve(), row["predicted"]
+    rows = predictions[predictions["model"] == variant]
+    if rows.empty:
+        raise cli.UserError(f"the verify stage did not check {variant}: add it to convert.variants and run `dvc repro`")
+    return Path(rows["path"].iloc[0]).resolve(), rows["predicted"].iloc[0]
 
 
 def event(photo: Path) -> dict:
