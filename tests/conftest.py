@@ -134,3 +134,15 @@ def small_run(tmp_path_factory, dataset_dir) -> Path:
     run(["dvc", "init", "--no-scm", "-q"], project)
     run(["dvc", "repro"], project, timeout=1200)
     return project
+
+
+@pytest.fixture(scope="module")
+def handler(small_run):
+    """The handler module serving the small run's full int8 model (set on the module: another test
+    file may have imported it first, and MODEL_PATH is read at import)."""
+    import importlib
+
+    module = importlib.import_module("serving.handler")
+    module.MODEL_PATH = small_run / "artifacts/tflite/full_int8.tflite"
+    module.model.cache_clear()
+    return module

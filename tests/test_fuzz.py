@@ -8,7 +8,6 @@ database is written (database=None), so each run explores fresh examples.
 
 import base64
 import http.client
-import importlib
 import io
 import json
 import socket
@@ -170,16 +169,6 @@ def check_answer(status: int, body: dict) -> None:
         assert body["top"] in LABELS and len(body["predictions"]) == len(LABELS)
     else:
         assert isinstance(body["error"], str) and body["error"]
-
-
-@pytest.fixture(scope="module")
-def handler(small_run):
-    """The handler module serving the small run's model (set on the module: another test file may
-    have imported it first, and MODEL_PATH is read at import)."""
-    module = importlib.import_module("serving.handler")
-    module.MODEL_PATH = small_run / "artifacts/tflite" / f"{VARIANT}.tflite"
-    module.model.cache_clear()
-    return module
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import base64
 import contextlib
 import http.server
-import importlib
 import io
 import json
 import threading
@@ -15,16 +14,6 @@ import pytest
 from PIL import Image
 
 VARIANT = "full_int8"
-
-
-@pytest.fixture(scope="module")
-def handler(small_run):
-    """The handler module serving the small run's model (set on the module: another test file may
-    have imported it first, and MODEL_PATH is read at import)."""
-    module = importlib.import_module("serving.handler")
-    module.MODEL_PATH = small_run / "artifacts/tflite" / f"{VARIANT}.tflite"
-    module.model.cache_clear()
-    return module
 
 
 @pytest.fixture(scope="module")

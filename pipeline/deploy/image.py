@@ -122,38 +122,33 @@ def build_image(engine: str, d: params.Deploy, image: str) -> None:
     )
 
 
+def login(engine: str, registry: Registry, *auth: str) -> None:
+    """The password on stdin, never on a command line (ps shows those)."""
+    sh(
+        engine,
+        "login",
+        *auth,
+        "--username",
+        registry.user,
+        "--password-stdin",
+        registry.host,
+        stdin=registry.password,
+        what=f"{engine} login to {registry.host}",
+    )
+
+
 def push_image(engine: str, registry: Registry, image: str) -> None:
     denied = "pushing the image (denied? check the ECR permissions in docs/deployer-policy.json)"
+    logs_in = bool(registry.user and not registry.plain_http)  # a local plain-HTTP registry takes no login
     if engine == "docker":
-        if registry.user and not registry.plain_http:
-            sh(
-                "docker",
-                "login",
-                "--username",
-                registry.user,
-                "--password-stdin",
-                registry.host,
-                stdin=registry.password,
-                what=f"docker login to {registry.host}",
-            )
+        if logs_in:
+            login("docker", registry)
         sh("docker", "push", image, what=denied)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        # The password goes on stdin into a private auth file, never onto a command line (ps shows those).
-        logs_in = bool(registry.user and not registry.plain_http)
-        auth = ["--authfile", str(Path(tmp) / "auth.json")] if logs_in else []
+        auth = ["--authfile", str(Path(tmp) / "auth.json")] if logs_in else []  # private, gone after the push
         if logs_in:
-            sh(
-                engine,
-                "login",
-                *auth,
-                "--username",
-                registry.user,
-                "--password-stdin",
-                registry.host,
-                stdin=registry.password,
-                what=f"{engine} login to {registry.host}",
-            )
+            login(engine, registry, *auth)
         sh(
             engine,
             "push",
