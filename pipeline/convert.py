@@ -68,7 +68,7 @@ def convert(model_path: str, p: params.Params) -> dict:
                 flatbuffer = converter_for(source, variant, representative, p.convert.int8_io).convert()
         except Exception as e:  # the converter's errors are long; the log holds the detail
             raise cli.UserError(f"converting {variant} failed: {type(e).__name__} (details in {log})") from e
-        dest = out_dir / f"{variant}.tflite"
+        dest = variants.model_path(variant)
         with files.atomic_path(dest) as tmp:
             tmp.write_bytes(flatbuffer)
         metrics[variant] = {

@@ -109,9 +109,7 @@ class Deploy:
     memory_mb: int
     timeout_s: int
     architecture: str  # x86_64 | arm64
-    untagged_image_days: (
-        int  # ECR lifecycle: untagged images expire after this (tagged ones, which versions use, never)
-    )
+    untagged_image_days: int  # ECR lifecycle: untagged images expire after this; tagged ones never
     reserved_concurrency: int  # the function's cap on concurrent executions (0 = none reserved)
     log_retention_days: int  # CloudWatch Logs retention of the function's log group
     max_accuracy_drop: float  # refuse a variant whose verify accuracy is this much below the live one's (--force)

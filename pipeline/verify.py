@@ -17,12 +17,11 @@ from serving.runtime import load_model
 
 def per_class_accuracy(all_probs: dict, labels: np.ndarray) -> pd.DataFrame:
     """One row per class, one column per model: the table behind the report's per-class view."""
-    table = {"class": [label for i, label in enumerate(LABELS) if np.any(labels == i)]}
+    present = [i for i in range(len(LABELS)) if np.any(labels == i)]
+    table = {"class": [LABELS[i] for i in present]}
     for name, probs in all_probs.items():
         predicted = probs.argmax(1)
-        table[name] = [
-            round(float(np.mean(predicted[labels == i] == i)), 4) for i in range(len(LABELS)) if np.any(labels == i)
-        ]
+        table[name] = [round(float(np.mean(predicted[labels == i] == i)), 4) for i in present]
     return pd.DataFrame(table)
 
 
@@ -36,10 +35,10 @@ def compare(keras_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> d
     }
 
 
-def gate_failures(metrics: dict, variants: list, v: params.Verify) -> list[str]:
+def gate_failures(metrics: dict, names: list, v: params.Verify) -> list[str]:
     return [
         reason
-        for variant in variants
+        for variant in names
         for reason in gates.failures(metrics, variant, v.max_accuracy_drop, v.min_agreement, "verify")
     ]
 

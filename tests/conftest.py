@@ -2,6 +2,8 @@
 and TFLite files several test files use. Generated images only where a test needs broken or tiny
 files (make_dataset)."""
 
+import contextlib
+import http.server
 import os
 import shutil
 import subprocess
@@ -146,3 +148,20 @@ def handler(small_run):
     module.MODEL_PATH = small_run / "artifacts/tflite/full_int8.tflite"
     module.model.cache_clear()
     return module
+
+
+class SiteHandler(http.server.BaseHTTPRequestHandler):
+    """A local test web server's handler: answer() sends a status, headers and a body, and a client
+    that hung up is not an error; nothing is logged."""
+
+    def answer(self, status, body, headers=None):
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from conftest import SiteHandler
 from serving import fetch as fetching
 from serving.fetch import BadAnswer, FetchError, FetchTimeout, Refused, TooLarge, fetch
 
@@ -117,7 +118,7 @@ def test_a_slow_resolver_is_under_the_deadline(monkeypatch):
     assert isinstance(error, FetchTimeout) and elapsed < DEADLINE_S + SLACK_S, (error, elapsed)
 
 
-class Site(http.server.BaseHTTPRequestHandler):
+class Site(SiteHandler):
     """/photo, /slow-hop/N (0.4 s then a redirect), redirects to bad and non-ASCII URLs; records paths."""
 
     paths: list = []
@@ -136,18 +137,6 @@ class Site(http.server.BaseHTTPRequestHandler):
         if self.path in ("/photo", "/caf%C3%A9.jpg", "/a%20b.jpg?q=%C3%A9"):
             return self.answer(200, PHOTO)
         self.answer(404, b"no")
-
-    def answer(self, status, body, headers=None):
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        with contextlib.suppress(OSError):
-            self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @contextlib.contextmanager

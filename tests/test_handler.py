@@ -1,7 +1,6 @@
 """The Lambda handler in-process, on a real TFLite model from the small pipeline run and real photos."""
 
 import base64
-import contextlib
 import http.server
 import io
 import json
@@ -13,6 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import SiteHandler
+
 VARIANT = "full_int8"
 
 
@@ -23,7 +24,7 @@ def verified(small_run):
     return predictions[predictions["model"] == VARIANT].set_index("path")
 
 
-class Site(http.server.BaseHTTPRequestHandler):
+class Site(SiteHandler):
     """Local test web server: /photo (a real JPEG), /big, /slow, /to-loopback, /loop, /missing, /to-bad-url,
     /to-cafe (a redirect to a non-ASCII path), /café.jpg (percent-encoded)."""
 
@@ -47,18 +48,6 @@ class Site(http.server.BaseHTTPRequestHandler):
         if self.path == "/loop":
             return self.answer(302, b"", {"Location": "/loop"})
         self.answer(404, b"no")
-
-    def answer(self, status, body, headers=None):
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(scope="module")

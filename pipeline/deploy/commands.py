@@ -31,9 +31,11 @@ def ship_image(d: params.Deploy, key: str, variant: str) -> dict:
     token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
     host = d.registry or repo_uri.split("/")[0]
     registry = image.Registry(host, d.repository, token, plain_http=bool(d.registry))
-    if registry.digest(key) is not None and not registry.usable(key, d.architecture):
+    present = registry.digest(key) is not None
+    reusable = present and registry.usable(key, d.architecture)
+    if present and not reusable:
         print(f"the registry's image for {key} is not a single {d.architecture} image: building it again")
-    if registry.digest(key) is None or not registry.usable(key, d.architecture):
+    if not reusable:
         engine = image.container_engine()
         tag = f"{host}/{d.repository}:{key}"
         print(f"building {tag} for {d.architecture} with {engine}")

@@ -51,13 +51,13 @@ class Registry:
             raise cli.UserError(f"reading {self.repository}:{tag} from {self.host}: HTTP {answer.status_code}")
         return answer.headers.get("Docker-Content-Digest") or f"sha256:{hashlib.sha256(answer.content).hexdigest()}"
 
-    def json(self, path: str, accept: str = "") -> dict:
-        answer = self.get(path, accept)
+    def decoded(self, answer: requests.Response, what: str) -> dict:
+        """A JSON answer, or one line saying why there is none (an HTTP error, HTML, a proxy's page)."""
         try:
             answer.raise_for_status()
             return answer.json()
         except (requests.HTTPError, ValueError) as e:
-            raise cli.UserError(f"reading {self.repository}/{path} from {self.host}: {e}") from None
+            raise cli.UserError(f"reading {what} from {self.host}: {e}") from None
 
     def usable(self, tag: str, architecture: str) -> bool:
         try:
@@ -69,11 +69,7 @@ class Registry:
     def check(self, tag: str, architecture: str) -> str:
         """Refuse what Lambda would refuse (an index) or could not run (another architecture)."""
         answer = self.get(f"manifests/{tag}", ACCEPT)
-        try:
-            answer.raise_for_status()
-            manifest = answer.json()
-        except (requests.HTTPError, ValueError) as e:
-            raise cli.UserError(f"reading {self.repository}:{tag} from {self.host}: {e}") from None
+        manifest = self.decoded(answer, f"{self.repository}:{tag}")
         kind = manifest.get("mediaType") or answer.headers.get("Content-Type", "").split(";")[0]
         image = f"{self.repository}:{tag}"
         if kind in limits.INDEX_MEDIA_TYPES or "manifests" in manifest:
@@ -83,7 +79,8 @@ class Registry:
             )
         if "config" not in manifest:
             raise cli.UserError(f"{image}: the registry's manifest names no image config ({kind})")
-        config = self.json(f"blobs/{manifest['config']['digest']}")
+        blob = f"blobs/{manifest['config']['digest']}"
+        config = self.decoded(self.get(blob), f"{self.repository}/{blob}")
         found, wanted = config.get("architecture"), limits.ARCHITECTURES[architecture]
         if found != wanted:
             raise cli.UserError(
