@@ -82,7 +82,9 @@ def is_public(address: str) -> bool:
     if ip.version == 6:
         if any(ip in net for net in _REFUSED):
             return False
-        candidates += embedded_ipv4(ip)
+        # Traffic to 6to4/NAT64/Teredo/mapped addresses ends at the IPv4 inside: judge that alone
+        # (whether the IPv6 wrapper itself is "global" differs between Python releases).
+        candidates = embedded_ipv4(ip) or candidates
     return all(a.is_global and not a.is_multicast for a in candidates)
 
 
