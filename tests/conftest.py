@@ -126,15 +126,32 @@ def stage(name: str, cwd: Path, check: bool = True) -> subprocess.CompletedProce
     return run([sys.executable, "-m", f"pipeline.{name}"], cwd, check=check)
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--small-run-dir",
+        type=Path,
+        help="development only: build the small dvc repro run in this folder once and reuse it in later "
+        "sessions (a run left from older stage code hides changes to the stages; CI never passes it)",
+    )
+
+
 @pytest.fixture(scope="session")
-def small_run(tmp_path_factory, dataset_dir) -> Path:
+def small_run(tmp_path_factory, dataset_dir, request) -> Path:
     """dvc repro of the whole pipeline on a small subset at 75 px: a real, briefly trained model."""
+    reuse = request.config.getoption("--small-run-dir")
+    if reuse and (reuse / ".complete").exists():
+        return reuse
     # 30 photos per class and 6 epochs: the model tells some classes apart (~20% validation accuracy
     # against 10% by chance), so top-1 agreement between variants is not trivially 1.0.
     small = {"data.max_per_class": 30, "train.scratch.epochs": 6, "train.scratch.learning_rate": 0.002}
-    project = make_project(tmp_path_factory.mktemp("small-run"), small_params(dataset_dir, **small, **SMALL_RUN_BATCH))
+    if reuse:
+        shutil.rmtree(reuse, ignore_errors=True)
+    folder = reuse or tmp_path_factory.mktemp("small-run")
+    project = make_project(folder, small_params(dataset_dir, **small, **SMALL_RUN_BATCH))
     run(["dvc", "init", "--no-scm", "-q"], project)
     run(["dvc", "repro"], project, timeout=1200)
+    if reuse:
+        (reuse / ".complete").touch()
     return project
 
 
