@@ -179,8 +179,8 @@ def make_gateway(emulator_url: str, invoke_timeout_s: float = 70, socket_timeout
             if body is None:
                 return
             if self.path == INVOKE_PATH:  # the Invoke API: function errors come back as Lambda gives them
-                try:
-                    json.loads(body)
+                try:  # UTF-8 only: json.loads alone reads a leading NUL as UTF-16, which the runtime refuses
+                    json.loads(body.decode("utf-8"))
                 except (ValueError, RecursionError):  # the Invoke API's own check, before any function runs
                     return self.reply(400, error_body("Could not parse request body into json"))
                 status, headers, answer = invoke(body)

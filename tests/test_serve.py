@@ -2,6 +2,7 @@
 
 import base64
 import contextlib
+import io
 import json
 import socket
 import subprocess
@@ -13,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 import pytest
 import requests
+from PIL import Image
 
-from conftest import ROOT
-from pipeline import gateway, serve
+from conftest import ROOT, accepted_formats
+from pipeline import serve
 
 RIE = ROOT / ".cache" / "aws-lambda-rie-x86_64"
 INVOKE = serve.INVOKE_PATH
@@ -40,10 +42,23 @@ def server(small_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def photos(small_run):
+def verified(small_run) -> pd.DataFrame:
+    """The verify stage's answers for the served variant: the first test photo, then every 19th."""
     predictions = pd.read_csv(small_run / "artifacts/verify/predictions.csv")
-    rows = predictions[predictions["model"] == VARIANT].iloc[::19]
-    return [(open(path, "rb").read(), row) for path, (_, row) in zip(rows["path"], rows.iterrows(), strict=True)]
+    return predictions[predictions["model"] == VARIANT].iloc[::19]
+
+
+@pytest.fixture(scope="module")
+def photos(verified):
+    return [
+        (open(path, "rb").read(), row) for path, (_, row) in zip(verified["path"], verified.iterrows(), strict=True)
+    ]
+
+
+def check_matches_verify(answer: dict, row) -> None:
+    assert answer["top"] == row["predicted"]
+    for p in answer["predictions"]:
+        assert p["probability"] == pytest.approx(row[f"p_{p['label']}"], abs=2e-5)
 
 
 def test_invocation_and_predict_give_the_verified_answer(server, photos):
@@ -51,9 +66,7 @@ def test_invocation_and_predict_give_the_verified_answer(server, photos):
     direct = requests.post(server + INVOKE, json={"image": base64.b64encode(data).decode()}, timeout=30)
     assert direct.status_code == 200
     answer = direct.json()
-    assert answer["top"] == row["predicted"]
-    for p in answer["predictions"]:
-        assert p["probability"] == pytest.approx(row[f"p_{p['label']}"], abs=2e-5)
+    check_matches_verify(answer, row)
     raw = requests.post(server + "/predict", data=data, headers={"Content-Type": "image/jpeg"}, timeout=30)
     assert raw.status_code == 200 and raw.headers["Content-Type"] == "application/json"
     assert raw.json()["predictions"] == answer["predictions"]
@@ -98,7 +111,15 @@ def test_fifty_concurrent_requests_good_and_bad(server, photos):
     assert requests.post(server + INVOKE, json={"image": base64.b64encode(photos[0][0]).decode()}, timeout=30).ok
 
 
-def test_image_requirements_alone_are_enough(tmp_path, small_run, dataset_dir):
+def test_every_accepted_format_through_the_gateway_gets_the_jpegs_answer(server, photo):
+    jpeg = requests.post(server + "/predict", data=photo, timeout=30)
+    assert jpeg.status_code == 200, jpeg.text
+    for fmt, data in accepted_formats(Image.open(io.BytesIO(photo))).items():
+        response = requests.post(server + "/predict", data=data, timeout=30)
+        assert response.status_code == 200 and response.json()["top"] == jpeg.json()["top"], (fmt, response.text)
+
+
+def test_image_requirements_alone_are_enough(tmp_path, small_run, verified):
     """A fresh environment with lambda/requirements.txt only (no TensorFlow) runs the handler."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -108,7 +129,8 @@ def test_image_requirements_alone_are_enough(tmp_path, small_run, dataset_dir):
         text=True,
     )
     assert pip.returncode == 0, pip.stderr
-    photo = next((dataset_dir / "test" / "shoes").iterdir())
+    row = verified.iloc[0]
+    photo = row["path"]
     code = (
         "import base64, json, sys\nfrom serving import handler\n"
         f"answer = handler.lambda_handler({{'image': base64.b64encode(open({str(photo)!r}, 'rb').read()).decode()}})\n"
@@ -123,7 +145,8 @@ def test_image_requirements_alone_are_enough(tmp_path, small_run, dataset_dir):
     result = subprocess.run([str(venv / "bin/python"), "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout.strip().splitlines()[-1])
-    assert answer["top"] in [p["label"] for p in answer["predictions"]] and len(answer["predictions"]) == 10
+    assert len(answer["predictions"]) == 10
+    check_matches_verify(answer, row)  # the same numbers as in the project's own environment
     tf = subprocess.run([str(venv / "bin/python"), "-c", "import tensorflow"], capture_output=True)
     assert tf.returncode != 0
 
@@ -165,6 +188,8 @@ def test_garbage_and_unknown_routes_get_json(server):
     assert requests.post(server + "/elsewhere", data=b"x", timeout=10).status_code == 404
     invalid = requests.post(server + INVOKE, data=b"{not json", timeout=10)
     assert invalid.status_code == 400 and invalid.json()["message"]
+    # A NUL first: json.loads alone reads these bytes as UTF-16 "0", which the runtime (UTF-8) refuses.
+    assert requests.post(server + INVOKE, data=b"\x000", timeout=10).status_code == 400
 
 
 def never_answer(sock: socket.socket, stop: threading.Event) -> None:
@@ -208,6 +233,7 @@ def test_a_client_that_stalls_gets_408(strict_server):
     base, _ = strict_server
     started = time.monotonic()
     status, body = raw_request(base, b"POST /predict HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc", stall=True)
+    # 5 s: the 1 s socket timeout with 4 s to spare on a loaded machine; without it the stall would last 30 s.
     assert status == 408 and body["message"] and time.monotonic() - started < 5
     status, _ = raw_request(base, b"POST /predict HTTP/1.1\r\nContent-Le", stall=True)  # stalls in its headers
     assert status == 408
@@ -228,10 +254,67 @@ def test_a_function_error_is_a_502_json(small_run, tmp_path):
     assert invoked.json()["errorType"] == "Runtime.HandlerNotFound"  # the Invoke API reports it as Lambda does
 
 
+ECHO = '''"""A function that answers whatever the request's body says: the test picks what the gateway gets back."""
+import base64
+import json
+
+
+def lambda_handler(event, context):
+    return json.loads(base64.b64decode(event["body"]))
+'''
+
+
+@pytest.fixture(scope="module")
+def echo_server(small_run, tmp_path_factory):
+    """A gateway whose function (echo.py, on the function's path) returns the JSON the client posted."""
+    folder = tmp_path_factory.mktemp("echo-function")
+    (folder / "echo.py").write_text(ECHO)
+    with open(folder / "serve.log", "w+") as log:
+        model = small_run / "artifacts/tflite" / f"{VARIANT}.tflite"
+        options = ("--handler", "echo.lambda_handler", "--function-path", str(folder))
+        process, base = serve.launch(model, 2, log=log, extra_args=options)
+        yield base
+        process.terminate()
+        process.wait(timeout=15)
+        log.seek(0)
+        print(log.read()[-3000:])
+
+
 @pytest.mark.parametrize(
     "answer",
-    [b"[]", b'{"statusCode": "200"}', b'{"statusCode": 99}', b'{"statusCode": 200, "body": 5}', b"not json"],
+    [
+        [],
+        "a string, not a proxy answer",
+        {"body": "no status"},
+        {"statusCode": "200"},
+        {"statusCode": 200.0},
+        {"statusCode": 99},
+        {"statusCode": 600},
+        {"statusCode": 200, "body": 5},
+        {"statusCode": 200, "headers": ["Content-Type", "text/plain"]},
+        {"statusCode": 200, "body": "***", "isBase64Encoded": True},
+    ],
+    ids=[
+        "list",
+        "string",
+        "no-status",
+        "status-string",
+        "status-float",
+        "status-99",
+        "status-600",
+        "body-int",
+        "headers-list",
+        "bad-base64",
+    ],
 )
-def test_malformed_proxy_answers_are_502(answer):
-    failure = gateway.function_error(200, {}, answer)
-    assert failure is not None or gateway.proxy_response(answer) is None
+def test_malformed_proxy_answers_are_502(echo_server, answer):
+    response = requests.post(echo_server + "/predict", data=json.dumps(answer).encode(), timeout=30)
+    assert response.status_code == 502, response.text
+    assert response.json() == {"message": "Internal Server Error", "error": "malformed response"}
+
+
+def test_a_well_formed_proxy_answer_passes_through_the_echo(echo_server):
+    # The same function and gateway as above, so the 502s come from the answers' shape and nothing else.
+    answer = {"statusCode": 201, "headers": {"Content-Type": "text/plain"}, "body": "bWFkZQ==", "isBase64Encoded": True}
+    response = requests.post(echo_server + "/predict", data=json.dumps(answer).encode(), timeout=30)
+    assert (response.status_code, response.headers["Content-Type"], response.text) == (201, "text/plain", "made")
