@@ -29,12 +29,12 @@ print(float(np.mean(model.predict(scale(x), verbose=0).argmax(1) == y)))
 # The input pipeline alone, as fit() gets it: must be far faster than training consumes it.
 INPUT_SPEED = """
 import time
-from pipeline import dataset, params, train
+from pipeline import dataset, fit, params
 from serving.images import scale
 r = params.load().train.chosen
 x, y, _ = dataset.load_split(dataset.read_manifest(), "train", train.decode_size(r))
 started = time.perf_counter()
-images = sum(len(labels) for _, labels in train.augmented(scale(x), y, r, r.input_size, r.augment, seed=0))
+images = sum(len(labels) for _, labels in fit.augmented(scale(x), y, r, r.input_size, r.augment, seed=0))
 print(images / (time.perf_counter() - started))
 """
 

@@ -64,15 +64,36 @@ def scan(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["path", "label", "split"])
 
 
+def unreadable(path: str) -> str:
+    """Why an image cannot be used ("" if it decodes)."""
+    try:
+        load_image(path, 32)
+        return ""
+    except ImageError as e:
+        return str(e)
+
+
 def check_images(manifest: pd.DataFrame) -> pd.DataFrame:
     """Decode every image; return the unreadable ones with the reason."""
-    bad = []
-    for path in tqdm(manifest["path"], desc="check images", unit="img", disable=None):
-        try:
-            load_image(path, 32)
-        except ImageError as e:
-            bad.append({"path": path, "reason": str(e)})
-    return pd.DataFrame(bad, columns=["path", "reason"])
+    reasons = {path: unreadable(path) for path in tqdm(manifest["path"], desc="check images", unit="img", disable=None)}
+    return pd.DataFrame([{"path": p, "reason": r} for p, r in reasons.items() if r], columns=["path", "reason"])
+
+
+def first_readable(found: pd.DataFrame, per_class: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The first per_class readable images of each split and class, and the unreadable ones met on the
+    way: only what can be kept is decoded, so a quick run stays quick."""
+    kept, bad = [], []
+    for _, group in found.groupby(["split", "label"], sort=False):
+        readable = 0
+        for path in group["path"]:
+            if readable == per_class:
+                break
+            if reason := unreadable(path):
+                bad.append({"path": path, "reason": reason})
+            else:
+                kept.append(path)
+                readable += 1
+    return found[found["path"].isin(kept)], pd.DataFrame(bad, columns=["path", "reason"])
 
 
 def prepare(p: params.Data) -> dict:
@@ -83,10 +104,11 @@ def prepare(p: params.Data) -> dict:
             f"{root} holds {len(found)} images, expected {p.expected_images} "
             "(set data.expected_images: 0 to accept any count)"
         )
-    bad = check_images(found)
-    manifest = found[~found["path"].isin(bad["path"])]
     if p.max_per_class:
-        manifest = manifest.groupby(["split", "label"], sort=False).head(p.max_per_class)
+        manifest, bad = first_readable(found, p.max_per_class)
+    else:
+        bad = check_images(found)
+        manifest = found[~found["path"].isin(bad["path"])]
     with files.atomic_path(paths.MANIFEST) as tmp:
         manifest.to_csv(tmp, index=False)
     with files.atomic_path(paths.BAD_IMAGES) as tmp:

@@ -22,18 +22,6 @@ MODEL_CLASSES = {"Functional", "Model", "Sequential"}
 SEPARABLE_EXTRA_KEYS = ("groups", "kernel_initializer", "kernel_regularizer", "kernel_constraint")
 
 
-def h5_keras_version(path: "str | Path") -> "str | None":
-    """The Keras version that saved a whole-model .h5 file; None when it is not one."""
-    try:
-        with h5py.File(path, "r") as f:
-            if "model_config" not in f.attrs:
-                return None
-            version = f.attrs.get("keras_version", "2")
-    except OSError:
-        return None
-    return version.decode() if isinstance(version, bytes) else str(version)
-
-
 def _skips_first_node(layer: dict) -> bool:
     """tf.keras gives a nested model with an Input a node 0 of its own; calls on it start at node 1."""
     if layer.get("class_name") not in MODEL_CLASSES:

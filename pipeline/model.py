@@ -5,30 +5,9 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from pipeline import cli, files, keras2
+from pipeline import cli, keras2
 from pipeline.relu_swap import swap_residual_relus
 from serving.labels import LABELS
-
-
-def resolve_weights(weights: str, imagenet_url: str, cache_dir: Path) -> "str | None":
-    """none -> None; imagenet -> a cached download; anything else must be a local weights file."""
-    if weights == "none":
-        return None
-    if weights == "imagenet":
-        try:
-            return str(files.download(imagenet_url, cache_dir / Path(imagenet_url).name))
-        except cli.UserError as e:
-            raise cli.UserError(
-                f"ImageNet weights could not be downloaded ({e}). Set train.<recipe>.weights to a local "
-                "Xception include_top=False weights file, or to none to train from scratch"
-            ) from None
-    if not Path(weights).is_file():
-        raise cli.UserError(f"train.<recipe>.weights: no weights file at {weights!r} (or use none / imagenet)")
-    return weights
-
-
-def weights_kind(weights: str) -> str:
-    return weights if weights in ("none", "imagenet") else f"file:{Path(weights).name}"
 
 
 def build_model(
@@ -68,31 +47,12 @@ def build_model(
     return keras.Model(inputs, head(features), name="xception_clothes")
 
 
-def model_format(path: "str | Path") -> str:
-    """keras (a Keras 3 .keras file), keras2_h5 (Keras 2 / tf.keras whole-model .h5), keras3_h5."""
-    if not str(path).endswith((".h5", ".hdf5")):
-        return "keras"
-    version = keras2.h5_keras_version(path)
-    if version is None:
-        raise cli.UserError(
-            f"{path} holds no model (a weights-only .h5?): save the whole model (model.save) and load that"
-        )
-    return "keras3_h5" if version.startswith("3") else "keras2_h5"
-
-
-def load_existing(path: "str | Path") -> tuple[keras.Model, dict]:
-    """A .keras or .h5 model (Keras 3, or Keras 2 / tf.keras h5 of any functional shape: flat, or a base
-    model called as a layer), checked to fit the 10 labels; and what was loaded (format, nested models)."""
-    if Path(path).is_dir():
-        raise cli.UserError(
-            f"{path} is a folder (a TensorFlow SavedModel?): Keras 3 reads .keras and .h5 files only; "
-            "save it as .h5 with tf_keras: tf_keras.models.load_model(folder).save('model.h5')"
-        )
+def load_existing(path: "str | Path", kind: str) -> tuple[keras.Model, dict]:
+    """A .keras or .h5 model of the format sources.model_format found (Keras 3, or Keras 2 / tf.keras
+    h5 of any functional shape: flat, or a base model called as a layer), checked to fit the 10
+    labels; and what was loaded (format, nested models)."""
     try:
-        kind = model_format(path)
         model = keras2.load(path) if kind == "keras2_h5" else keras.models.load_model(path, compile=False)
-    except cli.UserError:
-        raise
     except Exception as e:  # Keras raises many types for a bad file; all mean the same to a user
         raise cli.UserError(f"cannot load a Keras model from {path}: {type(e).__name__}: {e}") from None
     shape = model.input_shape

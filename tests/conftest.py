@@ -3,7 +3,9 @@ and TFLite files several test files use. Generated images only where a test need
 files (make_dataset)."""
 
 import contextlib
+import csv
 import http.server
+import io
 import os
 import shutil
 import subprocess
@@ -142,14 +144,20 @@ def small_run(tmp_path_factory, dataset_dir, request) -> Path:
     if reuse and (reuse / ".complete").exists():
         return reuse
     # 30 photos per class and 6 epochs: the model tells some classes apart (~20% validation accuracy
-    # against 10% by chance), so top-1 agreement between variants is not trivially 1.0.
-    small = {"data.max_per_class": 30, "train.scratch.epochs": 6, "train.scratch.learning_rate": 0.002}
+    # against 10% by chance), so top-1 agreement between variants is not trivially 1.0. Progressive
+    # resizing as the default recipe does it: epochs 1-3 at 71 px, then 75 px.
+    small = {
+        "data.max_per_class": 30,
+        "train.scratch.epochs": 6,
+        "train.scratch.learning_rate": 0.002,
+        "train.scratch.train_sizes": [71],
+    }
     if reuse:
         shutil.rmtree(reuse, ignore_errors=True)
     folder = reuse or tmp_path_factory.mktemp("small-run")
     project = make_project(folder, small_params(dataset_dir, **small, **SMALL_RUN_BATCH))
     run(["dvc", "init", "--no-scm", "-q"], project)
-    run(["dvc", "repro"], project, timeout=1200)
+    (project / "repro.log").write_text(run(["dvc", "repro"], project, timeout=1200).stdout)
     if reuse:
         (reuse / ".complete").touch()
     return project
@@ -165,6 +173,38 @@ def handler(small_run):
     module.MODEL_PATH = small_run / "artifacts/tflite/full_int8.tflite"
     module.model.cache_clear()
     return module
+
+
+@pytest.fixture(scope="module")
+def photo_path(small_run) -> Path:
+    """A real test photo the small run's verify stage scored (its first), so answers can be compared with verify's."""
+    with open(small_run / "artifacts/verify/predictions.csv", newline="") as f:
+        return Path(next(csv.DictReader(f))["path"])
+
+
+@pytest.fixture(scope="module")
+def photo(photo_path) -> bytes:
+    return photo_path.read_bytes()
+
+
+def accepted_formats(photo: Image.Image) -> dict[str, bytes]:
+    """The photo in every format the function accepts: lossless where the format allows, MPO (a phone's
+    multi-picture JPEG) with the photo as its first picture, GIF with Pillow's adaptive 256-colour palette."""
+    options = {
+        "JPEG": {"quality": 95},
+        "MPO": {"quality": 95, "save_all": True, "append_images": [photo.rotate(180)]},
+        "PNG": {},
+        "WEBP": {"lossless": True},
+        "GIF": {},
+        "BMP": {},
+    }
+    encoded = {}
+    for fmt, kwargs in options.items():
+        buffer = io.BytesIO()
+        photo.convert("RGB").save(buffer, format=fmt, **kwargs)
+        encoded[fmt] = buffer.getvalue()
+        assert Image.open(io.BytesIO(encoded[fmt])).format == fmt  # MPO really is MPO, not a plain JPEG
+    return encoded
 
 
 class SiteHandler(http.server.BaseHTTPRequestHandler):

@@ -7,6 +7,16 @@ import pytest
 
 from conftest import RUNTIMES
 
+MODEL_FILES = {
+    "keras": "artifacts/model/model.keras",
+    "litert_float32": "artifacts/tflite/float32.tflite",
+    "litert_float16": "artifacts/tflite/float16.tflite",
+    "litert_dynamic_int8": "artifacts/tflite/dynamic_int8.tflite",
+    "litert_full_int8": "artifacts/tflite/full_int8.tflite",
+    "onnxruntime_float32": "artifacts/onnx/onnx_float32.onnx",
+    "onnxruntime_int8": "artifacts/onnx/onnx_int8.onnx",
+}
+
 
 def test_every_runtime_has_every_number(small_run):
     results = pd.read_csv(small_run / "artifacts/bench/results.csv").set_index("runtime")
@@ -14,13 +24,15 @@ def test_every_runtime_has_every_number(small_run):
     assert list(results.index) == RUNTIMES
     for name, m in results.iterrows():
         assert 0 < m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"], name
-        assert m["cold_start_s"] == pytest.approx(m["import_s"] + m["load_s"] + m["first_prediction_s"], abs=1e-3)
-        assert m["process_s"] > m["cold_start_s"] > 0
+        # The fresh process's wall time holds its import, load and first prediction, and more (start, exit).
+        assert m["process_s"] > m["cold_start_s"] >= max(m["import_s"], m["load_s"], m["first_prediction_s"]) > 0
         assert m["peak_rss_mb"] > 20 and m["throughput_img_s"] > 0 and m["size_mb"] > 10
     # Float runtimes cannot beat the machine's float32 matrix-product peak; int8 ones (VNNI) may.
     for name in ("keras", "onnxruntime_float32", "litert_float32"):
         assert 0 < results.loc[name, "fraction_of_peak"] < 1.5, name
     litert, keras = results.loc["litert_float32"], results.loc["keras"]
+    # Keras' cold start is TensorFlow's import (seconds); LiteRT's runtime imports in a fraction of that.
+    assert keras["import_s"] > 5 * litert["import_s"]
     # Memory is each fresh process's own: TensorFlow's is far above LiteRT's.
     assert keras["peak_rss_mb"] > 1.5 * litert["peak_rss_mb"]
     assert litert["handler_cold_start_s"] > 0 and litert["ops_outside_delegate"] == 0
@@ -41,8 +53,11 @@ def test_every_runtime_has_every_number(small_run):
 def test_metrics_file_holds_the_headline_numbers_only(small_run):
     """dvc metrics show/diff stay readable: four numbers per runtime; the rest is in results.csv."""
     metrics = json.loads((small_run / "artifacts/metrics/bench.json").read_text())
-    results = pd.read_csv(small_run / "artifacts/bench/results.csv").set_index("runtime")
     assert list(metrics) == RUNTIMES
     for name, m in metrics.items():
         assert set(m) == {"p50_ms", "cold_start_s", "peak_rss_mb", "size_mb"}
-        assert m["p50_ms"] == results.loc[name, "p50_ms"]
+        model = small_run / MODEL_FILES[name]
+        assert m["size_mb"] == pytest.approx(model.stat().st_size / 2**20, abs=0.01), name
+        assert m["p50_ms"] > 0 and m["cold_start_s"] > 0 and m["peak_rss_mb"] > 20
+    # Full int8 runs the same graph several times faster than float32 here (measured 0.14-0.30x).
+    assert metrics["litert_full_int8"]["p50_ms"] < metrics["litert_float32"]["p50_ms"]

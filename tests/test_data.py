@@ -69,3 +69,19 @@ def test_download_from_a_local_http_server(tmp_path):
         assert missing.returncode == 2 and "404" in missing.stderr and "cannot download" in missing.stderr
     finally:
         server.shutdown()
+
+
+def test_max_per_class_decodes_only_what_it_keeps(tmp_path):
+    """A quick run checks the photos it keeps, not the whole data set: an unreadable photo inside the
+    cut is listed and replaced by the next readable one; one past the cut is never opened."""
+    dataset = make_dataset(tmp_path / "ds", per_class=3)
+    (dataset / "train/dress/00-garbage.jpg").write_bytes(b"not a jpeg, sorts first")
+    (dataset / "test/hat/9-garbage.jpg").write_bytes(b"not a jpeg, sorts last")
+    project, result = run_data(tmp_path, dataset, **{"data.max_per_class": 2, "data.expected_images": 92})
+    assert result.returncode == 0, result.stderr
+    bad = pd.read_csv(project / "data/bad_images.csv")
+    assert [p.split("/")[-1] for p in bad["path"]] == ["00-garbage.jpg"]
+    manifest = pd.read_csv(project / "data/manifest.csv")
+    assert manifest.groupby(["split", "label"]).size().eq(2).all() and len(manifest) == 60
+    dress = manifest[(manifest["split"] == "train") & (manifest["label"] == "dress")]["path"]
+    assert [p.split("/")[-1] for p in dress] == ["0.jpg", "1.jpg"]

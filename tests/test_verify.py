@@ -1,8 +1,13 @@
 import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import copy_run, set_params, stage
+from serving.images import load_image, scale
+from serving.labels import LABELS
 
 
 def test_parity_numbers_on_real_test_images(small_run):
@@ -22,36 +27,62 @@ def test_parity_numbers_on_real_test_images(small_run):
         assert metrics[variant]["accuracy"] >= metrics["keras"]["accuracy"] - 0.1
     assert metrics["onnx_int8"]["size_mb"] < 0.35 * metrics["onnx_float32"]["size_mb"]
 
+    # Expectations of our own, not verify's: each photo's label is its folder's name, and Keras' answers
+    # are recomputed here from model.keras on the manifest's test photos.
+    manifest = pd.read_csv(small_run / "data/manifest.csv")
+    photos = manifest[manifest["split"] == "test"]["path"].tolist()
+    folder_labels = np.array([Path(photo).parent.name for photo in photos])
+    keras_top = np.array(LABELS)[keras_logits(small_run, photos).argmax(1)]
+    assert metrics["test_images"] == len(photos)
+    assert metrics["keras"]["accuracy"] == pytest.approx(np.mean(keras_top == folder_labels), abs=1e-4)
     predictions = pd.read_csv(small_run / "artifacts/verify/predictions.csv")
-    assert len(predictions) == 7 * metrics["test_images"]
+    assert len(predictions) == 7 * len(photos)
     for model, rows in predictions.groupby("model"):
-        accuracy = (rows["predicted"] == rows["label"]).mean()
-        assert round(accuracy, 4) == metrics[model]["accuracy"]
-        probs = rows[[c for c in rows if c.startswith("p_")]].to_numpy()
+        rows = rows.set_index("path").loc[photos]
+        truth = rows.index.map(lambda photo: Path(photo).parent.name)
+        assert metrics[model]["accuracy"] == pytest.approx(np.mean(rows["predicted"] == truth), abs=1e-4)
+        probs = rows[[f"p_{label}" for label in LABELS]].to_numpy()
         assert abs(probs.sum(axis=1) - 1).max() < 1e-4
+        assert (np.array(LABELS)[probs.argmax(1)] == rows["predicted"]).all()
+    keras_rows = predictions[predictions["model"] == "keras"].set_index("path").loc[photos]
+    assert (keras_rows["predicted"].to_numpy() == keras_top).all()
     per_class = pd.read_csv(small_run / "artifacts/verify/per_class.csv").set_index("class")
     assert list(per_class.columns) == [
         "keras", "float32", "float16", "dynamic_int8", "full_int8", "onnx_float32", "onnx_int8"
     ]  # fmt: skip
-    assert len(per_class) == 10
-    keras_rows = predictions[predictions["model"] == "keras"]
-    shoes = keras_rows[keras_rows["label"] == "shoes"]
-    assert per_class.loc["shoes", "keras"] == round((shoes["predicted"] == "shoes").mean(), 4)
+    assert list(per_class.index) == LABELS
+    for label in LABELS:
+        mine = keras_top[folder_labels == label]
+        assert per_class.loc[label, "keras"] == pytest.approx(np.mean(mine == label), abs=1e-4), label
+
+
+def keras_logits(project: Path, photos: list[str]) -> np.ndarray:
+    import keras
+
+    model = keras.models.load_model(project / "artifacts/model/model.keras", compile=False)
+    size = model.input_shape[1]
+    return model.predict(scale(np.stack([load_image(photo, size) for photo in photos])), batch_size=32, verbose=0)
 
 
 def test_a_failing_gate_stops_the_stage_with_the_reason(tmp_path, small_run):
-    measured = json.loads((small_run / "artifacts/metrics/verify.json").read_text())
-    variants = [name for name, m in measured.items() if isinstance(m, dict) and "agreement" in m]
-    worst = min(variants, key=lambda v: measured[v]["agreement"])
-    assert measured[worst]["agreement"] < 1.0, "every variant agrees on every photo: the small model is degenerate"
-    project = copy_run(small_run, tmp_path / "p")
-    set_params(project, **{"verify.min_agreement": 1.0})  # the worst variant misses it
+    """Keras' logits rolled by one class: every variant (converted from the original) disagrees with it on
+    every photo, so agreement is exactly 0.0 whatever training gave - the gate fails for a known reason."""
+    import keras
+
+    project = copy_run(small_run, tmp_path / "p", "tflite", "onnx", "model.keras")
+    (project / "artifacts/tflite").symlink_to(small_run / "artifacts/tflite")  # read only, as converted
+    model = keras.models.load_model(small_run / "artifacts/model/model.keras", compile=False)
+    logits = model.get_layer("head").get_layer("logits")
+    kernel, bias = logits.get_weights()
+    logits.set_weights([np.roll(kernel, 1, axis=1), np.roll(bias, 1)])
+    model.save(project / "artifacts/model/model.keras")
+    set_params(project, **{"verify.min_agreement": 0.95, "convert.variants": ["float32", "full_int8"]})
     (project / "artifacts/metrics/verify.json").unlink()
     result = stage("verify", project, check=False)
-    assert result.returncode == 2
-    assert "verification failed" in result.stderr and "verify.min_agreement 1.0" in result.stderr
-    assert (
-        f"{worst}: top-1 agreement {measured[worst]['agreement']}" in result.stderr and "Traceback" not in result.stderr
-    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "verification failed" in result.stderr and "verify.min_agreement 0.95" in result.stderr
+    for variant in ("float32", "full_int8"):
+        assert f"{variant}: top-1 agreement 0.0 < verify.min_agreement 0.95" in result.stderr
     # The metrics are written before the gate fails: the numbers that failed are there to read.
-    assert json.loads((project / "artifacts/metrics/verify.json").read_text())[worst] == measured[worst]
+    written = json.loads((project / "artifacts/metrics/verify.json").read_text())
+    assert written["float32"]["agreement"] == written["full_int8"]["agreement"] == 0.0
