@@ -1,7 +1,7 @@
 """Local stand-ins for what deploy talks to, all on 127.0.0.1: moto in server mode (AWS), Debian's
 docker-registry (ECR's registry), a Lambda base image made with debootstrap (public base
 images cannot be pulled here), and a proxy that answers as AWS does while IAM propagates a new
-role. Each is started by the tests and stopped after."""
+role. Each is started by the tests and stopped after; every set-up step is bounded in time."""
 
 import json
 import os
@@ -20,18 +20,48 @@ import requests
 from pipeline.serve import free_port, wait_until_up
 
 STANDIN_BASE = "localhost/lambda-python-standin:3.11"
+# Each bounded (see step): ~30 s, ~10 s and ~5 s when they work; a mirror or podman that hangs is cut off.
+DEBOOTSTRAP_S, PIP_S, IMPORT_S = 600, 300, 300
 ENTRYPOINT = '#!/bin/sh\nexec /usr/local/bin/aws-lambda-rie /var/lang/bin/python3 -m awslambdaric "$@"\n'
+
+
+START_S = 30  # a server that is not up by then is stuck, not slow (moto ~0.3 s, the registry ~0.1 s)
+
+
+class SetupFailed(Exception):
+    """A stand-in that could not be made or started, in one line (the fixture fails with it)."""
+
+
+def step(cmd: list[str], what: str, timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """One set-up command, bounded: pytest-timeout does not cover fixture set-up (timeout_func_only),
+    so a stuck debootstrap or podman must end here, with the command's last words."""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+    except subprocess.TimeoutExpired:
+        raise SetupFailed(f"{what}: no result after {timeout:g} s ({' '.join(cmd[:3])} ...)") from None
+    if done.returncode != 0:
+        last = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()][-1:] or ["no output"]
+        raise SetupFailed(f"{what} failed (exit status {done.returncode}): {last[0]}")
+    return done
+
+
+def start_server(cmd: list[str], url: str, what: str, **kwargs) -> subprocess.Popen:
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+    try:
+        wait_until_up(url, process, timeout=START_S)
+    except RuntimeError as e:
+        process.kill()
+        process.wait(timeout=10)
+        raise SetupFailed(f"{what} did not start: {e}") from None
+    return process
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
     moto = shutil.which("moto_server", path=os.path.dirname(sys.executable))
-    process = subprocess.Popen(
-        [moto, "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(url + "/moto-api/", process)
+    process = start_server([moto, "-H", "127.0.0.1", "-p", str(port)], url + "/moto-api/", "moto_server", env=env)
     # moto cannot run image functions (no Docker); invoke then answers without running anything.
     requests.post(url + "/moto-api/config", json={"lambda": {"use_docker": False}}, timeout=5).raise_for_status()
     return process, url
@@ -43,10 +73,7 @@ def start_registry(root: Path) -> tuple[subprocess.Popen, str]:
     config.write_text(
         f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
     )
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    wait_until_up(f"http://127.0.0.1:{port}/v2/", process)
+    process = start_server(["docker-registry", "serve", str(config)], f"http://127.0.0.1:{port}/v2/", "docker-registry")
     return process, f"127.0.0.1:{port}"
 
 
@@ -80,38 +107,26 @@ def apt_mirror() -> tuple[str, str]:
 def build_standin_base(rie: Path) -> str:
     """A minimal Debian with Python, awslambdaric and the runtime interface emulator, laid out like
     the AWS Lambda Python base image (/var/task, /lambda-entrypoint.sh). Built once per machine."""
-    if subprocess.run(["podman", "image", "exists", STANDIN_BASE]).returncode == 0:
-        return STANDIN_BASE
+    try:
+        if subprocess.run(["podman", "image", "exists", STANDIN_BASE], capture_output=True, timeout=60).returncode == 0:
+            return STANDIN_BASE
+    except subprocess.TimeoutExpired:
+        raise SetupFailed("podman image exists: no answer after 60 s") from None
     suite, mirror = apt_mirror()
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                "--include=python3,python3-venv,ca-certificates",
-                suite,
-                str(rootfs),
-                mirror,
-            ],
-            check=True,
-            capture_output=True,
-        )
+        step(
+            ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", suite, str(rootfs),
+             mirror],
+            f"debootstrap {suite} from {mirror}",
+            timeout=DEBOOTSTRAP_S,
+        )  # fmt: skip
         # pip inside the chroot and inside image builds needs this machine's resolver, CA bundle and pip config.
         for f in ("/etc/resolv.conf", "/etc/pip.conf", "/etc/ssl/certs/ca-certificates.crt"):
             if Path(f).exists():
                 shutil.copyfile(f, rootfs / f.lstrip("/"))
-        subprocess.run(
-            [
-                "chroot",
-                str(rootfs),
-                "sh",
-                "-c",
-                "python3 -m venv /var/lang && /var/lang/bin/pip install -q awslambdaric==4.2.2",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        install = "python3 -m venv /var/lang && /var/lang/bin/pip install -q awslambdaric==4.2.2"
+        step(["chroot", str(rootfs), "sh", "-c", install], "pip install awslambdaric in the stand-in base", PIP_S)
         shutil.copyfile(rie, rootfs / "usr/local/bin/aws-lambda-rie")
         (rootfs / "usr/local/bin/aws-lambda-rie").chmod(0o755)
         (rootfs / "lambda-entrypoint.sh").write_text(ENTRYPOINT)
@@ -120,23 +135,12 @@ def build_standin_base(rie: Path) -> str:
         archive = Path(tmp) / "rootfs.tar"
         with tarfile.open(archive, "w") as tar:
             tar.add(rootfs, arcname=".")
-        subprocess.run(
-            [
-                "podman",
-                "import",
-                "--change",
-                'ENTRYPOINT ["/lambda-entrypoint.sh"]',
-                "--change",
-                "ENV LAMBDA_TASK_ROOT=/var/task",
-                "--change",
-                "ENV PATH=/var/lang/bin:/usr/local/bin:/usr/bin:/bin",
-                "--change",
-                "WORKDIR /var/task",
-                str(archive),
-                STANDIN_BASE,
-            ],
-            check=True,
-            capture_output=True,
+        changes = ['ENTRYPOINT ["/lambda-entrypoint.sh"]', "ENV LAMBDA_TASK_ROOT=/var/task",
+                   "ENV PATH=/var/lang/bin:/usr/local/bin:/usr/bin:/bin", "WORKDIR /var/task"]  # fmt: skip
+        step(
+            ["podman", "import", *(a for c in changes for a in ("--change", c)), str(archive), STANDIN_BASE],
+            "podman import of the stand-in base",
+            timeout=IMPORT_S,
         )
     return STANDIN_BASE
 

@@ -1,0 +1,117 @@
+"""What every deploy test stands on: moto and a registry on 127.0.0.1 (one pair per test module),
+a project of its own per test holding only what deploy reads, and AWS names of its own per test.
+Test modules load it as a plugin (pytest_plugins); the helpers that run deploy and read what it
+did are in deploy_tools.py."""
+
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from deploy_tools import deploy
+
+from aws_local import SetupFailed, build_standin_base, start_moto, start_registry
+from conftest import ROOT, set_params
+
+TOOLS = ("podman", "docker-registry", "debootstrap")
+# What deploy reads from a finished run (besides its code and params): the recommendation, verify's
+# accuracy and answers (the smoke test's photo), and the model files it may ship.
+RUN_FILES = (
+    "artifacts/recommend/recommendation.json",
+    "artifacts/metrics/verify.json",
+    "artifacts/verify/predictions.csv",
+)
+MODEL_DIRS = ("artifacts/tflite", "artifacts/onnx")
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory):
+    missing = [t for t in TOOLS if not shutil.which(t)]
+    if missing:
+        message = f"{missing} not installed: `make deploy-deps` installs them (make test does)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    started = []
+    try:
+        base = build_standin_base(ROOT / ".cache/aws-lambda-rie-x86_64")
+        moto, endpoint = start_moto()
+        started.append(moto)
+        registry, registry_host = start_registry(tmp_path_factory.mktemp("registry"))
+        started.append(registry)
+    except SetupFailed as e:
+        for process in started:
+            process.terminate()
+        pytest.fail(f"deploy test set-up: {e}", pytrace=False)
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    yield {"env": env, "registry": registry_host, "base": base, "moto": endpoint}
+    for process in started:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def own_name(test_name: str) -> str:
+    """A short name of the test's own, valid for every AWS resource deploy makes (lowercase for ECR
+    and S3; 31 characters leave room for the role's suffix and the bucket's account and region)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower().removeprefix("test_")).strip("-")[:24].strip("-")
+    return f"{slug}-{hashlib.sha256(test_name.encode()).hexdigest()[:6]}"
+
+
+def deploy_project(run: Path, dest: Path) -> Path:
+    """A project with only what deploy reads: the code under test (this checkout's pipeline/ and
+    lambda/, not the run's copy), the run's params with this checkout's deploy section, the run's
+    recommendation, verify files and model files. Model files are hard links (hundreds of MB
+    otherwise): a test that changes one replaces it (replace_file), never writes into it."""
+    dest.mkdir(parents=True)
+    for code in ("pipeline", "lambda"):
+        shutil.copytree(ROOT / code, dest / code, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".dockerignore", dest / ".dockerignore")  # the image's build context
+    params = yaml.safe_load((run / "params.yaml").read_text())
+    params["deploy"] = yaml.safe_load((ROOT / "params.yaml").read_text())["deploy"]
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for name in RUN_FILES:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(run / name, dest / name)
+    for folder in MODEL_DIRS:
+        (dest / folder).mkdir(parents=True)
+        for model in (run / folder).iterdir():
+            try:
+                os.link(model, dest / folder / model.name)
+            except OSError:  # another file system
+                shutil.copy(model, dest / folder / model.name)
+    return dest
+
+
+@pytest.fixture
+def names(request) -> dict:
+    name = own_name(request.node.name)
+    return {"function": name, "repository": name, "role": f"{name}-lambda", "api": name}
+
+
+@pytest.fixture
+def project(aws, small_run, tmp_path, names):
+    """A project of the test's own, deploying under the test's own AWS names with a local smoke
+    test; whatever the test deployed is destroyed after it."""
+    project = deploy_project(small_run, tmp_path / "p")
+    set_params(
+        project,
+        **{
+            "deploy.registry": aws["registry"],
+            "deploy.base_image": aws["base"],
+            "deploy.smoke_test": "local",
+            "deploy.variant": "full_int8",
+            "deploy.function_name": names["function"],
+            "deploy.repository": names["repository"],
+            "deploy.role_name": names["role"],
+            "deploy.api_name": names["api"],
+        },
+    )
+    yield project
+    gone = deploy(project, aws, "destroy", "--yes")
+    assert gone.returncode == 0, gone.stderr

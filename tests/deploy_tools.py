@@ -1,0 +1,66 @@
+"""Running deploy in a test's project and reading what it did: in AWS (moto) and in its one-line
+errors. The fixtures are in deploy_env.py."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+
+from conftest import BIN
+
+ACCOUNT = "123456789012"  # moto's
+MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """New content under a path that may be a hard link to the shared run: a new file, not a write into it."""
+    path.unlink(missing_ok=True)
+    path.write_bytes(data)
+
+
+def deploy(project, aws, *args, env=None):
+    env = {**os.environ, **aws["env"], "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    env["PYTHONPATH"] = f"{project}:{project / 'lambda'}"
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.deploy", *args], cwd=project, env=env, capture_output=True, text=True
+    )
+
+
+def client(aws, service):
+    return boto3.client(
+        service,
+        endpoint_url=aws["env"]["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def versions(lam, name):
+    pages = lam.get_paginator("list_versions_by_function").paginate(FunctionName=name)
+    return [v["Version"] for page in pages for v in page["Versions"] if v["Version"] != "$LATEST"]
+
+
+def live(lam, name):
+    return lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"]
+
+
+def functions_named(lam, name) -> list[str]:
+    pages = lam.get_paginator("list_functions").paginate()
+    return [f["FunctionName"] for page in pages for f in page["Functions"] if f["FunctionName"] == name]
+
+
+def apis_named(apigw, name) -> list[dict]:
+    return [a for page in apigw.get_paginator("get_apis").paginate() for a in page["Items"] if a["Name"] == name]
+
+
+def buckets_of(s3, function) -> list[str]:
+    return [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(f"{function}-")]
+
+
+def one_line_error(result):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr
