@@ -13,7 +13,7 @@ from conftest import make_project, run, small_params, stage
 from serving.images import load_image, scale
 from serving.labels import LABELS
 
-# Writes a tf.keras model of one shape to an .h5 file and tf_keras's logits on the given photos to .npy.
+# Writes each tf.keras model of MODELS to an .h5 file and tf_keras's logits on the given photos to .npy.
 # Its BatchNorm statistics are calibrated on real photos (one pass in training mode with momentum 0), so
 # activations keep their scale through the 36 convolutions and the logits differ from photo to photo: an
 # uncalibrated weights=None model gives every photo the same ~1e-4 logits, and parity would prove nothing.
@@ -21,51 +21,80 @@ BUILD = """
 import json, sys
 import numpy as np, tf_keras as k
 from serving.images import load_image, scale
-shape, size, dropout, h5, photos, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), *sys.argv[4:]
-photos = json.loads(open(photos).read())
-k.utils.set_random_seed(0)
-base = k.applications.Xception(include_top=False, weights=None, input_shape=(size, size, 3))
-x = np.stack([scale(load_image(p, size)) for p in photos[:16]])
-for layer in base.layers:
-    if isinstance(layer, k.layers.BatchNormalization):
-        layer.momentum = 0.0
-base(x, training=True)
-if shape == "nested":
-    base.trainable = False
-    inputs = k.Input((size, size, 3))
-    features = base(inputs, training=False)
-else:
-    inputs, features = base.input, base.output
-h = k.layers.GlobalAveragePooling2D()(features)
-h = k.layers.Dense(100, activation="relu")(h)
-if dropout:
-    h = k.layers.Dropout(dropout)(h)
-model = k.Model(inputs, k.layers.Dense(10)(h))
-model.save(h5)
-test = np.stack([scale(load_image(p, size)) for p in photos])
-np.save(out, model.predict(test, batch_size=8, verbose=0))
+folder, photos, *jobs = sys.argv[1], json.loads(open(sys.argv[2]).read()), *json.loads(sys.argv[3])
+for shape, size, dropout in jobs:
+    k.utils.set_random_seed(0)
+    base = k.applications.Xception(include_top=False, weights=None, input_shape=(size, size, 3))
+    x = np.stack([scale(load_image(p, size)) for p in photos[:16]])
+    for layer in base.layers:
+        if isinstance(layer, k.layers.BatchNormalization):
+            layer.momentum = 0.0
+    base(x, training=True)
+    if shape == "nested":
+        base.trainable = False
+        inputs = k.Input((size, size, 3))
+        features = base(inputs, training=False)
+    else:
+        inputs, features = base.input, base.output
+    h = k.layers.GlobalAveragePooling2D()(features)
+    h = k.layers.Dense(100, activation="relu")(h)
+    if dropout:
+        h = k.layers.Dropout(dropout)(h)
+    model = k.Model(inputs, k.layers.Dense(10)(h))
+    model.save(f"{folder}/{shape}_{size}.h5")
+    test = np.stack([scale(load_image(p, size)) for p in photos])
+    np.save(f"{folder}/{shape}_{size}.npy", model.predict(test, batch_size=8, verbose=0))
+    k.backend.clear_session()
 """
+# Each model file the tests load: shape, input size, dropout (the original service's: nested, 299, 0.2).
+MODELS = [("flat", 80, 0.0), ("nested", 75, 0.2), ("nested", 299, 0.2)]
+PER_CLASS = 2  # test photos per class: the data stage keeps the first two readable, in name order
 
 
-def keras2_run(tmp_path, dataset_dir, shape: str, size: int, dropout: float, variants: list, **overrides):
-    """A project whose train stage loads a tf_keras-written model; returns it and tf_keras's test logits."""
+def first_test_photos(dataset_dir, per_class: int) -> list[str]:
+    return [str(p) for label in LABELS for p in sorted((dataset_dir / "test" / label).glob("*.jpg"))[:per_class]]
+
+
+@pytest.fixture(scope="module")
+def keras2_models(tmp_path_factory, dataset_dir):
+    """Every model file of MODELS, written by tf_keras in one process, with tf_keras's logits on the test
+    photos: {(shape, size): (h5 path, {photo: logits})}."""
+    folder = tmp_path_factory.mktemp("keras2")
+    photos = first_test_photos(dataset_dir, PER_CLASS)
+    (folder / "photos.json").write_text(json.dumps(photos))
+    run([sys.executable, "-c", BUILD, str(folder), str(folder / "photos.json"), json.dumps(MODELS)], folder)
+    made = {}
+    for shape, size, _ in MODELS:
+        logits = np.load(folder / f"{shape}_{size}.npy")
+        made[shape, size] = (folder / f"{shape}_{size}.h5", dict(zip(photos, logits, strict=True)))
+    return made
+
+
+def keras2_run(tmp_path, dataset_dir, model, variants: list, **overrides):
+    """A project whose train stage loads a tf_keras-written model, run data -> train -> convert -> verify
+    in one process (TensorFlow imported once: these tests are about loading, not the stage launcher);
+    returns it, its test photos and tf_keras's logits on them."""
+    h5, expected = model
     project = make_project(
         tmp_path / "project",
         small_params(
             dataset_dir,
-            **{"data.max_per_class": 2, "train.mode": "load", "train.min_load_accuracy": 0.0}
-            | {"convert.variants": variants, "train.load_from": str(tmp_path / f"{shape}_{size}.h5")}
+            **{"data.max_per_class": PER_CLASS, "train.mode": "load", "train.min_load_accuracy": 0.0}
+            | {"convert.variants": variants, "train.load_from": str(h5)}
             | overrides,
         ),
     )
-    stage("data", project)
+    (project / "stages.log").write_text(run([sys.executable, "-c", STAGES], project).stdout)
     manifest = pd.read_csv(project / "data/manifest.csv")
     photos = manifest[manifest["split"] == "test"]["path"].tolist()
-    (tmp_path / "photos.json").write_text(json.dumps(photos))
-    h5, logits = tmp_path / f"{shape}_{size}.h5", tmp_path / "tf_keras_logits.npy"
-    args = [shape, str(size), str(dropout), str(h5), str(tmp_path / "photos.json"), str(logits)]
-    run([sys.executable, "-c", BUILD, *args], project)
-    return project, photos, np.load(logits)
+    return project, photos, np.stack([expected[p] for p in photos])
+
+
+STAGES = """
+from pipeline import convert, data, train, verify
+for stage in (data, train, convert, verify):
+    stage.main()
+"""
 
 
 def assert_same_as_tf_keras(project, photos, expected, size):
@@ -92,26 +121,22 @@ def loaded_info(project) -> dict:
     return json.loads((project / "artifacts/model/info.json").read_text())
 
 
-def test_flat_keras2_h5_without_dropout(tmp_path, dataset_dir):
-    project, photos, expected = keras2_run(tmp_path, dataset_dir, "flat", 80, 0.0, ["float32"])
-    for name in ("train", "convert", "verify"):
-        stage(name, project)
+def test_flat_keras2_h5_without_dropout(tmp_path, dataset_dir, keras2_models):
+    project, photos, expected = keras2_run(tmp_path, dataset_dir, keras2_models["flat", 80], ["float32"])
     info = loaded_info(project)
     assert info["format"] == "keras2_h5" and info["nested_models"] == [] and info["input_size"] == 80
     assert info["parameters"] == 20_861_480 + 2048 * 100 + 100 + 1010
     assert_same_as_tf_keras(project, photos, expected, 80)
 
 
-def test_nested_keras2_h5_at_a_small_size_and_the_leaky_swap(tmp_path, dataset_dir):
+def test_nested_keras2_h5_at_a_small_size_and_the_leaky_swap(tmp_path, dataset_dir, keras2_models):
     """The original service's shape at 75 px; its full int8 with and without the residual ReLU swap."""
     from serving.runtime import TFLiteModel
 
     variants = ["float32", "full_int8", "full_int8_leaky"]
-    project, photos, expected = keras2_run(tmp_path, dataset_dir, "nested", 75, 0.2, variants)
-    train = stage("train", project)
-    assert "loaded keras2_h5 model: 75 px input, 21,067,390 parameters, nested xception" in train.stdout
-    stage("convert", project)
-    stage("verify", project)
+    project, photos, expected = keras2_run(tmp_path, dataset_dir, keras2_models["nested", 75], variants)
+    loaded = "loaded keras2_h5 model: 75 px input, 21,067,390 parameters, nested xception"
+    assert loaded in (project / "stages.log").read_text()
     info = loaded_info(project)
     assert info["format"] == "keras2_h5" and info["nested_models"] == ["xception"] and info["input_size"] == 75
     metrics = json.loads((project / "artifacts/metrics/train.json").read_text())
@@ -126,13 +151,11 @@ def test_nested_keras2_h5_at_a_small_size_and_the_leaky_swap(tmp_path, dataset_d
 
 
 @pytest.mark.slow
-def test_nested_keras2_h5_at_299(tmp_path, dataset_dir):
+def test_nested_keras2_h5_at_299(tmp_path, dataset_dir, keras2_models):
     """The original service's file exactly: nested Xception at 299 px, Dense 100, Dropout 0.2, Dense 10."""
     project, photos, expected = keras2_run(
-        tmp_path, dataset_dir, "nested", 299, 0.2, ["float32"], **{"data.max_per_class": 1}
+        tmp_path, dataset_dir, keras2_models["nested", 299], ["float32"], **{"data.max_per_class": 1}
     )
-    for name in ("train", "convert", "verify"):
-        stage(name, project)
     info = loaded_info(project)
     assert info["format"] == "keras2_h5" and info["nested_models"] == ["xception"] and info["input_size"] == 299
     assert info["parameters"] == 21_067_390

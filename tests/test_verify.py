@@ -50,7 +50,7 @@ def test_parity_numbers_on_real_test_images(small_run):
     assert list(per_class.columns) == [
         "keras", "float32", "float16", "dynamic_int8", "full_int8", "onnx_float32", "onnx_int8"
     ]  # fmt: skip
-    assert list(per_class.index) == LABELS
+    assert list(per_class.index) == list(LABELS)
     for label in LABELS:
         mine = keras_top[folder_labels == label]
         assert per_class.loc[label, "keras"] == pytest.approx(np.mean(mine == label), abs=1e-4), label
