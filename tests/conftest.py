@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from filelock import FileLock
 from PIL import Image
 
 from serving.labels import LABELS
@@ -137,12 +138,8 @@ def pytest_addoption(parser):
     )
 
 
-@pytest.fixture(scope="session")
-def small_run(tmp_path_factory, dataset_dir, request) -> Path:
-    """dvc repro of the whole pipeline on a small subset at 75 px: a real, briefly trained model."""
-    reuse = request.config.getoption("--small-run-dir")
-    if reuse and (reuse / ".complete").exists():
-        return reuse
+def build_small_run(folder: Path, dataset: Path) -> Path:
+    """dvc repro of the whole pipeline on a small subset at 75 px, in folder; its output in repro.log."""
     # 30 photos per class and 6 epochs: the model tells some classes apart (~20% validation accuracy
     # against 10% by chance), so top-1 agreement between variants is not trivially 1.0. Progressive
     # resizing as the default recipe does it: epochs 1-3 at 71 px, then 75 px.
@@ -152,15 +149,26 @@ def small_run(tmp_path_factory, dataset_dir, request) -> Path:
         "train.scratch.learning_rate": 0.002,
         "train.scratch.train_sizes": [71],
     }
-    if reuse:
-        shutil.rmtree(reuse, ignore_errors=True)
-    folder = reuse or tmp_path_factory.mktemp("small-run")
-    project = make_project(folder, small_params(dataset_dir, **small, **SMALL_RUN_BATCH))
+    project = make_project(folder, small_params(dataset, **small, **SMALL_RUN_BATCH))
     run(["dvc", "init", "--no-scm", "-q"], project)
     (project / "repro.log").write_text(run(["dvc", "repro"], project, timeout=1200).stdout)
-    if reuse:
-        (reuse / ".complete").touch()
     return project
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, dataset_dir, request) -> Path:
+    """A real, briefly trained model and every artifact the pipeline makes from it (build_small_run).
+    pytest-xdist's workers share one: the first to ask builds it, the others wait for it."""
+    shared = tmp_path_factory.getbasetemp().parent / "small-run" if os.environ.get("PYTEST_XDIST_WORKER") else None
+    folder = request.config.getoption("--small-run-dir") or shared
+    if folder is None:
+        return build_small_run(tmp_path_factory.mktemp("small-run"), dataset_dir)
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".complete").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            build_small_run(folder, dataset_dir)
+            (folder / ".complete").touch()
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +193,21 @@ def photo_path(small_run) -> Path:
 @pytest.fixture(scope="module")
 def photo(photo_path) -> bytes:
     return photo_path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def decided_photo(small_run) -> bytes:
+    """The test photo the handler's full int8 model is surest of (verify's widest margin between its top two
+    classes): re-encoding it (GIF's 256 colours, JPEG again) cannot flip its class, so a different class is the
+    format's fault, not the model's indecision (a tenth of the test photos have margins under 0.01)."""
+    with open(small_run / "artifacts/verify/predictions.csv", newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row["model"] == "full_int8"]
+
+    def margin(row: dict) -> float:
+        first, second = sorted((float(v) for k, v in row.items() if k.startswith("p_")), reverse=True)[:2]
+        return first - second
+
+    return Path(max(rows, key=margin)["path"]).read_bytes()
 
 
 def accepted_formats(photo: Image.Image) -> dict[str, bytes]:
