@@ -22,8 +22,10 @@ lint: $(VENV)/.installed
 	ruff check .
 	ruff format --check .
 
+# Two workers, each taking whole files (module fixtures start once): the deploy and server tests wait on
+# subprocesses while the training ones use the cores; measured 1.6x faster than one worker (README).
 test: lint rie deploy-deps
-	pytest
+	pytest -n 2 --dist loadfile
 
 # Pure functions only (gate rule, recommendation, cost table, params, event parsing, dvc.yaml's map): seconds.
 test-fast: $(VENV)/.installed
