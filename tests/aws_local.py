@@ -1,21 +1,19 @@
 """Local stand-ins for what deploy talks to, all on 127.0.0.1: moto in server mode (AWS), Debian's
-docker-registry (ECR's registry), a Lambda base image made with debootstrap (public base
-images cannot be pulled here), and a proxy that answers as AWS does while IAM propagates a new
-role. Each is started by the tests and stopped after; every set-up step is bounded in time."""
+docker-registry (ECR's registry) and a Lambda base image made with debootstrap (public base
+images cannot be pulled here); lambda_proxy.py puts Lambda's own behaviour in front of moto.
+Each is started by the tests and stopped after; every set-up step is bounded in time."""
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import warnings
 from pathlib import Path
 
 import requests
+from filelock import FileLock
 
 from pipeline.serve import free_port, wait_until_up
 
@@ -67,12 +65,22 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     return process, url
 
 
-def start_registry(root: Path) -> tuple[subprocess.Popen, str]:
+def start_registry(root: Path, login: "tuple[str, str] | None" = None) -> tuple[subprocess.Popen, str]:
+    """Debian's docker-registry on 127.0.0.1; with login (user, password) it asks for them, as ECR's does."""
     port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
     config = root / "config.yml"
-    config.write_text(
-        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
-    )
+    text = f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+    text += f"http:\n  addr: 127.0.0.1:{port}\n"
+    if login:
+        with warnings.catch_warnings():  # crypt: the standard library's bcrypt, deprecated, here until 3.13
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+
+            hashed = crypt.crypt(login[1], crypt.mksalt(crypt.METHOD_BLOWFISH))
+        (root / "htpasswd").write_text(f"{login[0]}:{hashed}\n")
+        text += f"auth:\n  htpasswd:\n    realm: test\n    path: {root / 'htpasswd'}\n"
+    config.write_text(text)
     process = start_server(["docker-registry", "serve", str(config)], f"http://127.0.0.1:{port}/v2/", "docker-registry")
     return process, f"127.0.0.1:{port}"
 
@@ -106,7 +114,13 @@ def apt_mirror() -> tuple[str, str]:
 
 def build_standin_base(rie: Path) -> str:
     """A minimal Debian with Python, awslambdaric and the runtime interface emulator, laid out like
-    the AWS Lambda Python base image (/var/task, /lambda-entrypoint.sh). Built once per machine."""
+    the AWS Lambda Python base image (/var/task, /lambda-entrypoint.sh). Built once per machine; one
+    pytest-xdist worker builds it while any other waits."""
+    with FileLock("/var/tmp/lambda-python-standin.lock"):
+        return _build_standin_base(rie)
+
+
+def _build_standin_base(rie: Path) -> str:
     try:
         if subprocess.run(["podman", "image", "exists", STANDIN_BASE], capture_output=True, timeout=60).returncode == 0:
             return STANDIN_BASE
@@ -143,47 +157,3 @@ def build_standin_base(rie: Path) -> str:
             timeout=IMPORT_S,
         )
     return STANDIN_BASE
-
-
-ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."  # AWS's words
-
-
-def start_role_propagation_proxy(target: str, refuse_s: float) -> tuple[ThreadingHTTPServer, str]:
-    """An HTTP proxy on 127.0.0.1 in front of moto that answers CreateFunction as AWS does while a
-    new role propagates through IAM, for refuse_s seconds from the first CreateFunction (however
-    long the build before it took); everything else passes through."""
-    refused = []
-
-    class Proxy(BaseHTTPRequestHandler):
-        def forward(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            create = self.command == "POST" and self.path.rstrip("/").endswith("/2015-03-31/functions")
-            if create and (not refused or time.monotonic() - refused[0] < refuse_s):
-                refused.append(time.monotonic())
-                answer = json.dumps({"Type": "User", "message": ROLE_NOT_READY}).encode()
-                self.send_response(400)
-                self.send_header("x-amzn-ErrorType", "InvalidParameterValueException")
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-                return
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-            answer = requests.request(self.command, target + self.path, headers=headers, data=body, timeout=60)
-            self.send_response(answer.status_code)
-            for k, v in answer.headers.items():
-                if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(answer.content)))
-            self.end_headers()
-            self.wfile.write(answer.content)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = forward
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Proxy)
-    server.refused = refused
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
