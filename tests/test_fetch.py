@@ -22,8 +22,16 @@ from serving.fetch import BadAnswer, FetchError, FetchTimeout, Refused, TooLarge
 
 LOCAL = frozenset({"127.0.0.1"})
 DEADLINE_S = 1.0
-SLACK_S = 0.5  # what a fetch may take beyond its deadline
 PHOTO = b"\xff\xd8\xff\xe0 not decoded here, only fetched \xff\xd9"
+
+
+def limit(deadline: float) -> float:
+    """The most a fetch may take when cut at its deadline. Past the deadline the fetch still has to be woken and
+    to raise, and on a loaded, shared 2-core machine its threads wait for a core behind other jobs' (2 ms past
+    a 1 s deadline at load 1.4, more under training): slack of half the deadline, never under 0.5 s, so a longer
+    deadline gets as much room in proportion. Still well under what an unbounded fetch takes in these tests
+    (the slow resolver's 3 s, the silent servers' 30 s)."""
+    return deadline + max(0.5, 0.5 * deadline)
 
 
 class Raw:
@@ -96,13 +104,13 @@ def test_a_slow_server_cannot_hold_a_fetch_past_its_deadline(behaviour):
     with raw_server(behaviour) as server:
         error, elapsed = timed_fetch(f"http://127.0.0.1:{server.port}/x.jpg", allowed_ports={server.port})
     assert isinstance(error, FetchTimeout) and error.status == 408, error
-    assert elapsed < DEADLINE_S + SLACK_S, elapsed
+    assert elapsed < limit(DEADLINE_S), elapsed
 
 
 def test_a_tls_handshake_that_never_completes_is_cut_at_the_deadline():
     with raw_server(never_answer) as server:
         error, elapsed = timed_fetch(f"https://127.0.0.1:{server.port}/x.jpg", allowed_ports={server.port})
-    assert isinstance(error, FetchTimeout) and elapsed < DEADLINE_S + SLACK_S, (error, elapsed)
+    assert isinstance(error, FetchTimeout) and elapsed < limit(DEADLINE_S), (error, elapsed)
 
 
 def test_a_slow_resolver_is_under_the_deadline(monkeypatch):
@@ -115,7 +123,7 @@ def test_a_slow_resolver_is_under_the_deadline(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
     error, elapsed = timed_fetch("http://photos.example.com/x.jpg")
-    assert isinstance(error, FetchTimeout) and elapsed < DEADLINE_S + SLACK_S, (error, elapsed)
+    assert isinstance(error, FetchTimeout) and elapsed < limit(DEADLINE_S), (error, elapsed)
 
 
 class Site(SiteHandler):
@@ -168,7 +176,7 @@ def test_the_deadline_covers_every_redirect(site):
     started = time.monotonic()
     with pytest.raises(FetchTimeout):
         get(site, "/slow-hop/0", timeout=DEADLINE_S)  # each hop 0.4 s: 3 hops fit no 1 s deadline
-    assert time.monotonic() - started < DEADLINE_S + SLACK_S
+    assert time.monotonic() - started < limit(DEADLINE_S)
 
 
 def test_non_ascii_paths_are_percent_encoded(site):
