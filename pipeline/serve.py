@@ -34,6 +34,7 @@ def start_emulator(
     function_timeout_s: int,
     allowed_ports: str = "",
     handler: str = HANDLER,
+    function_path: str = "",
 ) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -41,7 +42,7 @@ def start_emulator(
         "ALLOWED_HOSTS": allowed_hosts,
         "ALLOWED_PORTS": allowed_ports,
         "NUM_THREADS": str(num_threads),
-        "PYTHONPATH": str(FUNCTION_DIR),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(FUNCTION_DIR), function_path])),
         "LAMBDA_TASK_ROOT": str(FUNCTION_DIR),
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",
         "AWS_LAMBDA_FUNCTION_TIMEOUT": str(function_timeout_s),
@@ -132,6 +133,9 @@ def main() -> None:
     parser.add_argument("--num-threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--function-timeout", type=int, help="seconds (default: params.yaml deploy.timeout_s)")
     parser.add_argument("--handler", default=HANDLER, help="module.function the runtime calls")
+    parser.add_argument(
+        "--function-path", default="", help="a folder added to the function's PYTHONPATH (a --handler's)"
+    )
     parser.add_argument("--socket-timeout", type=float, default=SOCKET_TIMEOUT_S, help="seconds a client may stall")
     args = parser.parse_args()
     if args.function_timeout is None:
@@ -151,6 +155,7 @@ def main() -> None:
         args.function_timeout,
         args.allow_ports,
         args.handler,
+        args.function_path,
     )
     try:
         try:

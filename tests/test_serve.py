@@ -111,10 +111,10 @@ def test_fifty_concurrent_requests_good_and_bad(server, photos):
     assert requests.post(server + INVOKE, json={"image": base64.b64encode(photos[0][0]).decode()}, timeout=30).ok
 
 
-def test_every_accepted_format_through_the_gateway_gets_the_jpegs_answer(server, photo):
-    jpeg = requests.post(server + "/predict", data=photo, timeout=30)
+def test_every_accepted_format_through_the_gateway_gets_the_jpegs_answer(server, decided_photo):
+    jpeg = requests.post(server + "/predict", data=decided_photo, timeout=30)
     assert jpeg.status_code == 200, jpeg.text
-    for fmt, data in accepted_formats(Image.open(io.BytesIO(photo))).items():
+    for fmt, data in accepted_formats(Image.open(io.BytesIO(decided_photo))).items():
         response = requests.post(server + "/predict", data=data, timeout=30)
         assert response.status_code == 200 and response.json()["top"] == jpeg.json()["top"], (fmt, response.text)
 
