@@ -1,19 +1,22 @@
-"""What every deploy test stands on: moto and a registry on 127.0.0.1 (one pair per test module),
-a project of its own per test holding only what deploy reads, and AWS names of its own per test.
-Test modules load it as a plugin (pytest_plugins); the helpers that run deploy and read what it
-did are in deploy_tools.py."""
+"""What every deploy test stands on: moto and the Lambda-like proxy in front of it on 127.0.0.1
+(one pair per test module), one registry, a project of its own per test holding only what deploy
+reads, AWS names of its own per test, and one image built per session for the tests that are not
+about building. Test modules load it as a plugin (pytest_plugins); the helpers that run deploy
+and read what it did are in deploy_tools.py."""
 
 import hashlib
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from deploy_tools import deploy
+from lambda_proxy import LambdaProxy
 
-from aws_local import SetupFailed, build_standin_base, start_moto, start_registry
+from aws_local import SetupFailed, build_standin_base, start_moto, start_registry, step
 from conftest import ROOT, set_params
 
 TOOLS = ("podman", "docker-registry", "debootstrap")
@@ -27,30 +30,49 @@ RUN_FILES = (
 MODEL_DIRS = ("artifacts/tflite", "artifacts/onnx")
 
 
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory):
+@pytest.fixture(scope="session")
+def standin_base() -> str:
+    """The Lambda-like base image (made once per machine: podman keeps it)."""
     missing = [t for t in TOOLS if not shutil.which(t)]
     if missing:
         message = f"{missing} not installed: `make deploy-deps` installs them (make test does)"
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
-    started = []
     try:
-        base = build_standin_base(ROOT / ".cache/aws-lambda-rie-x86_64")
+        return build_standin_base(ROOT / ".cache/aws-lambda-rie-x86_64")
+    except SetupFailed as e:
+        pytest.fail(f"deploy test set-up: {e}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """One registry for the session: each test pushes to a repository of its own, and layers pushed
+    once are not sent again (the shared image's ~150 MB)."""
+    try:
+        process, host = start_registry(tmp_path_factory.mktemp("registry"))
+    except SetupFailed as e:
+        pytest.fail(f"deploy test set-up: {e}", pytrace=False)
+    yield host
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def aws(standin_base, registry):
+    base, registry_host, started = standin_base, registry, []
+    try:
         moto, endpoint = start_moto()
         started.append(moto)
-        registry, registry_host = start_registry(tmp_path_factory.mktemp("registry"))
-        started.append(registry)
     except SetupFailed as e:
-        for process in started:
-            process.terminate()
         pytest.fail(f"deploy test set-up: {e}", pytrace=False)
+    proxy = LambdaProxy(endpoint, registry_host)  # deploy talks to AWS through it
     env = {
-        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL": proxy.url,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    yield {"env": env, "registry": registry_host, "base": base, "moto": endpoint}
+    yield {"env": env, "registry": registry_host, "base": base, "moto": endpoint, "proxy": proxy}
+    proxy.close()
     for process in started:
         process.terminate()
         process.wait(timeout=30)
@@ -115,3 +137,33 @@ def project(aws, small_run, tmp_path, names):
     yield project
     gone = deploy(project, aws, "destroy", "--yes")
     assert gone.returncode == 0, gone.stderr
+
+
+BUILD = (
+    "from pipeline import params\nfrom pipeline.deploy import build, image\n"
+    "d = params.load().deploy\nbuild.stage_model(*build.chosen_model(d))\nkey = build.code_key(d)\n"
+    "image.build_image('podman', d, f'localhost/deploy-test:{key}')\nprint(key)\n"
+)
+
+
+@pytest.fixture(scope="session")
+def built_image(standin_base, small_run, tmp_path_factory) -> dict:
+    """The default project's image, built once per session as deploy builds it (podman)."""
+    project = deploy_project(small_run, tmp_path_factory.mktemp("built") / "p")
+    set_params(project, **{"deploy.base_image": standin_base, "deploy.variant": "full_int8"})
+    env = {**os.environ, "PYTHONPATH": f"{project}:{project / 'lambda'}"}
+    try:
+        built = step([sys.executable, "-c", BUILD], "building the shared image", 900, cwd=project, env=env)
+    except SetupFailed as e:
+        pytest.fail(str(e), pytrace=False)
+    key = built.stdout.split()[-1]
+    return {"key": key, "tag": f"localhost/deploy-test:{key}"}
+
+
+@pytest.fixture
+def seeded(project, aws, names, built_image) -> str:
+    """The test's own repository holds the default image already, so deploy reuses it (no build, no
+    local smoke test: for tests that are not about building). Its deploy key."""
+    target = f"docker://{aws['registry']}/{names['repository']}:{built_image['key']}"
+    step(["podman", "push", "--tls-verify=false", built_image["tag"], target], "pushing the shared image", 300)
+    return built_image["key"]

@@ -1,12 +1,15 @@
-"""Running deploy in a test's project and reading what it did: in AWS (moto) and in its one-line
-errors. The fixtures are in deploy_env.py."""
+"""Running deploy in a test's project and reading what it did: in AWS (moto, through the proxy),
+in the local registry, and in its one-line errors. The fixtures are in deploy_env.py."""
 
+import csv
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import boto3
+import requests
 
 from conftest import BIN
 
@@ -29,9 +32,15 @@ def deploy(project, aws, *args, env=None):
 
 
 def client(aws, service):
+    """A client of what deploy talks to (moto through the Lambda-like proxy)."""
+    return moto_client(aws, service, endpoint=aws["env"]["AWS_ENDPOINT_URL"])
+
+
+def moto_client(aws, service, endpoint: "str | None" = None):
+    """A client of moto itself (no proxy): for setting up what a test needs, fast."""
     return boto3.client(
         service,
-        endpoint_url=aws["env"]["AWS_ENDPOINT_URL"],
+        endpoint_url=endpoint or aws["moto"],
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
@@ -58,6 +67,33 @@ def apis_named(apigw, name) -> list[dict]:
 
 def buckets_of(s3, function) -> list[str]:
     return [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(f"{function}-")]
+
+
+def registry_digest(aws, repository: str, tag: str) -> str:
+    """The manifest digest the local registry holds under a tag (what deploy pushed)."""
+    url = f"http://{aws['registry']}/v2/{repository}/manifests/{tag}"
+    answer = requests.get(url, headers={"Accept": MANIFEST_TYPES}, timeout=10)
+    answer.raise_for_status()
+    return answer.headers["Docker-Content-Digest"]
+
+
+def registry_tags(aws, repository: str) -> list[str]:
+    answer = requests.get(f"http://{aws['registry']}/v2/{repository}/tags/list", timeout=10)
+    answer.raise_for_status()
+    return answer.json().get("tags") or []
+
+
+def verify_answer(project: Path, variant: str) -> tuple[str, str]:
+    """The smoke test's photo for a variant and verify's answer for it (the first row verify wrote)."""
+    with (project / "artifacts/verify/predictions.csv").open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["model"] == variant]
+    return rows[0]["path"], rows[0]["predicted"]
+
+
+def zip_invokes_answer(aws, top: str) -> None:
+    """moto's answer to the next Invoke of a zip function (it runs none): {"top": top}."""
+    canned = {"results": [json.dumps({"top": top})], "region": "us-east-1"}
+    requests.post(f"{aws['moto']}/moto-api/static/lambda-simple/response", json=canned, timeout=10).raise_for_status()
 
 
 def one_line_error(result):

@@ -6,10 +6,13 @@ boto3 throughout; AWS_ENDPOINT_URL and the usual AWS_* variables are honoured, s
 runs against AWS or a local AWS-compatible endpoint. Never imports TensorFlow.
 
     limits.py     every AWS limit the deployer assumes, and the params' check against them
-    build.py      the function's inputs, their content-hash deploy key, the zip package
+    aws.py        clients, AWS errors as one line, paginated listings, the tag on what deploy creates
+    build.py      the function's inputs, their content-hash deploy key and configuration, the zip package
     image.py      the container image: build for one architecture, push, read back and check
-    resources.py  ECR, IAM role, S3, log group, HTTP API; AWS errors as one line
-    functions.py  the function, its versions (published only after a smoke test) and 'live'
-    smoke.py      the smoke tests (local image or zip, or $LATEST in AWS)
-    commands.py   deploy, rollback, destroy
+    resources.py  ECR, IAM role, S3, log group, HTTP API
+    functions.py  the function ($LATEST): created or updated when ready, its package and concurrency
+    releases.py   versions (published only after a smoke test), 'live' and the release history on it
+    smoke.py      the smoke tests (local image or zip, $LATEST or a version in AWS)
+    commands.py   deploy, rollback
+    teardown.py   destroy
 """

@@ -3,7 +3,7 @@ import logging
 
 from pipeline import cli, params
 from pipeline.deploy import __doc__ as usage
-from pipeline.deploy import commands
+from pipeline.deploy import commands, teardown
 
 
 def main() -> None:
@@ -19,7 +19,7 @@ def main() -> None:
     elif args.command == "rollback":
         commands.rollback(p)
     else:
-        commands.destroy(p, args.yes)
+        teardown.destroy(p, args.yes)
 
 
 cli.run(main)

@@ -21,8 +21,8 @@ HANDLER = "serving.handler.lambda_handler"
 PIP_PLATFORMS = {"x86_64": "x86_64", "arm64": "aarch64"}
 
 
-def sh(*cmd: str, what: str, stdin: "str | None" = None) -> str:
-    result = subprocess.run(cmd, capture_output=True, text=True, input=stdin)
+def sh(*cmd: str, what: str, stdin: "str | None" = None, env: "dict | None" = None) -> str:
+    result = subprocess.run(cmd, capture_output=True, text=True, input=stdin, env=env)
     if result.returncode != 0:
         lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
         raise cli.UserError(f"{what} failed: {lines[-1] if lines else f'exit status {result.returncode}'}")
@@ -78,24 +78,33 @@ def code_key(d: params.Deploy) -> str:
     h = hashlib.sha256()
     for f in function_files():
         h.update(f"{f.as_posix()}\0{files.sha256(f)}\0".encode())
-    built = {k: getattr(d, k) for k in ("package", "architecture", "base_image", "zip_runtime")}
+    # What the package is built on: the base image's Python, or the wheels chosen for the zip's runtime.
+    built = {"package": d.package, "architecture": d.architecture}
+    built.update({"base_image": d.base_image} if d.package == "image" else {"zip_runtime": d.zip_runtime})
     h.update(json.dumps(built, sort_keys=True).encode())
     return h.hexdigest()[:20]
 
 
 def function_config(d: params.Deploy, mb_per_vcpu: int, role_arn: str = "") -> dict:
-    """The versioned configuration (a change publishes a new version without new code)."""
+    """The versioned configuration that UpdateFunctionConfiguration sets (a change publishes a new
+    version without new code). A zip runs on the runtime its wheels were chosen for, with our handler;
+    an image names its own (CMD)."""
     threads = max(1, round(d.memory_mb / mb_per_vcpu))
     config = {
         "MemorySize": d.memory_mb,
         "Timeout": d.timeout_s,
         "Environment": {"Variables": {"NUM_THREADS": str(threads)}},
     }
+    if d.package == "zip":
+        config.update(Runtime=d.zip_runtime, Handler=HANDLER)
     return {**config, "Role": role_arn} if role_arn else config
 
 
 def config_key(d: params.Deploy, mb_per_vcpu: int) -> str:
-    return hashlib.sha256(json.dumps(function_config(d, mb_per_vcpu), sort_keys=True).encode()).hexdigest()[:12]
+    """The function's whole configuration: what UpdateFunctionConfiguration sets, the package type and
+    the architecture (set with the code)."""
+    whole = {**function_config(d, mb_per_vcpu), "PackageType": d.package, "Architectures": [d.architecture]}
+    return hashlib.sha256(json.dumps(whole, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def build_zip(d: params.Deploy) -> Path:

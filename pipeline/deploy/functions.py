@@ -1,18 +1,14 @@
-"""The Lambda function, its versions and the 'live' alias. A version is published only after its
-code passed the smoke test, and its description records what it is (deploy key, configuration
-key, variant, verify accuracy): rollback and "nothing to deploy" read AWS, not a local file."""
+"""The Lambda function itself ($LATEST): created or brought to the code and configuration, after
+waiting for an update in progress; a Failed one recreated; the package type and the account's
+concurrency checked before anything is built; the concurrency cap. Versions and 'live' are in
+releases.py."""
 
-import json
 import time
 
 import botocore.exceptions
 
 from pipeline import cli, params
-from pipeline.deploy import build, limits
-from pipeline.deploy.resources import pages
-
-ALIAS = "live"
-MARK = "clothes-serverless"  # versions whose description carries this were published by this deployer
+from pipeline.deploy import aws, limits, releases
 
 
 def role_not_ready(e: botocore.exceptions.ClientError) -> bool:
@@ -47,85 +43,103 @@ def latest(lam, d: params.Deploy) -> "dict | None":
         return None
 
 
-def ensure_function(lam, d: params.Deploy, code: "dict | None", config: dict) -> None:
-    """Create the function, or bring $LATEST to this code (None: keep its code) and configuration."""
-    if latest(lam, d) is None:
-        package = (
-            {"PackageType": "Image"}
-            if "ImageUri" in code
-            else {"PackageType": "Zip", "Runtime": d.zip_runtime, "Handler": build.HANDLER}
-        )
-        retry_role(
-            lam.create_function,
-            FunctionName=d.function_name,
-            Code=code,
-            Architectures=[d.architecture],
-            **package,
-            **config,
-        )
-        lam.get_waiter("function_active_v2").wait(FunctionName=d.function_name)
+PACKAGE_TYPES = {"image": "Image", "zip": "Zip"}  # deploy.package -> Lambda's PackageType
+GONE_S = 60  # a deleted function's name is free again within seconds
+
+
+def check_package(d: params.Deploy, latest: "dict | None") -> None:
+    """Lambda cannot change a function's package type: say so before anything is built."""
+    if latest is None or latest.get("PackageType", "Zip") == PACKAGE_TYPES[d.package]:
         return
+    now = latest["PackageType"].lower()
+    raise cli.UserError(
+        f"{d.function_name} is a {now} function and deploy.package is {d.package}: Lambda cannot change a "
+        f"function's package type; set deploy.package: {now}, or `make destroy` (it deletes the function and "
+        "its versions) and deploy again"
+    )
+
+
+def check_concurrency(lam, d: params.Deploy, latest: "dict | None") -> None:
+    """Read the account's limits before anything is created: a reservation the account cannot
+    spare would fail after the function exists, on an account whose limit is 10 always."""
+    if d.reserved_concurrency == 0:
+        return
+    limit = lam.get_account_settings()["AccountLimit"]
+    mine = (
+        lam.get_function_concurrency(FunctionName=d.function_name).get("ReservedConcurrentExecutions", 0)
+        if latest
+        else 0
+    )
+    spare = limit["UnreservedConcurrentExecutions"] + (mine or 0) - limits.UNRESERVED_MIN
+    if d.reserved_concurrency > spare:
+        fix = f" to {spare} or less" if spare > 0 else ": 0 (reserves none)"
+        raise cli.UserError(
+            f"deploy.reserved_concurrency is {d.reserved_concurrency}, but this account runs at most "
+            f"{limit['ConcurrentExecutions']} at once, {limit['UnreservedConcurrentExecutions']} of them unreserved, "
+            f"and Lambda keeps {limits.UNRESERVED_MIN} unreserved: set deploy.reserved_concurrency{fix}, or ask "
+            "AWS for a higher limit"
+        )
+
+
+def ready(lam, d: params.Deploy, found: "dict | None") -> "dict | None":
+    """$LATEST ready to be updated: an update in progress (another deploy, the console) is waited
+    for; a function whose creation failed, with no version ever published, is deleted so that it
+    is created again (Lambda never recovers a Failed function)."""
+    if found is None:
+        return None
+    name = d.function_name
+    if found.get("State") == "Failed":
+        reason = f"{found.get('StateReasonCode', '')}: {found.get('StateReason', '')}".strip(": ")
+        if releases.versions(lam, d):
+            raise cli.UserError(
+                f"{name} is Failed ({reason}) and has published versions: deleting it would delete them; "
+                "fix the cause, then `make destroy` and deploy again"
+            )
+        print(f"{name} is Failed ({reason}) and no version of it was published: deleting it and creating it again")
+        lam.delete_function(FunctionName=name)
+        deadline = time.monotonic() + GONE_S
+        while latest(lam, d) is not None and time.monotonic() < deadline:
+            time.sleep(1)
+        return None
+    if found.get("State") == "Pending" or found.get("LastUpdateStatus") == "InProgress":
+        print(f"an update of {name} is in progress: waiting for it to finish first")
+        waiter = "function_active_v2" if found.get("State") == "Pending" else "function_updated_v2"
+        lam.get_waiter(waiter).wait(FunctionName=name)
+        return latest(lam, d)
+    return found
+
+
+def conflict(e: botocore.exceptions.ClientError, d: params.Deploy) -> cli.UserError:
+    message = " ".join(e.response.get("Error", {}).get("Message", "").split())
+    return cli.UserError(
+        f"AWS refused {e.operation_name}: {message} (something else is changing {d.function_name}: wait for it "
+        "to finish, then deploy again)"
+    )
+
+
+def ensure_function(lam, d: params.Deploy, found: "dict | None", code: "dict | None", config: dict) -> None:
+    """Create the function, or bring $LATEST (found, and ready) to this code (None: keep its code)
+    and configuration."""
     try:
+        if found is None:
+            retry_role(
+                lam.create_function,
+                FunctionName=d.function_name,
+                Code=code,
+                PackageType=PACKAGE_TYPES[d.package],
+                Architectures=[d.architecture],
+                Tags=aws.tags(d),
+                **config,
+            )
+            lam.get_waiter("function_active_v2").wait(FunctionName=d.function_name)
+            return
         if code is not None:
             lam.update_function_code(FunctionName=d.function_name, Architectures=[d.architecture], **code)
             lam.get_waiter("function_updated_v2").wait(FunctionName=d.function_name)
         retry_role(lam.update_function_configuration, FunctionName=d.function_name, **config)
         lam.get_waiter("function_updated_v2").wait(FunctionName=d.function_name)
-    except lam.exceptions.ResourceConflictException:
-        raise cli.UserError(f"an update of {d.function_name} is in progress: wait for it, then deploy again") from None
-
-
-def describe(key: str, config: str, variant: str, accuracy: "float | None", smoke: str) -> str:
-    text = json.dumps(
-        {"by": MARK, "key": key, "config": config, "variant": variant, "accuracy": accuracy, "smoke": smoke},
-        separators=(",", ":"),
-    )
-    assert len(text) <= limits.DESCRIPTION_CHARS, text
-    return text
-
-
-def shipped(version: dict) -> "dict | None":
-    """What a version's description records, if this deployer published it (after its smoke test)."""
-    try:
-        meta = json.loads(version.get("Description") or "")
-    except ValueError:
-        return None
-    return meta if isinstance(meta, dict) and meta.get("by") == MARK else None
-
-
-def versions(lam, d: params.Deploy) -> list[dict]:
-    """Every published version, oldest first (the listing is paginated, 50 a page)."""
-    found = pages(lam.list_versions_by_function, "Versions", FunctionName=d.function_name)
-    return sorted((v for v in found if v["Version"] != "$LATEST"), key=lambda v: int(v["Version"]))
-
-
-def live(lam, d: params.Deploy) -> "dict | None":
-    """The version 'live' points to (its configuration), or None."""
-    try:
-        version = lam.get_alias(FunctionName=d.function_name, Name=ALIAS)["FunctionVersion"]
-    except lam.exceptions.ResourceNotFoundException:
-        return None
-    return lam.get_function_configuration(FunctionName=d.function_name, Qualifier=version)
-
-
-def publish(lam, d: params.Deploy, code_sha: str, description: str) -> str:
-    # CodeSha256: publish exactly the code that was smoke-tested, or fail
-    version = lam.publish_version(FunctionName=d.function_name, CodeSha256=code_sha, Description=description)
-    lam.get_waiter("published_version_active").wait(FunctionName=d.function_name, Qualifier=version["Version"])
-    return version["Version"]
-
-
-def move_alias(lam, d: params.Deploy, version: str) -> str:
-    try:
-        return lam.update_alias(FunctionName=d.function_name, Name=ALIAS, FunctionVersion=version)["AliasArn"]
-    except lam.exceptions.ResourceNotFoundException:
-        return lam.create_alias(FunctionName=d.function_name, Name=ALIAS, FunctionVersion=version)["AliasArn"]
-
-
-def rollback_target(lam, d: params.Deploy, current: str) -> "dict | None":
-    """The newest version older than `current` that this deployer published (so it passed)."""
-    older = [v for v in versions(lam, d) if int(v["Version"]) < int(current) and shipped(v)]
-    return older[-1] if older else None
+    except lam.exceptions.ResourceConflictException as e:
+        raise conflict(e, d) from None
 
 
 def cap_concurrency(lam, d: params.Deploy) -> None:

@@ -4,9 +4,11 @@ an index or made for another architecture."""
 
 import base64
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import requests
@@ -16,6 +18,12 @@ from pipeline.deploy import build, limits
 from pipeline.deploy.build import sh
 
 ACCEPT = ", ".join(limits.IMAGE_MEDIA_TYPES + limits.INDEX_MEDIA_TYPES)
+TRANSIENT = (429, 500, 502, 503, 504)  # a registry's answers that say "try again", not "no"
+TRIES = 3
+
+
+class Unusable(cli.UserError):
+    """The registry's image is definitely not one Lambda can run: an index, another architecture."""
 
 
 def container_engine() -> str:
@@ -35,12 +43,27 @@ class Registry:
         self.user, self.password = base64.b64decode(token).decode().split(":", 1) if token else ("", "")
         self.base = f"{'http' if plain_http else 'https'}://{host}/v2/{repository}"
 
-    def get(self, path: str, accept: str = "") -> requests.Response:
-        auth = (self.user, self.password) if self.user and not self.plain_http else None
+    def asks_for_login(self) -> bool:
+        """ECR's registry does (401 without credentials); a local one may not."""
+        scheme = "http" if self.plain_http else "https"
         try:
-            return requests.get(f"{self.base}/{path}", headers={"Accept": accept}, auth=auth, timeout=60)
+            return requests.get(f"{scheme}://{self.host}/v2/", timeout=60).status_code == 401
         except requests.RequestException as e:
             raise cli.UserError(f"registry {self.host} did not answer: {e}") from None
+
+    def get(self, path: str, accept: str = "") -> requests.Response:
+        """One read, tried again (0.5 s, 1 s later) while the registry fails in a way that passes."""
+        auth = (self.user, self.password) if self.user else None
+        for attempt in range(TRIES):
+            try:
+                answer = requests.get(f"{self.base}/{path}", headers={"Accept": accept}, auth=auth, timeout=60)
+                if answer.status_code not in TRANSIENT or attempt == TRIES - 1:
+                    return answer
+            except requests.RequestException as e:
+                if attempt == TRIES - 1:
+                    raise cli.UserError(f"registry {self.host} did not answer: {e}") from None
+            time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def digest(self, tag: str) -> "str | None":
         """The digest of the single-platform image tagged `tag`, checked; None if there is none."""
@@ -59,12 +82,14 @@ class Registry:
         except (requests.HTTPError, ValueError) as e:
             raise cli.UserError(f"reading {what} from {self.host}: {e}") from None
 
-    def usable(self, tag: str, architecture: str) -> bool:
+    def unusable(self, tag: str, architecture: str) -> "str | None":
+        """Why the image under the tag cannot be used, when that is certain; a failed read is an
+        error (one line), never a reason to build and push again."""
         try:
             self.check(tag, architecture)
-            return True
-        except cli.UserError:
-            return False
+            return None
+        except Unusable as e:
+            return str(e)
 
     def check(self, tag: str, architecture: str) -> str:
         """Refuse what Lambda would refuse (an index) or could not run (another architecture)."""
@@ -73,17 +98,17 @@ class Registry:
         kind = manifest.get("mediaType") or answer.headers.get("Content-Type", "").split(";")[0]
         image = f"{self.repository}:{tag}"
         if kind in limits.INDEX_MEDIA_TYPES or "manifests" in manifest:
-            raise cli.UserError(
+            raise Unusable(
                 f"{image} was pushed as an image index ({kind}): Lambda needs a single-image manifest "
                 "(docker: --provenance=false --sbom=false; podman/buildah: --format docker)"
             )
         if "config" not in manifest:
-            raise cli.UserError(f"{image}: the registry's manifest names no image config ({kind})")
+            raise Unusable(f"{image}: the registry's manifest names no image config ({kind})")
         blob = f"blobs/{manifest['config']['digest']}"
         config = self.decoded(self.get(blob), f"{self.repository}/{blob}")
         found, wanted = config.get("architecture"), limits.ARCHITECTURES[architecture]
         if found != wanted:
-            raise cli.UserError(
+            raise Unusable(
                 f"{image} is built for {found}, deploy.architecture is {architecture} ({wanted}): "
                 "is the base image available for that architecture?"
             )
@@ -119,38 +144,52 @@ def build_image(engine: str, d: params.Deploy, image: str) -> None:
     )
 
 
-def login(engine: str, registry: Registry, *auth: str) -> None:
+def login(command: list[str], registry: Registry, env: "dict | None" = None) -> None:
     """The password on stdin, never on a command line (ps shows those)."""
     sh(
-        engine,
-        "login",
-        *auth,
+        *command,
         "--username",
         registry.user,
         "--password-stdin",
         registry.host,
         stdin=registry.password,
-        what=f"{engine} login to {registry.host}",
+        env=env,
+        what=f"{command[0]} login to {registry.host}",
     )
 
 
+def docker_env() -> dict:
+    """The engine the user's docker talks to, named in the environment: a private --config leaves
+    the user's contexts behind with the rest of their config."""
+    if os.environ.get("DOCKER_HOST"):
+        return dict(os.environ)
+    host = sh("docker", "context", "inspect", "--format", "{{.Endpoints.docker.Host}}", what="docker context inspect")
+    return {**os.environ, "DOCKER_HOST": host.strip()}
+
+
 def push_image(engine: str, registry: Registry, image: str) -> None:
+    """Log in (when the registry asks for it) and push, with credentials in a private folder that is
+    gone after the push: never the user's docker config, whose credential helper (credsStore:
+    ecr-login, common on CI and EC2 images) cannot store this token, and where a login would
+    leave a 12-hour token behind."""
     denied = "pushing the image (denied? check the ECR permissions in docs/deployer-policy.json)"
-    logs_in = bool(registry.user and not registry.plain_http)  # a local plain-HTTP registry takes no login
-    if engine == "docker":
-        if logs_in:
-            login("docker", registry)
-        sh("docker", "push", image, what=denied)
-        return
+    logs_in = bool(registry.user) and registry.asks_for_login()
     with tempfile.TemporaryDirectory() as tmp:
-        auth = ["--authfile", str(Path(tmp) / "auth.json")] if logs_in else []  # private, gone after the push
+        if engine == "docker":
+            config, env = ["--config", tmp], docker_env()
+            if logs_in:
+                login(["docker", *config, "login"], registry, env=env)
+            sh("docker", *config, "push", image, env=env, what=denied)
+            return
+        tls = f"--tls-verify={str(not registry.plain_http).lower()}"
+        auth = ["--authfile", str(Path(tmp) / "auth.json")] if logs_in else []
         if logs_in:
-            login(engine, registry, *auth)
+            login([engine, "login", *auth, tls], registry)
         sh(
             engine,
             "push",
             *auth,
-            f"--tls-verify={str(not registry.plain_http).lower()}",
+            tls,
             "--digestfile",
             str(Path(tmp) / "digest"),
             image,

@@ -1,17 +1,18 @@
 """The AWS resources around the function: ECR repository, execution role, S3 bucket for large
 zips, log group, HTTP API. Each ensure_* makes its resource match the params, however it was
-left (created, half-created, or changed since)."""
+left (created, half-created, or changed since). Whatever deploy creates carries the TAG (value:
+the function's name); what it finds already there under the same name it uses but never tags,
+and destroy deletes only what carries the tag."""
 
 import contextlib
 import json
 import secrets
 
-import boto3
 import botocore.exceptions
-from boto3.s3.transfer import S3UploadFailedError
 
 from pipeline import cli, params
 from pipeline.deploy import limits
+from pipeline.deploy.aws import pages, tag_list, tagged, tags
 
 TRUST_POLICY = {
     "Version": "2012-10-17",
@@ -22,46 +23,18 @@ PERMISSION_ID = "apigateway-predict"
 ROUTE = "POST /predict"
 
 
-def client(service: str, region: str):
-    return boto3.client(service, region_name=region)
-
-
-@contextlib.contextmanager
-def aws_errors():
-    """Whatever AWS or boto3 refuses becomes one line with AWS's own reason."""
-    try:
-        yield
-    except botocore.exceptions.NoCredentialsError:
-        raise cli.UserError("no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
-    except botocore.exceptions.ClientError as e:
-        error, operation = e.response.get("Error", {}), e.operation_name
-        reason = " ".join(f"{error.get('Code')}: {error.get('Message')}".split())[:400]
-        raise cli.UserError(f"AWS refused {operation}: {reason}") from None
-    except botocore.exceptions.WaiterError as e:
-        response = e.last_response or {}
-        config = response.get("Configuration", response)
-        reason = config.get("LastUpdateStatusReason") or config.get("StateReason") or e.last_response
-        reason = " ".join(str(reason).split())[:400]
-        raise cli.UserError(f"the function did not become ready: {reason}") from None
-    except S3UploadFailedError as e:
-        raise cli.UserError(f"uploading the zip package to S3 failed: {e}") from None
-    except botocore.exceptions.BotoCoreError as e:
-        raise cli.UserError(f"AWS call failed: {e}") from None
-
-
-def pages(method, key: str, **kwargs):
-    """Every item of a paginated listing (boto3's paginator knows each API's token names)."""
-    for page in method.__self__.get_paginator(method.__name__).paginate(**kwargs):
-        yield from page.get(key, [])
-
-
 # ---------------------------------------------------------------- ECR
 def ensure_repository(ecr, d: params.Deploy) -> str:
     try:
         repo = ecr.describe_repositories(repositoryNames=[d.repository])["repositories"][0]
     except ecr.exceptions.RepositoryNotFoundException:
-        repo = ecr.create_repository(repositoryName=d.repository, imageScanningConfiguration={"scanOnPush": True})
-        repo = repo["repository"]
+        # IMMUTABLE: ECR itself refuses to move a tag deploy pushed (versions run the digests behind them).
+        repo = ecr.create_repository(
+            repositoryName=d.repository,
+            imageScanningConfiguration={"scanOnPush": True},
+            imageTagMutability="IMMUTABLE",
+            tags=tag_list(d),
+        )["repository"]
     ecr.put_image_scanning_configuration(repositoryName=d.repository, imageScanningConfiguration={"scanOnPush": True})
     # Tags are content keys and versions point at digests: only untagged images (a failed push's
     # leftovers) ever expire, so no version's image disappears under it.
@@ -101,15 +74,22 @@ def ensure_role(iam, d: params.Deploy) -> str:
                 "fix its trust policy or choose another deploy.role_name"
             )
     except iam.exceptions.NoSuchEntityException:
-        role = iam.create_role(RoleName=d.role_name, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY))["Role"]
+        role = iam.create_role(
+            RoleName=d.role_name, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY), Tags=tag_list(d)
+        )["Role"]
     iam.attach_role_policy(RoleName=d.role_name, PolicyArn=BASIC_EXECUTION)  # again: a run may have died before
     return role["Arn"]
 
 
-def delete_role(iam, d: params.Deploy) -> bool:
+def delete_role(iam, d: params.Deploy) -> "bool | None":
+    """True: deleted (its attached and inline policies first); False: not there; None: not ours."""
     try:
+        if not tagged(iam.get_role(RoleName=d.role_name)["Role"].get("Tags"), d):
+            return None
         for policy in pages(iam.list_attached_role_policies, "AttachedPolicies", RoleName=d.role_name):
             iam.detach_role_policy(RoleName=d.role_name, PolicyArn=policy["PolicyArn"])
+        for name in pages(iam.list_role_policies, "PolicyNames", RoleName=d.role_name):
+            iam.delete_role_policy(RoleName=d.role_name, PolicyName=name)
         iam.delete_role(RoleName=d.role_name)
         return True
     except iam.exceptions.NoSuchEntityException:
@@ -117,25 +97,40 @@ def delete_role(iam, d: params.Deploy) -> bool:
 
 
 # ---------------------------------------------------------------- S3 (zips over the direct-upload limit)
+BUCKET_RANDOM_BYTES = 4  # 8 hex characters no one can predict end the name
+
+
 def bucket_prefix(d: params.Deploy, account: str) -> str:
-    return f"{d.function_name}-{account}-"[: limits.BUCKET_NAME_CHARS - 9]
-
-
-def deploy_buckets(s3, d: params.Deploy, account: str) -> list[str]:
-    """Our buckets: list_buckets lists only the caller's own, so a name someone else took is never one."""
-    if d.s3_bucket:
-        return [d.s3_bucket]
-    return [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(bucket_prefix(d, account))]
+    """The region is in the name: a bucket lives in one region, and Lambda reads zips from its own only.
+    A long function name is what gets shortened, never the account or the region."""
+    rest = f"-{account}-{d.region}-"
+    room = limits.BUCKET_NAME_CHARS - 2 * BUCKET_RANDOM_BYTES - len(rest)
+    return d.function_name[:room].lower().replace("_", "-") + rest  # bucket names: lowercase, no underscores
 
 
 def made_buckets(s3, d: params.Deploy, account: str) -> list[str]:
-    """The buckets deploy made itself (named by it, not by deploy.s3_bucket): destroy removes these only."""
-    return [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(bucket_prefix(d, account))]
+    """The buckets deploy made itself (named and tagged by it, not deploy.s3_bucket). list_buckets lists
+    only the caller's own, so a name someone else took is never one."""
+    named = [b["Name"] for b in pages(s3.list_buckets, "Buckets") if b["Name"].startswith(bucket_prefix(d, account))]
+    return [b for b in named if tagged(bucket_tags(s3, b, account), d)]
+
+
+def bucket_tags(s3, bucket: str, account: str) -> list:
+    try:
+        return s3.get_bucket_tagging(Bucket=bucket, ExpectedBucketOwner=account)["TagSet"]
+    except botocore.exceptions.ClientError as e:
+        if e.response["Error"]["Code"] in ("NoSuchTagSet", "NoSuchBucket"):
+            return []
+        raise
+
+
+def deploy_buckets(s3, d: params.Deploy, account: str) -> list[str]:
+    return [d.s3_bucket] if d.s3_bucket else made_buckets(s3, d, account)
 
 
 def upload_zip(s3, d: params.Deploy, account: str, archive, key: str) -> dict:
     found = deploy_buckets(s3, d, account)
-    bucket = found[0] if found else d.s3_bucket or bucket_prefix(d, account) + secrets.token_hex(4)
+    bucket = found[0] if found else d.s3_bucket or bucket_prefix(d, account) + secrets.token_hex(BUCKET_RANDOM_BYTES)
     owner = {"ExpectedBucketOwner": account}
     try:
         s3.head_bucket(Bucket=bucket, **owner)
@@ -148,6 +143,7 @@ def upload_zip(s3, d: params.Deploy, account: str, archive, key: str) -> dict:
             ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
         )
         s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block, **owner)
+        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tag_list(d)}, **owner)
     s3.upload_file(str(archive), bucket, key, ExtraArgs=owner)
     return {"S3Bucket": bucket, "S3Key": key}
 
@@ -180,13 +176,18 @@ def log_group(d: params.Deploy) -> str:
 
 
 def ensure_log_group(logs, d: params.Deploy) -> None:
+    """Before the function's first invocation: Lambda would otherwise create it, keeping logs forever."""
     with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
-        logs.create_log_group(logGroupName=log_group(d))
+        logs.create_log_group(logGroupName=log_group(d), tags=tags(d))
     logs.put_retention_policy(logGroupName=log_group(d), retentionInDays=d.log_retention_days)
 
 
-def delete_log_group(logs, d: params.Deploy) -> bool:
+def delete_log_group(logs, d: params.Deploy, account: str) -> "bool | None":
+    """True: deleted; False: not there; None: not ours (made by Lambda, or by hand)."""
+    arn = f"arn:aws:logs:{d.region}:{account}:log-group:{log_group(d)}"
     try:
+        if not tagged(logs.list_tags_for_resource(resourceArn=arn).get("tags"), d):
+            return None
         logs.delete_log_group(logGroupName=log_group(d))
         return True
     except logs.exceptions.ResourceNotFoundException:
@@ -194,13 +195,14 @@ def delete_log_group(logs, d: params.Deploy) -> bool:
 
 
 # ---------------------------------------------------------------- API Gateway (HTTP API)
-def find_apis(apigw, d: params.Deploy) -> list[dict]:
-    return [a for a in pages(apigw.get_apis, "Items") if a["Name"] == d.api_name]
+def find_apis(apigw, d: params.Deploy, ours: bool = True) -> list[dict]:
+    """APIs of this name that deploy made (ours) or that it did not: API names are not unique."""
+    return [a for a in pages(apigw.get_apis, "Items") if a["Name"] == d.api_name and tagged(a.get("Tags"), d) == ours]
 
 
 def ensure_api(apigw, lam, d: params.Deploy, alias_arn: str, account: str) -> str:
     apis = find_apis(apigw, d)
-    api = apis[0] if apis else apigw.create_api(Name=d.api_name, ProtocolType="HTTP")
+    api = apis[0] if apis else apigw.create_api(Name=d.api_name, ProtocolType="HTTP", Tags=tags(d))
     api_id = api["ApiId"]
     integrations = [i for i in pages(apigw.get_integrations, "Items", ApiId=api_id) if i["IntegrationUri"] == alias_arn]
     integration = (

@@ -1,6 +1,7 @@
 """Smoke tests: the function answers a real test photo as the verify stage did. `local` runs the
 image (under its runtime interface emulator) or the zip's handler here before anything is
-pushed; `aws` invokes the updated, not yet published function in AWS."""
+pushed; `aws` invokes the updated, not yet published function in AWS. Rollback invokes its
+target version the same way before 'live' moves to it."""
 
 import base64
 import json
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import botocore.exceptions
 import pandas as pd
 import requests
 
@@ -17,18 +19,40 @@ from pipeline.gateway import INVOKE_PATH
 from pipeline.serve import free_port
 
 ANSWER_S = 60
+# Lambda's answers to an Invoke while it restores an idle (Inactive) function, or before it is ready.
+RESTORING = ("CodeArtifactUserPendingException", "ResourceNotReadyException")
+
+
+def predictions() -> pd.DataFrame:
+    if not Path(paths.PREDICTIONS).exists():
+        raise cli.UserError(f"{paths.PREDICTIONS} not found: run `dvc repro` first (the smoke test checks its answer)")
+    return pd.read_csv(paths.PREDICTIONS)
 
 
 def expected_answer(variant: str) -> tuple[Path, str]:
     """A real test photo (absolute path: the runs below use other working directories) and the
     verify stage's answer for it with this variant."""
-    if not Path(paths.PREDICTIONS).exists():
-        raise cli.UserError(f"{paths.PREDICTIONS} not found: run `dvc repro` first (the smoke test checks its answer)")
-    predictions = pd.read_csv(paths.PREDICTIONS)
-    rows = predictions[predictions["model"] == variant]
+    table = predictions()
+    rows = table[table["model"] == variant]
     if rows.empty:
         raise cli.UserError(f"the verify stage did not check {variant}: add it to convert.variants and run `dvc repro`")
     return Path(rows["path"].iloc[0]).resolve(), rows["predicted"].iloc[0]
+
+
+def recorded_answer(meta: dict) -> tuple[Path, str]:
+    """The photo and the answer a version gave in its smoke test when it was published (its
+    description records them): a version made from an older model is checked against its own
+    answer, not today's verify run. Versions published before the record: verify's answer."""
+    if not meta.get("photo") or not meta.get("top"):
+        return expected_answer(meta["variant"])
+    table = predictions()
+    found = table[table["path"].map(lambda p: Path(p).name) == meta["photo"]]
+    if found.empty or not Path(found["path"].iloc[0]).exists():
+        raise cli.UserError(
+            f"the smoke-test photo {meta['photo']} of this version is not among {paths.PREDICTIONS}'s photos: "
+            "run `dvc repro` on the data it was deployed from"
+        )
+    return Path(found["path"].iloc[0]).resolve(), meta["top"]
 
 
 def event(photo: Path) -> dict:
@@ -77,19 +101,40 @@ def run_zip(d: params.Deploy, photo: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def invoke(lam, d: params.Deploy, photo: Path) -> dict:
-    """Invoke $LATEST (updated and waited for, not yet published): a failure publishes nothing."""
-    answer = lam.invoke(FunctionName=d.function_name, Qualifier="$LATEST", Payload=json.dumps(event(photo)).encode())
+def restoring(e: botocore.exceptions.ClientError) -> bool:
+    code, message = e.response.get("Error", {}).get("Code"), e.response.get("Error", {}).get("Message", "")
+    if code in RESTORING:
+        return True
+    # "The operation cannot be performed at this time. The function is currently in the following state: Pending"
+    waiting = any(f"following state: {state}" in message for state in ("Inactive", "Pending"))
+    return code == "ResourceConflictException" and waiting
+
+
+def invoke(lam, d: params.Deploy, photo: Path, qualifier: str = "$LATEST") -> dict:
+    """Invoke $LATEST (updated and waited for, not yet published: a failure publishes nothing) or
+    a version. An idle version is Inactive: its first Invoke fails while Lambda restores it, so
+    wait until it is Active and invoke it again; that second answer is the one checked."""
+    payload = json.dumps(event(photo)).encode()
+    try:
+        answer = lam.invoke(FunctionName=d.function_name, Qualifier=qualifier, Payload=payload)
+    except botocore.exceptions.ClientError as e:
+        if not restoring(e):
+            raise
+        print(f"{d.function_name}:{qualifier} is not ready ({e.response['Error']['Code']}): waiting until it is Active")
+        lam.get_waiter("function_active_v2").wait(FunctionName=d.function_name, Qualifier=qualifier)
+        answer = lam.invoke(FunctionName=d.function_name, Qualifier=qualifier, Payload=payload)
     body = answer["Payload"].read() or b"{}"
     if answer.get("FunctionError"):
         raise cli.UserError(f"smoke test failed: the function raised {body.decode(errors='replace')[:300]}")
-    return json.loads(body)
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise cli.UserError(f"smoke test failed: the function answered {body[:300]!r}, not JSON") from None
 
 
-def check(answer: dict, variant: str) -> None:
-    photo, expected = expected_answer(variant)
+def check(answer: dict, photo: Path, expected: str, stays: str = "nothing was published and 'live' stays where it was"):
     if answer.get("top") != expected:
         raise cli.UserError(
-            f"smoke test failed: {photo.name} answered {answer.get('top') or answer} where the verify stage "
-            f"says {expected}; nothing was published and 'live' stays where it was"
+            f"smoke test failed: {photo.name} answered {answer.get('top') or answer} where {expected} was expected; "
+            f"{stays}"
         )

@@ -1,0 +1,101 @@
+"""make destroy: delete what deploy created, and only that (what carries its tag)."""
+
+import sys
+
+from pipeline import cli, params
+from pipeline.deploy import aws, resources
+from pipeline.deploy.aws import aws_errors, client
+from pipeline.deploy.commands import RECORD
+
+
+def destroy(p: params.Params, yes: bool) -> list[str]:
+    """Delete what deploy created (what carries its tag), each resource on its own: one that fails
+    does not stop the rest, and every failure is reported at the end. Same-named resources that
+    deploy did not create (a shared role, someone's API) are left alone, and named."""
+    d = p.deploy
+    if not yes:
+        if not sys.stdin.isatty():
+            raise cli.UserError("destroy asks first: run it in a terminal, or pass --yes")
+        question = f"delete {d.function_name}, its API, role, log group, image repository and bucket? [y/N] "
+        if input(question).strip().lower() != "y":
+            print("nothing deleted")
+            return []
+    with aws_errors():
+        account = client("sts", d.region).get_caller_identity()["Account"]
+    gone, kept, failed = [], [], []
+    for what, remove in teardown(d, account):
+        try:
+            with aws_errors():
+                deleted, left = remove()
+        except cli.UserError as e:
+            failed.append(f"{what}: {e}")
+            continue
+        gone += deleted
+        kept += left
+    RECORD.unlink(missing_ok=True)
+    if gone or not (kept or failed):
+        print("deleted " + ", ".join(gone) if gone else "nothing to delete: none of it exists")
+    if kept:
+        print(f"left alone (there, but not created by deploy: no {aws.TAG} tag): " + ", ".join(kept))
+    if failed:
+        raise cli.UserError(f"{len(failed)} could not be deleted: " + "; ".join(failed))
+    return gone
+
+
+def teardown(d: params.Deploy, account: str):
+    """(what, remove) for each resource; remove() returns what it deleted and what it left alone
+    (there, but not deploy's)."""
+    region = d.region
+
+    def one(what: str, ours: bool, delete) -> tuple[list, list]:
+        if not ours:
+            return [], [what]
+        delete()
+        return [what], []
+
+    def apis():
+        apigw = client("apigatewayv2", region)
+        mine = resources.find_apis(apigw, d)
+        for api in mine:
+            apigw.delete_api(ApiId=api["ApiId"])
+        named = [f"API {d.api_name} ({a['ApiId']})" for a in mine]
+        return named, [f"API {d.api_name} ({a['ApiId']})" for a in resources.find_apis(apigw, d, ours=False)]
+
+    def function():
+        lam, what = client("lambda", region), f"function {d.function_name} and its versions"
+        try:
+            arn = lam.get_function_configuration(FunctionName=d.function_name)["FunctionArn"]
+        except lam.exceptions.ResourceNotFoundException:
+            return [], []
+        # ListTags, not GetFunction's Tags: GetFunction leaves them out without lambda:ListTags.
+        ours = aws.tagged(lam.list_tags(Resource=arn.removesuffix(":$LATEST")).get("Tags"), d)
+        return one(what, ours, lambda: lam.delete_function(FunctionName=d.function_name))
+
+    def repository():
+        ecr, what = client("ecr", region), f"repository {d.repository} and its images"
+        try:
+            repo = ecr.describe_repositories(repositoryNames=[d.repository])["repositories"][0]
+        except ecr.exceptions.RepositoryNotFoundException:
+            return [], []
+        ours = aws.tagged(ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags"), d)
+        return one(what, ours, lambda: ecr.delete_repository(repositoryName=d.repository, force=True))
+
+    def outcome(what: str, done: "bool | None") -> tuple[list, list]:
+        return ([what], []) if done else ([], [what] if done is None else [])
+
+    def log_group():
+        what = f"log group {resources.log_group(d)}"
+        return outcome(what, resources.delete_log_group(client("logs", region), d, account))
+
+    def role():
+        return outcome(f"role {d.role_name}", resources.delete_role(client("iam", region), d))
+
+    def buckets():
+        return [f"bucket {b}" for b in resources.delete_buckets(client("s3", region), d, account)], []
+
+    yield f"API {d.api_name}", apis
+    yield f"function {d.function_name}", function
+    yield f"log group {resources.log_group(d)}", log_group
+    yield f"role {d.role_name}", role
+    yield f"repository {d.repository}", repository
+    yield "buckets", buckets

@@ -1,0 +1,265 @@
+"""A proxy on 127.0.0.1 in front of moto that answers as Lambda does where moto cannot or does not,
+and passes every other call through unchanged:
+
+- Invoke of an image function runs the exact image digest the function (or the version) names,
+  pulled from the local registry, with podman under the image's runtime interface emulator, and
+  returns its real answer (moto cannot run image functions). One container per image, environment
+  and memory size is kept warm, as Lambda keeps an execution environment.
+- PublishVersion when code and configuration did not change since the last version hands back
+  that version, as Lambda does (moto publishes a new one after any update call).
+- GetAccountSettings (moto has none) answers with an account's concurrency limits.
+- On request, the refusals and states a real account shows: a new role Lambda cannot assume yet,
+  an Inactive version (its first Invoke fails while Lambda restores it), an update in progress (in
+  GetFunction's answer, or refusing DeleteFunction), a function whose creation Failed.
+"""
+
+import json
+import re
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import boto3
+import requests
+
+from pipeline.gateway import INVOKE_PATH
+from pipeline.serve import free_port
+
+FUNCTIONS = re.compile(r"^/2015-03-31/functions/?$")
+FUNCTION = re.compile(r"^/2015-03-31/functions/([^/]+)(/configuration)?/?$")
+INVOCATIONS = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?$")
+VERSIONS = re.compile(r"^/2015-03-31/functions/([^/]+)/versions/?$")
+ACCOUNT_SETTINGS = re.compile(r"^/2016-08-19/account-settings/?$")
+# AWS's own words for each refusal the proxy can make.
+ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."
+RESTORING = "ERROR: Lambda is initializing your function. It will be ready to invoke shortly."
+# What PublishVersion compares: the code and the configuration a version freezes.
+VERSIONED = (
+    *("CodeSha256", "PackageType", "Runtime", "Handler", "Role", "MemorySize", "Timeout", "Environment"),
+    *("Architectures", "ImageConfigResponse", "Layers", "EphemeralStorage", "VpcConfig", "TracingConfig"),
+)
+PODMAN_RUN = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]  # docs/toolchain.md
+ANSWER_S = 120  # a container's first answer includes its start and the model's load on a loaded 2-core machine
+
+
+class LambdaProxy:
+    def __init__(self, moto: str, registry: str):
+        self.moto, self.registry = moto, registry
+        self.lam = boto3.client(
+            "lambda",
+            endpoint_url=moto,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        self.lock = threading.Lock()
+        self.containers = {}  # (image, environment, memory) -> (container id, port, the image's repo digests)
+        self.invocations = []  # each Invoke the proxy ran: function, qualifier, version, image, repo digests
+        self.role_refusals = defaultdict(list)  # function -> times CreateFunction was refused
+        self.refuse_role = {}  # function -> seconds from its first CreateFunction to refuse it
+        self.inactive = set()  # (function, version) that are Inactive until invoked
+        self.pending_reads = defaultdict(int)  # (function, qualifier) -> reads that still say Pending / InProgress
+        self.failed = {}  # function -> why its creation failed (until it is deleted)
+        self.fail_creation = {}  # function -> reason: the next CreateFunction leaves it Failed
+        self.refuse_delete = defaultdict(int)  # function -> DeleteFunction calls still refused (update in progress)
+        self.account = {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 1000}
+        self.calls = []  # every request, in order: method, path, X-Amz-Target (JSON APIs), body
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, and 100-continue for S3 uploads
+
+            def handle_one(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                url = urlsplit(self.path)
+                path, query = unquote(url.path), parse_qs(url.query)
+                target = self.headers.get("X-Amz-Target", "")
+                proxy.calls.append({"method": self.command, "path": path, "target": target, "body": body[:2000]})
+                try:
+                    answer = proxy.answer(self.command, path, query, body)
+                    if answer is None:
+                        answer = proxy.forward(self.command, self.path, dict(self.headers), body)
+                except Exception as e:  # the proxy's own failure, as a 4xx (boto3 would retry a 5xx) that names it
+                    answer = error(400, "TestProxyError", f"{type(e).__name__}: {e}"[:500])
+                status, headers, content = answer
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = handle_one
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        for container, *_ in self.containers.values():
+            subprocess.run(["podman", "rm", "-f", container], capture_output=True, timeout=60)
+
+    # ------------------------------------------------------------------ what passes through
+    def forward(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
+        skip = ("host", "content-length", "expect", "connection")
+        headers = {k: v for k, v in headers.items() if k.lower() not in skip}
+        answer = requests.request(method, self.moto + path, headers=headers, data=body, timeout=120)
+        drop = ("content-length", "transfer-encoding", "connection", "content-encoding")
+        return answer.status_code, {k: v for k, v in answer.headers.items() if k.lower() not in drop}, answer.content
+
+    # ------------------------------------------------------------------ what Lambda answers itself
+    def answer(self, method: str, path: str, query: dict, body: bytes) -> "tuple[int, dict, bytes] | None":
+        qualifier = (query.get("Qualifier") or ["$LATEST"])[0]
+        if method == "POST" and FUNCTIONS.match(path):
+            return self.create(json.loads(body))
+        if method == "POST" and (m := INVOCATIONS.match(path)):
+            return self.invoke(m.group(1), qualifier, body)
+        if method == "POST" and (m := VERSIONS.match(path)):
+            return self.publish(m.group(1))
+        if method == "GET" and ACCOUNT_SETTINGS.match(path):
+            return reply(200, {"AccountLimit": self.account, "AccountUsage": {"FunctionCount": 0}})
+        if method == "GET" and (m := FUNCTION.match(path)):
+            return self.state(m.group(1), qualifier, configuration=bool(m.group(2)))
+        if method == "DELETE" and (m := FUNCTION.match(path)) and not m.group(2):
+            name = m.group(1)
+            if self.refuse_delete[name] > 0:
+                self.refuse_delete[name] -= 1
+                arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+                message = (
+                    f"The operation cannot be performed at this time. An update is in progress for resource: {arn}"
+                )
+                return error(409, "ResourceConflictException", message)
+            self.failed.pop(name, None)
+        return None
+
+    def create(self, spec: dict) -> "tuple[int, dict, bytes] | None":
+        name = spec.get("FunctionName")
+        if name in self.refuse_role:
+            refused = self.role_refusals[name]
+            if not refused or time.monotonic() - refused[0] < self.refuse_role[name]:
+                refused.append(time.monotonic())
+                return error(400, "InvalidParameterValueException", ROLE_NOT_READY)
+        if name in self.fail_creation:
+            self.failed[name] = self.fail_creation.pop(name)
+        return None
+
+    def state(self, name: str, qualifier: str, configuration: bool) -> "tuple[int, dict, bytes] | None":
+        """moto says Active and Successful always: the states a real function passes through, where asked for."""
+        patch = {}
+        version = qualifier if qualifier != "$LATEST" else None
+        if name in self.failed:
+            patch = {"State": "Failed", "StateReasonCode": "ImageAccessDenied", "StateReason": self.failed[name]}
+        elif version and (name, version) in self.inactive:
+            patch = {"State": "Inactive", "StateReasonCode": "Idle", "StateReason": "The function is idle."}
+        elif self.pending_reads[(name, qualifier)] > 0:
+            self.pending_reads[(name, qualifier)] -= 1
+            patch = {"State": "Pending"} if version else {"LastUpdateStatus": "InProgress"}
+        if not patch:
+            return None
+        try:
+            if configuration:
+                document = self.lam.get_function_configuration(FunctionName=name, Qualifier=qualifier)
+            else:
+                document = self.lam.get_function(FunctionName=name, Qualifier=qualifier)
+        except self.lam.exceptions.ResourceNotFoundException:
+            return None  # moto's own answer
+        document.pop("ResponseMetadata", None)
+        (document if configuration else document["Configuration"]).update(patch)
+        return reply(200, document)
+
+    def publish(self, name: str) -> "tuple[int, dict, bytes] | None":
+        try:
+            latest = self.lam.get_function_configuration(FunctionName=name)
+        except self.lam.exceptions.ResourceNotFoundException:
+            return None  # moto's own answer
+        pages = self.lam.get_paginator("list_versions_by_function").paginate(FunctionName=name)
+        published = [v for page in pages for v in page["Versions"] if v["Version"] != "$LATEST"]
+        if published:
+            last = max(published, key=lambda v: int(v["Version"]))
+            if all(latest.get(k) == last.get(k) for k in VERSIONED):
+                return reply(201, last)  # "Lambda doesn't publish a version if nothing changed"
+        return None
+
+    def invoke(self, name: str, qualifier: str, event: bytes) -> "tuple[int, dict, bytes] | None":
+        try:
+            fn = self.lam.get_function(FunctionName=name, Qualifier=qualifier)
+        except self.lam.exceptions.ResourceNotFoundException:
+            return None  # moto's own answer
+        config = fn["Configuration"]
+        if config.get("PackageType") != "Image":
+            return None  # zip functions: moto's configurable answer
+        version = config["Version"] if qualifier != "$LATEST" else "$LATEST"
+        if (name, qualifier) in self.inactive:
+            self.inactive.discard((name, qualifier))
+            self.pending_reads[(name, qualifier)] = 1  # Pending while Lambda restores it, then Active
+            return error(409, "CodeArtifactUserPendingException", RESTORING)
+        # The registry's copy of exactly the digest the function names (ECR's host replaced by the local one).
+        image = f"{self.registry}/{fn['Code']['ImageUri'].split('/', 1)[1]}"
+        environment = config.get("Environment", {}).get("Variables", {})
+        port, digests = self.container(image, environment, config["MemorySize"], config["Timeout"])
+        self.invocations.append(
+            {"function": name, "qualifier": qualifier, "version": version, "image": image, "digests": digests}
+        )
+        answer = post_until_up(f"http://127.0.0.1:{port}{INVOKE_PATH}", event)
+        headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": version}
+        try:
+            payload = json.loads(answer.content)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and "errorType" in payload and set(payload) <= {
+            "errorType", "errorMessage", "stackTrace", "requestId"}:  # fmt: skip
+            headers["X-Amz-Function-Error"] = "Unhandled"  # the handler raised, or the runtime could not start
+        return 200, headers, answer.content
+
+    def container(self, image: str, environment: dict, memory_mb: int, timeout_s: int) -> tuple[int, list]:
+        """A running container of the image: its port, and the repo digests podman knows the image by."""
+        key = (image, json.dumps(environment, sort_keys=True), memory_mb)
+        with self.lock:
+            if key not in self.containers:
+                port = free_port()
+                env = {**environment, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+                       "AWS_LAMBDA_FUNCTION_TIMEOUT": str(timeout_s)}  # fmt: skip
+                started = subprocess.run(
+                    ["podman", "run", "-d", "--rm", *PODMAN_RUN, "--tls-verify=false", "-p", f"127.0.0.1:{port}:8080",
+                     *(a for k, v in env.items() for a in ("-e", f"{k}={v}")), image],
+                    capture_output=True, text=True, timeout=300,
+                )  # fmt: skip
+                if started.returncode != 0:
+                    raise RuntimeError(f"podman run {image}: {started.stderr.strip()[-300:]}")
+                container = started.stdout.strip()
+                # The digests podman knows the running image by (its RepoDigests): the one pulled is among them.
+                inspected = subprocess.run(
+                    ["podman", "image", "inspect", "--format", "{{json .RepoDigests}}", image],
+                    capture_output=True, text=True, timeout=60,
+                )  # fmt: skip
+                self.containers[key] = (container, port, json.loads(inspected.stdout or "[]"))
+            return self.containers[key][1:]
+
+
+def post_until_up(url: str, event: bytes) -> requests.Response:
+    deadline = time.monotonic() + ANSWER_S
+    while True:
+        try:
+            return requests.post(url, data=event, timeout=ANSWER_S)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+
+
+def reply(status: int, document: dict) -> tuple[int, dict, bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(document, default=str).encode()
+
+
+def error(status: int, code: str, message: str) -> tuple[int, dict, bytes]:
+    """An error as Lambda's REST API sends it: the code in x-amzn-ErrorType, the message in the body."""
+    answer = reply(status, {"Type": "User", "message": message})
+    answer[1]["x-amzn-ErrorType"] = code
+    return answer
