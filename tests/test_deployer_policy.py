@@ -1,0 +1,141 @@
+"""docs/deployer-policy.json grants what pipeline/deploy/ calls, and nothing else: every boto3 call
+in the code (read from its source, so rarely taken paths count too) is mapped to the IAM action it
+needs, with the actions no single call shows (the registry protocol docker push speaks, PassRole,
+the repository policy Lambda sets for an image function) named and explained below."""
+
+import ast
+import json
+
+import botocore.session
+import pytest
+from botocore import xform_name
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.fast
+POLICY = ROOT / "docs/deployer-policy.json"
+# What each client is called in the code, and the service it is.
+CLIENTS = {"lam": "lambda", "ecr": "ecr", "iam": "iam", "s3": "s3", "logs": "logs", "apigw": "apigatewayv2"}
+PREFIX = {"lambda": "lambda", "ecr": "ecr", "iam": "iam", "s3": "s3", "logs": "logs", "sts": "sts"}
+# Operations whose IAM action has another name (S3's are named for what they touch).
+ACTION = {
+    "lambda:Invoke": "lambda:InvokeFunction",
+    "s3:ListBuckets": "s3:ListAllMyBuckets",
+    "s3:HeadBucket": "s3:ListBucket",
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+}
+# s3.upload_file: PutObject, or a multipart upload (PutObject covers create/part/complete), aborted on failure.
+UPLOAD_FILE = {"s3:PutObject", "s3:AbortMultipartUpload"}
+# Not one boto3 call each: docker/podman push and the registry reads (manifests, blobs) speak the
+# registry protocol, which ECR authorizes as these actions; PassRole goes with CreateFunction and
+# UpdateFunctionConfiguration's Role; Lambda reads and sets the repository's policy so that it can
+# pull an image function's image (it needs the caller's permission for that); creating a resource
+# with tags needs the service's tagging permission too.
+IMPLIED = {
+    "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+    "iam:PassRole", "ecr:GetRepositoryPolicy", "ecr:SetRepositoryPolicy",
+    "ecr:TagResource", "iam:TagRole", "lambda:TagResource", "logs:TagResource",
+}  # fmt: skip
+# The only actions that take no resource narrower than "*" (AWS's service authorization reference).
+ANY_RESOURCE = {
+    "sts:GetCallerIdentity",
+    "ecr:GetAuthorizationToken",
+    "s3:ListAllMyBuckets",
+    "lambda:GetAccountSettings",
+}
+
+
+def operations(service: str) -> dict[str, str]:
+    """boto3's method names of a service -> its operation names (get_function -> GetFunction)."""
+    session = botocore.session.get_session()
+    model = session.get_service_model(service)
+    return {xform_name(name): name for name in model.operation_names}
+
+
+def waiter_operation(service: str, waiter: str) -> str:
+    config = botocore.session.get_session().get_waiter_model(service)
+    names = {xform_name(n): n for n in config.waiter_names}
+    return config.get_waiter(names[waiter]).operation
+
+
+def calls_in_code() -> set[str]:
+    """Every AWS action the deploy code can call: methods read off its clients (lam.get_function,
+    client("sts", ...).get_caller_identity, lam.list_versions_by_function passed to a paginator),
+    waiters and paginators named by string."""
+    found = set()
+    for source in sorted((ROOT / "pipeline/deploy").glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in CLIENTS:
+                service = CLIENTS[owner.id]
+            elif isinstance(owner, ast.Call) and getattr(owner.func, "id", "") == "client" and owner.args:
+                service = owner.args[0].value
+            else:
+                continue
+            found |= actions(service, node.attr, node)
+    return found
+
+
+def actions(service: str, method: str, node: ast.Attribute) -> set[str]:
+    prefix = "apigateway" if service == "apigatewayv2" else PREFIX[service]
+    if method == "upload_file":
+        return UPLOAD_FILE
+    if method in ("get_waiter", "get_paginator"):
+        return set()  # read at the call (below, by string)
+    names = operations(service)
+    if method not in names:
+        return set()  # exceptions, meta
+    operation = names[method]
+    if service == "apigatewayv2":  # HTTP APIs are authorized by HTTP verb on the API's path
+        model = botocore.session.get_session().get_service_model(service)
+        return {f"apigateway:{model.operation_model(operation).http['method']}"}
+    action = f"{prefix}:{operation}"
+    return {ACTION.get(action, action)}
+
+
+def string_named() -> set[str]:
+    """Waiters and paginators named by string in the code: get_waiter("function_active_v2")."""
+    found = set()
+    for source in sorted((ROOT / "pipeline/deploy").glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
+                continue
+            owner, arg = node.func.value, node.args[0]
+            if node.func.attr not in ("get_waiter", "get_paginator") or not isinstance(arg, ast.Constant):
+                continue
+            service = CLIENTS.get(getattr(owner, "id", ""))
+            if service is None:
+                continue
+            if node.func.attr == "get_waiter":
+                operation = waiter_operation(service, arg.value)
+            else:
+                operation = operations(service)[arg.value]
+            action = f"{PREFIX.get(service, service)}:{operation}"
+            found.add(ACTION.get(action, action))
+    return found
+
+
+def policy_actions() -> set[str]:
+    statements = json.loads(POLICY.read_text())["Statement"]
+    return {a for s in statements for a in listed(s["Action"])}
+
+
+def test_the_policy_grants_exactly_what_the_code_calls():
+    needed = calls_in_code() | string_named() | IMPLIED
+    granted = policy_actions()
+    assert not needed - granted, f"the code calls, the policy does not grant: {sorted(needed - granted)}"
+    assert not granted - needed, f"the policy grants, the code never calls: {sorted(granted - needed)}"
+
+
+def listed(value) -> list:
+    return [value] if isinstance(value, str) else value
+
+
+def test_only_actions_without_resources_are_granted_on_every_resource():
+    for statement in json.loads(POLICY.read_text())["Statement"]:
+        if "*" in listed(statement["Resource"]):
+            assert set(listed(statement["Action"])) <= ANY_RESOURCE, statement
