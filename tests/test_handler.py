@@ -435,3 +435,20 @@ def test_own_fault_is_a_500_json_answer_logged_with_the_request_id(handler, phot
     logs = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:]]
     for log in logs:
         assert log["status"] == 500 and log["request_id"] == "req-1234" and log["error"] and log["traceback"]
+
+
+def test_a_tie_goes_to_the_first_label_as_verify_s_argmax_does(handler, photo, monkeypatch):
+    """int8 outputs are quantized, so two classes can tie exactly; numpy's default argsort (SIMD-sorted on
+    AVX-512) then put t-shirt before skirt on a real photo while verify's argmax said skirt."""
+
+    class Tied:
+        input_size = 75
+
+        def logits(self, x):
+            logits = np.zeros((1, 10), np.float32)
+            logits[0, [8, 9]] = 2.0  # skirt and t-shirt tie
+            return logits
+
+    monkeypatch.setattr(handler, "model", lambda: (Tied(), {"variant": "tied", "sha256": "0" * 64}))
+    answer = handler.lambda_handler({"image": b64(photo)})
+    assert answer["top"] == "skirt" and [p["label"] for p in answer["predictions"][:2]] == ["skirt", "t-shirt"]

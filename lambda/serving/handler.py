@@ -150,7 +150,8 @@ def predict(image_bytes: bytes) -> dict:
     runner, info = model()
     started = time.perf_counter()
     probs = softmax(runner.logits(preprocess(image_bytes, runner.input_size)))[0]
-    order = np.argsort(-probs)
+    # Stable: a tie (int8 outputs tie often) goes to the first label, as argmax does in verify and Keras.
+    order = np.argsort(-probs, kind="stable")
     return {
         "top": LABELS[order[0]],
         "probability": round(float(probs[order[0]]), 6),
