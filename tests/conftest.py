@@ -138,6 +138,14 @@ def pytest_addoption(parser):
     )
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, whose order it keeps within each group
+def pytest_collection_modifyitems(items):
+    """Files with no test that needs the small run go first: under pytest-xdist (whole files to a worker)
+    one worker builds the run (minutes) while the other works through them, instead of both waiting."""
+    waits = {item.path for item in items if "small_run" in item.fixturenames}
+    items.sort(key=lambda item: item.path in waits)
+
+
 def build_small_run(folder: Path, dataset: Path) -> Path:
     """dvc repro of the whole pipeline on a small subset at 75 px, in folder; its output in repro.log."""
     # 30 photos per class and 6 epochs: the model tells some classes apart (~20% validation accuracy
