@@ -48,6 +48,7 @@ ANSWER_S = 120  # a container's first answer includes its start and the model's 
 class LambdaProxy:
     def __init__(self, moto: str, registry: str):
         self.moto, self.registry = moto, registry
+        self.creds: str | None = None  # user:password, for a registry that asks for a login
         self.lam = boto3.client(
             "lambda",
             endpoint_url=moto,
@@ -226,6 +227,13 @@ class LambdaProxy:
                 port = free_port()
                 env = {**environment, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
                        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(timeout_s)}  # fmt: skip
+                if self.creds:  # podman run takes no --creds: pull with them first
+                    pulled = subprocess.run(
+                        ["podman", "pull", "-q", "--tls-verify=false", "--creds", self.creds, image],
+                        capture_output=True, text=True, timeout=300,
+                    )  # fmt: skip
+                    if pulled.returncode != 0:
+                        raise RuntimeError(f"podman pull {image}: {pulled.stderr.strip()[-300:]}")
                 started = subprocess.run(
                     ["podman", "run", "-d", "--rm", *PODMAN_RUN, "--tls-verify=false", "-p", f"127.0.0.1:{port}:8080",
                      *(a for k, v in env.items() for a in ("-e", f"{k}={v}")), image],

@@ -186,6 +186,9 @@ def test_zip_package_through_s3_from_its_own_directory(project, aws, names, tmp_
     bare = tmp_path / "bin"  # no docker, podman or buildah on this PATH
     bare.mkdir()
     env = {"PATH": f"{bare}:{BIN}"}
+    # A first deploy is invoked in "Lambda" too (only Lambda tests a configuration): moto's
+    # configurable answer for a zip function (it runs none), verify's for the photo the test sends.
+    zip_invokes_answer(aws, verify_answer(project, "float32")[1])
     first = deploy(project, aws, env=env)
     assert first.returncode == 0, first.stderr
     name = names["function"]
@@ -200,6 +203,15 @@ def test_zip_package_through_s3_from_its_own_directory(project, aws, names, tmp_
     assert len(buckets[0]) == len(f"{name}-{ACCOUNT}-us-east-1-") + 8  # and a part no one can predict
     again = deploy(project, aws, env=env)
     assert again.returncode == 0 and "nothing to deploy" in again.stdout, again.stderr
+    # A Dockerfile-only edit: a new deploy key, the same zip bytes. PublishVersion hands back version 1,
+    # the live one: 'live' and its history stay as they were.
+    before = client(aws, "lambda").get_alias(FunctionName=name, Name="live")
+    dockerfile = project / "lambda/Dockerfile"
+    replace_file(dockerfile, dockerfile.read_bytes() + b"# a comment\n")
+    same = deploy(project, aws, env=env)
+    assert same.returncode == 0 and "nothing new to publish: identical to live version 1" in same.stdout, same.stderr
+    after = client(aws, "lambda").get_alias(FunctionName=name, Name="live")
+    assert (after["FunctionVersion"], after["Description"]) == ("1", before["Description"])
 
     # python3.12's wheels cannot run here: smoke_test aws invokes the zip in "Lambda", that is moto's
     # configurable answer (a zip function runs nowhere here): verify's, for the photo the test sends.
@@ -344,6 +356,8 @@ def test_the_docker_path(project, aws, names, docker_engine, tmp_path):
     (helpers / "docker-credential-ecr-login").chmod(0o755)
     set_params(project, **{"deploy.registry": host})
     env = {**docker_engine, "HOME": str(home), "PATH": f"{helpers}:{BIN}:{os.environ['PATH']}"}
+    proxy = aws["proxy"]  # a first deploy is invoked in "Lambda": it runs the image from this registry
+    proxy.registry, proxy.creds = host, f"AWS:{ACCOUNT}-auth-token"
     try:
         first = deploy(project, aws, env=env)
         assert first.returncode == 0 and "with docker" in first.stdout, first.stdout + first.stderr
@@ -361,6 +375,7 @@ def test_the_docker_path(project, aws, names, docker_engine, tmp_path):
         token = base64.b64encode(f"AWS:{ACCOUNT}-auth-token".encode())
         assert not [f for f in home.rglob("*") if f.is_file() and token in f.read_bytes()]
     finally:
+        proxy.registry, proxy.creds = aws["registry"], None
         registry.terminate()
         registry.wait(timeout=30)
 

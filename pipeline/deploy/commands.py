@@ -2,6 +2,8 @@
 release history on 'live'), so a second machine, a lost artifacts/ or a project outside git
 decides the same. destroy is in teardown.py."""
 
+import base64
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,13 +56,15 @@ def ship_image(d: params.Deploy, key: str, expected: tuple[Path, str]) -> dict:
     return {"ImageUri": f"{repo_uri}@{digest}"}
 
 
-def ship_zip(d: params.Deploy, key: str, expected: tuple[Path, str], account: str) -> dict:
+def ship_zip(d: params.Deploy, key: str, expected: tuple[Path, str], account: str) -> tuple[dict, str]:
+    """The zip's Code argument, and the CodeSha256 Lambda gives it (base64 of its SHA-256)."""
     archive = build.build_zip(d)
     if d.smoke_test == "local":
         smoke.check(smoke.run_zip(d, expected[0]), *expected)
+    sha = base64.b64encode(hashlib.sha256(archive.read_bytes()).digest()).decode()
     if archive.stat().st_size <= limits.ZIP_DIRECT_UPLOAD_MB * 2**20:
-        return {"ZipFile": archive.read_bytes()}
-    return resources.upload_zip(client("s3", d.region), d, account, archive, f"{d.function_name}/{key}.zip")
+        return {"ZipFile": archive.read_bytes()}, sha
+    return resources.upload_zip(client("s3", d.region), d, account, archive, f"{d.function_name}/{key}.zip"), sha
 
 
 def settle(d: params.Deploy, lam, alias_arn: str, account: str) -> str:
@@ -107,21 +111,28 @@ def deploy(p: params.Params, force: bool = False) -> dict:
         resources.ensure_log_group(client("logs", d.region), d)
         if same_code:
             print(f"same code as version {live['Version']}: updating the configuration only")
-            code = None
+            code, sha = None, live["CodeSha256"]
         elif d.package == "image":
-            code = ship_image(d, key, (photo, answer))
+            code, sha = ship_image(d, key, (photo, answer)), ""
         else:
-            code = ship_zip(d, key, (photo, answer), account)
+            code, sha = ship_zip(d, key, (photo, answer), account)
         functions.ensure_function(lam, d, latest, code, build.function_config(d, p.cost.mb_per_vcpu, role_arn))
+        code_sha, revision = functions.shipped(lam, d, code, sha)  # before any invoke
         functions.cap_concurrency(lam, d)
-        # Only Lambda can test a configuration (memory, timeout): a configuration-only change is
-        # always invoked there; new code where smoke_test says so.
-        tested_in = "aws" if d.smoke_test == "aws" or code is None else "local"
+        # Only Lambda can test a configuration (memory, timeout): a new configuration (the first
+        # deploy's included) is always invoked there, with or without new code; new code where
+        # smoke_test says so.
+        tested_in = "aws" if d.smoke_test == "aws" or not was or was["config"] != config else "local"
         if tested_in == "aws":
             smoke.check(smoke.invoke(lam, d, photo), photo, answer)
-        tested = functions.latest(lam, d)
         description = releases.describe(key, config, variant, accuracy, tested_in, photo.name, answer)
-        version, new = releases.publish(lam, d, tested["CodeSha256"], description, published)
+        version, new = releases.publish(lam, d, code_sha, revision, description, published)
+        if live and version == live["Version"]:
+            # A new deploy key for the same bytes and configuration (a Dockerfile-only edit for a zip,
+            # a deployment made before the key's formula changed): 'live' and its history stay.
+            print(f"nothing new to publish: identical to live version {version}")
+            url = resources.ensure_api(client("apigatewayv2", d.region), lam, d, alias["AliasArn"], account)
+            return write_record(lam, d, variant, key, version, url)
         if not new:
             print(
                 f"Lambda published no new version: version {version} already has this code and configuration "

@@ -142,6 +142,24 @@ def ensure_function(lam, d: params.Deploy, found: "dict | None", code: "dict | N
         raise conflict(e, d) from None
 
 
+def shipped(lam, d: params.Deploy, code: "dict | None", expected_sha: str) -> tuple[str, str]:
+    """$LATEST's CodeSha256 and RevisionId, read right after its update (before any invoke), checked
+    to be the code this deploy shipped: an image by the digest URI it names, a zip (or the code kept)
+    by its hash. PublishVersion is then given both, so it publishes exactly what was tested."""
+    fn = lam.get_function(FunctionName=d.function_name)
+    config = fn["Configuration"]
+    if code is not None and "ImageUri" in code:
+        ok = fn.get("Code", {}).get("ImageUri") == code["ImageUri"]
+    else:
+        ok = config["CodeSha256"] == expected_sha
+    if not ok:
+        raise cli.UserError(
+            f"{d.function_name}'s code is not what this deploy shipped (something else updated it meanwhile): "
+            "nothing was published; deploy again"
+        )
+    return config["CodeSha256"], config.get("RevisionId", "")  # Lambda always has one; moto has none
+
+
 def cap_concurrency(lam, d: params.Deploy) -> None:
     """Reserved concurrency caps what one function (one slow client) can take of the account."""
     if d.reserved_concurrency == 0:

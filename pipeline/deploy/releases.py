@@ -41,8 +41,10 @@ class History:
                 live.pop(0)
 
     def made_live(self, version: int) -> "History":
-        """After a deploy: a rejected version made live again (--force) is no longer rejected."""
-        return History([*self.live, version], [v for v in self.rejected if v != version])
+        """After a deploy: a rejected version made live again (--force) is no longer rejected. A
+        version equal to the last entry is not appended again (the history would fill with it)."""
+        live = self.live if self.live[-1:] == [version] else [*self.live, version]
+        return History(live, [v for v in self.rejected if v != version])
 
     def rolled_back(self, current: int, target: int) -> "History":
         return History([*self.live, target], sorted({*self.rejected, current}))
@@ -119,11 +121,17 @@ def rejected_with(published: list[dict], history: History, key: str, config: str
     return None
 
 
-def publish(lam, d: params.Deploy, code_sha: str, description: str, before: list[dict]) -> tuple[str, bool]:
+def publish(
+    lam, d: params.Deploy, code_sha: str, revision: str, description: str, before: list[dict]
+) -> tuple[str, bool]:
     """The version, and whether it is new: Lambda hands back the last version instead of
     publishing one when neither code nor configuration changed since it."""
-    # CodeSha256: publish exactly the code that was smoke-tested, or fail
-    version = lam.publish_version(FunctionName=d.function_name, CodeSha256=code_sha, Description=description)
+    # CodeSha256 and RevisionId, read before the smoke test: publish exactly the code and
+    # configuration that were tested, or fail (something changed $LATEST meanwhile).
+    revision_id = {"RevisionId": revision} if revision else {}
+    version = lam.publish_version(
+        FunctionName=d.function_name, CodeSha256=code_sha, Description=description, **revision_id
+    )
     lam.get_waiter("published_version_active").wait(FunctionName=d.function_name, Qualifier=version["Version"])
     return version["Version"], version["Version"] not in {v["Version"] for v in before}
 
