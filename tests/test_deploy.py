@@ -441,3 +441,31 @@ def test_the_manifest_check_refuses_an_index_and_another_architecture(aws):
         registry.check("single", "arm64")
     assert registry.check("single", "x86_64").startswith("sha256:")
     subprocess.run([*podman, "manifest", "rm", index], capture_output=True)
+
+
+def test_an_override_registry_off_this_machine_gets_no_token_and_replacement_tags_are_stable():
+    """The account's ECR token goes as basic auth to an override registry (plain HTTP) only on this
+    machine. An unusable image under the key is replaced under key-r1, key-r2, ...: the first usable
+    one is reused, so the next deploy does not build again."""
+    from pipeline.deploy.image import Unusable, loopback, usable_tag
+
+    assert all(loopback(h) for h in ("localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000"))
+    assert not any(loopback(h) for h in ("registry.example.com:5000", "10.0.0.5:5000", "[2001:db8::1]:80"))
+
+    class Fake:
+        repository = "repo"
+
+        def __init__(self, images: dict):
+            self.images = images  # tag -> usable
+
+        def digest(self, tag):
+            return "sha256:x" if tag in self.images else None
+
+        def unusable(self, tag, architecture):
+            return None if self.images[tag] else str(Unusable("an image index"))
+
+    assert usable_tag(Fake({}), "k", "x86_64") == ("k", False)
+    assert usable_tag(Fake({"k": True}), "k", "x86_64") == ("k", True)
+    assert usable_tag(Fake({"k": False}), "k", "x86_64") == ("k-r1", False)
+    assert usable_tag(Fake({"k": False, "k-r1": True}), "k", "x86_64") == ("k-r1", True)
+    assert usable_tag(Fake({"k": False, "k-r1": False}), "k", "x86_64") == ("k-r2", False)

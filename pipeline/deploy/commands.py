@@ -28,20 +28,22 @@ def guard_accuracy(d: params.Deploy, live: "dict | None", variant: str, accuracy
 def ship_image(d: params.Deploy, key: str, expected: tuple[Path, str]) -> dict:
     """The image tagged with the deploy key: reused if the registry has it, else built, smoke-tested
     (local), pushed; then checked in the registry (single image, right architecture). A tag never
-    moves (a version may run its digest): an unusable image under the key is rebuilt under a tag
-    of its own, and a registry that fails to answer stops the deploy instead of a rebuild."""
+    moves (a version may run its digest): an unusable image under the key is replaced under
+    key-r1, key-r2, ... (image.usable_tag), and a registry that fails to answer stops the deploy
+    instead of a rebuild."""
     ecr = client("ecr", d.region)
     repo_uri = resources.ensure_repository(ecr, d)
-    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
     host = d.registry or repo_uri.split("/")[0]
+    # The account's ECR token goes to ECR, or to an override registry on this machine only: never
+    # as basic auth over plain HTTP to another host.
+    token = None
+    if not d.registry or image.loopback(host):
+        token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    else:
+        print(f"deploy.registry {host} is not on this machine: sending it no ECR credentials")
     registry = image.Registry(host, d.repository, token, plain_http=bool(d.registry))
-    present = registry.digest(key) is not None
-    problem = registry.unusable(key, d.architecture) if present else None
-    tag = key
-    if problem:
-        tag = f"{key}-{datetime.now(UTC):%Y%m%d%H%M%S}"
-        print(f"the registry's image for {key} cannot be used ({problem}): building it again as {tag}")
-    if not present or problem:
+    tag, present = image.usable_tag(registry, key, d.architecture)
+    if not present:
         engine = image.container_engine()
         local = f"{host}/{d.repository}:{tag}"
         print(f"building {local} for {d.architecture} with {engine}")
@@ -50,7 +52,7 @@ def ship_image(d: params.Deploy, key: str, expected: tuple[Path, str]) -> dict:
             smoke.check(smoke.run_image(engine, local, expected[0]), *expected)
         image.push_image(engine, registry, local)
     else:
-        print(f"the registry has the image for {key} already: not rebuilding")
+        print(f"the registry has the image for {tag} already: not rebuilding")
     digest = registry.check(tag, d.architecture)
     # Lambda pulls from ECR: with a registry override, still name the image by ECR's repository URI.
     return {"ImageUri": f"{repo_uri}@{digest}"}

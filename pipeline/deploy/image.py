@@ -4,12 +4,14 @@ an index or made for another architecture."""
 
 import base64
 import hashlib
+import ipaddress
 import os
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -113,6 +115,44 @@ class Registry:
                 "is the base image available for that architecture?"
             )
         return self.digest(tag)
+
+
+def loopback(host: str) -> bool:
+    """A registry on this machine (localhost, 127.0.0.0/8, ::1), host[:port]."""
+    name = urlsplit(f"//{host}").hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+REPLACEMENTS = 20  # key-r1 .. key-r20: more unusable images than that is not a registry to build on
+
+
+def usable_tag(registry: Registry, key: str, architecture: str) -> tuple[str, bool]:
+    """The tag to deploy and whether the registry has a usable image under it. A tag never moves:
+    when the key's image is definitely unusable, the replacement tags key-r1, key-r2, ... are
+    probed in order and the first usable one is reused, or the first free one is built, so the
+    next deploy finds the same replacement instead of building again."""
+    if registry.digest(key) is None:
+        return key, False
+    problem = registry.unusable(key, architecture)
+    if problem is None:
+        return key, True
+    for n in range(1, REPLACEMENTS + 1):
+        tag = f"{key}-r{n}"
+        if registry.digest(tag) is None:
+            print(f"the registry's image for {key} cannot be used ({problem}): building it again as {tag}")
+            return tag, False
+        if registry.unusable(tag, architecture) is None:
+            print(f"the registry's image for {key} cannot be used ({problem}): using {tag}")
+            return tag, True
+    raise cli.UserError(
+        f"the registry's images for {key} and {key}-r1 .. -r{REPLACEMENTS} cannot be used ({problem}): "
+        f"delete them from {registry.repository}, then deploy again"
+    )
 
 
 def build_image(engine: str, d: params.Deploy, image: str) -> None:
