@@ -31,12 +31,20 @@ def test_destroy_deletes_only_what_deploy_created_and_goes_on_past_a_failure(pro
     failed = deploy(project, aws, "destroy", "--yes")
     message = one_line_error(failed)
     assert "1 could not be deleted: function" in message and "ResourceConflictException" in message, message
-    for what in ("log group", "repository", f"API {names['api']} ({ours[0]})"):
-        assert what in failed.stdout  # deleted all the same
-    assert f"role {names['role']}" in failed.stdout.split("left alone")[1] and theirs in failed.stdout
+    deleted = next(line for line in failed.stdout.splitlines() if line.startswith("deleted "))
+    for what in ("log group", f"API {names['api']} ({ours[0]})"):
+        assert what in deleted  # deleted all the same
+    assert theirs in failed.stdout
+    # What the function still runs with stays while it exists: its role (here not deploy's) and its image.
+    waiting = failed.stdout.split(f"not deleted while function {name} still exists")[1]
+    assert f"role {names['role']}" in waiting and f"repository {names['repository']}" in waiting
+    assert "repository" not in deleted and client(aws, "ecr").describe_repositories(
+        repositoryNames=[names["repository"]]
+    )
 
     gone = deploy(project, aws, "destroy", "--yes")
     assert gone.returncode == 0 and f"function {name}" in gone.stdout, gone.stdout + gone.stderr
+    assert "repository" in gone.stdout and f"role {names['role']}" in gone.stdout.split("left alone")[1]
     assert [a["ApiId"] for a in apis_named(apigw, names["api"])] == [theirs]
     assert iam.get_role(RoleName=names["role"])["Role"]["RoleName"] == names["role"]
     apigw.delete_api(ApiId=theirs)

@@ -22,8 +22,14 @@ def destroy(p: params.Params, yes: bool) -> list[str]:
             return []
     with aws_errors():
         account = client("sts", d.region).get_caller_identity()["Account"]
-    gone, kept, failed = [], [], []
+    gone, kept, failed, waiting = [], [], [], []
     for what, remove in teardown(d, account):
+        if what in after_function(d) and any(f.startswith(f"function {d.function_name}:") for f in failed):
+            with aws_errors():
+                there = function_exists(d)
+            if there:  # the function still runs with its role and image: they go when it has gone
+                waiting.append(what)
+                continue
         try:
             with aws_errors():
                 deleted, left = remove()
@@ -37,9 +43,28 @@ def destroy(p: params.Params, yes: bool) -> list[str]:
         print("deleted " + ", ".join(gone) if gone else "nothing to delete: none of it exists")
     if kept:
         print(f"left alone (there, but not created by deploy: no {aws.TAG} tag): " + ", ".join(kept))
+    if waiting:
+        print(
+            f"not deleted while function {d.function_name} still exists (it runs with them; destroy again "
+            "once it is deleted): " + ", ".join(waiting)
+        )
     if failed:
         raise cli.UserError(f"{len(failed)} could not be deleted: " + "; ".join(failed))
     return gone
+
+
+def after_function(d: params.Deploy) -> set[str]:
+    """What the function runs with: not deleted while it still exists (its deletion failed)."""
+    return {f"role {d.role_name}", f"repository {d.repository}"}
+
+
+def function_exists(d: params.Deploy) -> bool:
+    lam = client("lambda", d.region)
+    try:
+        lam.get_function_configuration(FunctionName=d.function_name)
+        return True
+    except lam.exceptions.ResourceNotFoundException:
+        return False
 
 
 def teardown(d: params.Deploy, account: str):
