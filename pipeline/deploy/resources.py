@@ -225,7 +225,8 @@ def ensure_api(apigw, lam, d: params.Deploy, alias_arn: str, account: str) -> st
         if any(now.get(k) != v for k, v in throttle.items()):  # the params changed since
             apigw.update_stage(ApiId=api_id, StageName="$default", DefaultRouteSettings=throttle)
     else:
-        apigw.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True, DefaultRouteSettings=throttle)
+        stage = {"StageName": "$default", "AutoDeploy": True, "DefaultRouteSettings": throttle}
+        apigw.create_stage(ApiId=api_id, **stage, Tags=tags(d))  # a stage takes no tags from its API
     allow_api(lam, d, f"arn:aws:execute-api:{d.region}:{account}:{api_id}/*/*/predict")
     return f"{api.get('ApiEndpoint', f'https://{api_id}.execute-api.{d.region}.amazonaws.com')}/predict"
 
