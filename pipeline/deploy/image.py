@@ -5,6 +5,7 @@ an index or made for another architecture."""
 import base64
 import hashlib
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -216,10 +217,16 @@ def push_image(engine: str, registry: Registry, image: str) -> None:
     logs_in = bool(registry.user) and registry.asks_for_login()
     with tempfile.TemporaryDirectory() as tmp:
         if engine == "docker":
-            config, env = ["--config", tmp], docker_env()
+            # The credentials written as "auths" in the private config, no `docker login`: a config
+            # without "auths" makes docker pick the platform's credential store (osxkeychain, pass,
+            # secretservice), where the token would stay behind.
             if logs_in:
-                login(["docker", *config, "login"], registry, env=env)
-            sh("docker", *config, "push", image, env=env, what=denied)
+                auth = base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
+                config = {"auths": {registry.host: {"auth": auth}}}
+            else:
+                config = {"auths": {}}
+            (Path(tmp) / "config.json").write_text(json.dumps(config))
+            sh("docker", "--config", tmp, "push", image, env=docker_env(), what=denied)
             return
         tls = f"--tls-verify={str(not registry.plain_http).lower()}"
         auth = ["--authfile", str(Path(tmp) / "auth.json")] if logs_in else []
