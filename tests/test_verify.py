@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ def keras_logits(project: Path, photos: list[str]) -> np.ndarray:
 
 def test_a_failing_gate_stops_the_stage_with_the_reason(tmp_path, small_run):
     """Keras' logits rolled by one class: every variant (converted from the original) disagrees with it on
-    every photo, so agreement is exactly 0.0 whatever training gave - the gate fails for a known reason."""
+    (nearly) every photo, whatever training gave - the gate fails for a known reason."""
     import keras
 
     project = copy_run(small_run, tmp_path / "p", "tflite", "onnx", "model.keras")
@@ -81,8 +82,10 @@ def test_a_failing_gate_stops_the_stage_with_the_reason(tmp_path, small_run):
     result = stage("verify", project, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "verification failed" in result.stderr and "verify.min_agreement 0.95" in result.stderr
-    for variant in ("float32", "full_int8"):
-        assert f"{variant}: top-1 agreement 0.0 < verify.min_agreement 0.95" in result.stderr
+    assert "float32: top-1 agreement 0.0 < verify.min_agreement 0.95" in result.stderr
+    # full int8 agrees with the rolled Keras only where quantization itself moved its top class onto
+    # the rolled one (a photo or two of 245: 0.0041 seen), far under the gate.
+    assert re.search(r"full_int8: top-1 agreement 0\.0\d* < verify.min_agreement 0.95", result.stderr)
     # The metrics are written before the gate fails: the numbers that failed are there to read.
     written = json.loads((project / "artifacts/metrics/verify.json").read_text())
-    assert written["float32"]["agreement"] == written["full_int8"]["agreement"] == 0.0
+    assert written["float32"]["agreement"] == 0.0 and written["full_int8"]["agreement"] < 0.1
