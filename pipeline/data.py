@@ -75,8 +75,9 @@ def unreadable(path: str) -> str:
 
 def check_images(manifest: pd.DataFrame) -> pd.DataFrame:
     """Decode every image; return the unreadable ones with the reason."""
-    reasons = {path: unreadable(path) for path in tqdm(manifest["path"], desc="check images", unit="img", disable=None)}
-    return pd.DataFrame([{"path": p, "reason": r} for p, r in reasons.items() if r], columns=["path", "reason"])
+    photos = tqdm(manifest["path"], desc="check images", unit="img", disable=None)
+    bad = [{"path": path, "reason": reason} for path in photos if (reason := unreadable(path))]
+    return pd.DataFrame(bad, columns=["path", "reason"])
 
 
 def first_readable(found: pd.DataFrame, per_class: int) -> tuple[pd.DataFrame, pd.DataFrame]:
