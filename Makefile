@@ -23,9 +23,10 @@ lint: $(VENV)/.installed
 	ruff format --check .
 
 # Two workers, each taking whole files (module fixtures start once): the deploy and server tests wait on
-# subprocesses while the training ones use the cores; measured 1.6x faster than one worker (README).
+# subprocesses while the training ones use the cores; measured 1.6x faster than one worker (README). Files
+# in the order tests/conftest.py sorts them (xdist's default puts the files with the most tests first).
 test: lint rie deploy-deps
-	pytest -n 2 --dist loadfile
+	pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # Pure functions only (gate rule, recommendation, cost table, params, event parsing, dvc.yaml's map): seconds.
 test-fast: $(VENV)/.installed

@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -140,10 +142,13 @@ def pytest_addoption(parser):
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, whose order it keeps within each group
 def pytest_collection_modifyitems(items):
-    """Files with no test that needs the small run go first: under pytest-xdist (whole files to a worker)
-    one worker builds the run (minutes) while the other works through them, instead of both waiting."""
+    """pytest-xdist hands whole files to its workers in this order (make test passes --no-loadscope-reorder,
+    else xdist puts the files with the most tests first): one file that needs the small run, so that its
+    worker starts building the run (minutes) at once, then every file that does not need it, which the
+    other worker works through meanwhile, then the rest."""
     waits = {item.path for item in items if "small_run" in item.fixturenames}
-    items.sort(key=lambda item: item.path in waits)
+    first = next((item.path for item in items if item.path in waits), None)
+    items.sort(key=lambda item: 0 if item.path == first else 2 if item.path in waits else 1)
 
 
 def build_small_run(folder: Path, dataset: Path) -> Path:
@@ -253,3 +258,20 @@ class SiteHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+@pytest.fixture
+def http_dir():
+    """Serve a folder over HTTP on 127.0.0.1; yields a function folder -> base URL."""
+    servers = []
+
+    def serve(folder):
+        handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
