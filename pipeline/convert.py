@@ -1,6 +1,7 @@
 """Stage convert: the Keras model to TFLite float32, float16, dynamic-range int8 and full int8, and to
 ONNX float32 and int8 (pipeline/onnx_convert.py) for the onnx_* variants."""
 
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -16,8 +17,23 @@ from serving.images import scale
 INT8_IO = {"int8": tf.int8, "uint8": tf.uint8}
 
 
-def converter_for(model, variant: str, representative: np.ndarray, int8_io: str):
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+def export_for_tflite(model, folder: Path) -> Path:
+    """The SavedModel TFLiteConverter.from_keras_model writes for every conversion (inference call,
+    training=False, the model's input signature), written once: each variant converts from it."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = [tf.TensorSpec(x.shape, x.dtype, name=x.name) for x in model.inputs]
+    archive.add_endpoint("serve", functools.partial(model.__call__, training=False), signature)
+    archive.write_out(str(folder), verbose=False)
+    return folder
+
+
+def converter_for(source, variant: str, representative: np.ndarray, int8_io: str):
+    """source: a Keras model, or the folder export_for_tflite wrote."""
+    if isinstance(source, Path):
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(source))
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(source)
     if variant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -52,6 +68,13 @@ def convert(model_path: str, p: params.Params) -> dict:
     onnx_log = Path(paths.ONNX_DIR) / "convert.log"
     onnx_log.unlink(missing_ok=True)
     metrics = {"keras": {"size_mb": round(Path(model_path).stat().st_size / 2**20, 2)}}
+    with tempfile.TemporaryDirectory() as exported:
+        convert_all(model, p, representative, Path(exported) / "saved_model", log, onnx_log, metrics)
+    files.write_json(paths.CONVERT_METRICS, metrics)
+    return metrics
+
+
+def convert_all(model, p, representative, saved_model: Path, log: Path, onnx_log: Path, metrics: dict) -> None:
     for variant in p.convert.variants:
         print(f"converting {variant} ...", flush=True)
         started = time.time()
@@ -64,7 +87,10 @@ def convert(model_path: str, p: params.Params) -> dict:
             with files.output_to(log):
                 # full_int8_leaky: the residual ReLUs as LeakyReLU, no retraining (pipeline/relu_swap.py)
                 leaky = variant == "full_int8_leaky"
-                source, swapped = swap_residual_relus(model, p.convert.leaky_slope) if leaky else (model, 0)
+                if leaky:
+                    source, swapped = swap_residual_relus(model, p.convert.leaky_slope)
+                else:
+                    source, swapped = saved_model if saved_model.exists() else export_for_tflite(model, saved_model), 0
                 flatbuffer = converter_for(source, variant, representative, p.convert.int8_io).convert()
         except Exception as e:  # the converter's errors are long; the log holds the detail
             raise cli.UserError(f"converting {variant} failed: {type(e).__name__} (details in {log})") from e
@@ -76,8 +102,6 @@ def convert(model_path: str, p: params.Params) -> dict:
             "convert_seconds": round(time.time() - started, 1),
         } | ({"swapped_relus": swapped} if leaky else {})
         print(f"  {dest}: {metrics[variant]['size_mb']} MiB in {metrics[variant]['convert_seconds']} s")
-    files.write_json(paths.CONVERT_METRICS, metrics)
-    return metrics
 
 
 def convert_onnx(model, variant: str, representative: np.ndarray, log: Path, float32_done: bool) -> dict:
