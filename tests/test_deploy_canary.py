@@ -23,13 +23,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from deploy_tools import client, deploy, moto_client, one_line_error, verify_answer, zip_invokes_answer
+from deploy_tools import client, deploy, local_aws, moto_client, one_line_error, verify_answer, zip_invokes_answer
 
 from conftest import BIN, set_params
 from pipeline import cli, params
 from pipeline.deploy import canary, limits, releases
 
-pytest_plugins = ["deploy_env"]  # the fixtures: aws, names, project
+pytest_plugins = ["deploy_env"]  # the fixtures: names, project
 TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
@@ -71,6 +71,14 @@ class Deploying:
     def finish(self, timeout: float = 60) -> tuple[int, str]:
         code = self.process.wait(timeout=timeout)
         return code, self.process.stderr.read()
+
+
+@pytest.fixture(scope="module")
+def aws():
+    """moto and the Lambda-like proxy alone: these tests deploy zip functions, so no image is built,
+    pushed or run, and neither the registry nor the Lambda-like base image is needed."""
+    with local_aws(registry_host="", base="") as found:
+        yield found
 
 
 @pytest.fixture
@@ -178,7 +186,7 @@ def test_an_alarm_mid_way_rolls_back_quiet_alarms_promote_and_linear_steps(proje
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     assert (
         time.monotonic() - started > 3
-        and "0.0 min left; alarms: server-errors OK, p90-latency OK, confidence OK" in quiet.stdout
+        and "0:00 left; alarms: server-errors OK, p90-latency OK, confidence OK" in quiet.stdout
     )
     assert "version 3 (live)" in quiet.stdout
     assert alias(aws, name) == {

@@ -95,11 +95,16 @@ def watch(lam, cw, d: params.Deploy, names: list[str], new: str, percent: int, s
         shown = ", ".join(f"{n.removeprefix(alarms.name(d, new, ''))} {found[n][0]}" for n in names)
         print(
             f"{d.strategy}{steps}: version {new} takes {percent}% of the traffic, version "
-            f"{alias['FunctionVersion']} the rest; {max(left, 0) / 60:.1f} min left; alarms: {shown}"
+            f"{alias['FunctionVersion']} the rest; {minutes(left)} left; alarms: {shown}"
         )
         if left <= 0:
             return
         time.sleep(min(d.watch_every_s, left))
+
+
+def minutes(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 @contextlib.contextmanager
