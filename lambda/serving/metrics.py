@@ -12,16 +12,16 @@ import os
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
-NAMESPACE = "clothes-serverless"  # deploy's alarms read the metrics from here (pipeline/deploy/alarms.py)
-DIMENSIONS = ("function", "version", "variant")
-# Per request. ServerError and ClientError are 1 or 0, so their Average is the rate; the model's
-# latency and the top-class probability exist only for answered requests (200).
-LATENCY = "Latency"  # the whole request, fetch and decoding included
-MODEL_LATENCY = "ModelLatency"
-SERVER_ERROR = "ServerError"  # a 5xx: the function's own fault
-CLIENT_ERROR = "ClientError"  # a 4xx
-TOP_PROBABILITY = "TopProbability"
-COLD_START = "ColdStart"  # 1 on an execution environment's first request
+from serving.metric_names import (
+    CLIENT_ERROR,
+    COLD_START,
+    LATENCY,
+    MODEL_LATENCY,
+    NAMESPACE,
+    SERVER_ERROR,
+    TOP_PROBABILITY,
+)
+
 UNITS = {
     LATENCY: MetricUnit.Milliseconds,
     MODEL_LATENCY: MetricUnit.Milliseconds,

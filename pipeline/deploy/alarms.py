@@ -7,7 +7,7 @@ canary ends, destroy deletes any a killed deploy left (they carry deploy's tag).
 from pipeline import params
 from pipeline.deploy import limits
 from pipeline.deploy.aws import pages, tag_list, tagged
-from serving import metrics
+from serving import metric_names as metrics
 
 # What each alarm watches, by the suffix of its name.
 KINDS = ("server-errors", "p90-latency", "confidence")
