@@ -6,7 +6,7 @@ DIMENSIONS = ("function", "version", "variant")
 # Per request. ServerError and ClientError are 1 or 0, so their Average is the rate; the model's
 # latency and the top-class probability exist only for answered requests (200).
 LATENCY = "Latency"  # the whole request, fetch and decoding included
-MODEL_LATENCY = "ModelLatency"
+MODEL_LATENCY = "ModelLatency"  # the answer's inference_ms: decoding the photo and the model, no fetch
 SERVER_ERROR = "ServerError"  # a 5xx: the function's own fault
 CLIENT_ERROR = "ClientError"  # a 4xx
 TOP_PROBABILITY = "TopProbability"
