@@ -121,6 +121,15 @@ class Deploy:
     package: str  # image | zip
     zip_runtime: str  # Lambda runtime of a zip package, e.g. python3.12
     s3_bucket: str  # for zips over 50 MB; "" = a bucket deploy makes, <function_name>-<account id>-<random>
+    strategy: str  # all_at_once | canary | linear: how 'live' moves to a new version, watched by alarms
+    canary_percent: int  # canary: the new version's share of the traffic while it is watched
+    canary_minutes: float  # canary: how long, then all of it
+    linear_percent: int  # linear: the share added at each step
+    linear_minutes: float  # linear: how long each step is watched
+    watch_every_s: float  # how often the alarms are read while a new version is watched
+    alarm_error_rate: float  # alarm: the new version's share of 5xx answers over a minute above this
+    alarm_p90_ms: float  # alarm: its p90 latency (the whole request) over a minute above this
+    alarm_probability_drop: float  # alarm: its mean top-class probability this much below the live version's
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,7 @@ CHOICES = {
     "deploy.architecture": ("x86_64", "arm64"),
     "deploy.smoke_test": ("local", "aws"),
     "deploy.package": ("image", "zip"),
+    "deploy.strategy": ("all_at_once", "canary", "linear"),
 }
 # onnx_* run on ONNX Runtime, the rest on LiteRT (pipeline/variants.py)
 VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8", "full_int8_leaky", "onnx_float32", "onnx_int8")
@@ -156,7 +166,7 @@ AT_LEAST_ONE = {
 }  # fmt: skip
 FRACTIONS = {
     "dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy",
-    "leaky_slope",
+    "leaky_slope", "alarm_error_rate", "alarm_probability_drop",
 }  # fmt: skip
 
 

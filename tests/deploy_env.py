@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_tools import deploy
-from lambda_proxy import LambdaProxy
+from deploy_tools import deploy, local_aws
 
-from aws_local import SetupFailed, build_standin_base, start_moto, start_registry, step
+from aws_local import SetupFailed, build_standin_base, start_registry, step
 from conftest import ROOT, set_params
 
 TOOLS = ("podman", "docker-registry", "debootstrap")
@@ -58,24 +57,8 @@ def registry(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def aws(standin_base, registry):
-    base, registry_host, started = standin_base, registry, []
-    try:
-        moto, endpoint = start_moto()
-        started.append(moto)
-    except SetupFailed as e:
-        pytest.fail(f"deploy test set-up: {e}", pytrace=False)
-    proxy = LambdaProxy(endpoint, registry_host)  # deploy talks to AWS through it
-    env = {
-        "AWS_ENDPOINT_URL": proxy.url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    yield {"env": env, "registry": registry_host, "base": base, "moto": endpoint, "proxy": proxy}
-    proxy.close()
-    for process in started:
-        process.terminate()
-        process.wait(timeout=30)
+    with local_aws(registry, standin_base) as found:
+        yield found
 
 
 def own_name(test_name: str) -> str:

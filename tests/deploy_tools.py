@@ -1,6 +1,8 @@
 """Running deploy in a test's project and reading what it did: in AWS (moto, through the proxy),
-in the local registry, and in its one-line errors. The fixtures are in deploy_env.py."""
+in the local registry, and in its one-line errors; local_aws starts moto and the Lambda-like proxy.
+The fixtures are in deploy_env.py."""
 
+import contextlib
 import csv
 import json
 import os
@@ -9,12 +11,37 @@ import sys
 from pathlib import Path
 
 import boto3
+import pytest
 import requests
+from lambda_proxy import LambdaProxy
 
+from aws_local import SetupFailed, start_moto
 from conftest import BIN
 
 ACCOUNT = "123456789012"  # moto's
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+
+
+@contextlib.contextmanager
+def local_aws(registry_host: str, base: str):
+    """moto and the Lambda-like proxy in front of it (what deploy talks to), stopped after."""
+    try:
+        moto, endpoint = start_moto()
+    except SetupFailed as e:
+        pytest.fail(f"deploy test set-up: {e}", pytrace=False)
+    proxy = LambdaProxy(endpoint, registry_host)  # deploy talks to AWS through it
+    env = {
+        "AWS_ENDPOINT_URL": proxy.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    try:
+        yield {"env": env, "registry": registry_host, "base": base, "moto": endpoint, "proxy": proxy}
+    finally:
+        proxy.close()
+        moto.terminate()
+        moto.wait(timeout=30)
 
 
 def replace_file(path: Path, data: bytes) -> None:

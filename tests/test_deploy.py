@@ -416,6 +416,7 @@ def test_an_onnx_variant_ships_with_onnx_runtime_only_in_the_image_and_the_zip(p
     assert task_root == sorted(["model", "model/model.json", "model/model.onnx", "serving", *serving])
     packages = {n.split("/site-packages/")[1].split("/")[0] for n in files if "/site-packages/" in n}
     assert "onnxruntime" in packages and "ai_edge_litert" not in packages and "tensorflow" not in packages
+    assert "aws_lambda_powertools" in packages  # the metrics (serving/metrics.py)
 
     zipped = zip_names(project)
     ours = sorted(n for n in zipped if n.startswith(("serving/", "model/")))

@@ -15,8 +15,19 @@ from conftest import ROOT
 pytestmark = pytest.mark.fast
 POLICY = ROOT / "docs/deployer-policy.json"
 # What each client is called in the code, and the service it is.
-CLIENTS = {"lam": "lambda", "ecr": "ecr", "iam": "iam", "s3": "s3", "logs": "logs", "apigw": "apigatewayv2"}
-PREFIX = {"lambda": "lambda", "ecr": "ecr", "iam": "iam", "s3": "s3", "logs": "logs", "sts": "sts"}
+CLIENTS = {
+    "lam": "lambda", "ecr": "ecr", "iam": "iam", "s3": "s3", "logs": "logs", "apigw": "apigatewayv2",
+    "cw": "cloudwatch",
+}  # fmt: skip
+PREFIX = {
+    "lambda": "lambda",
+    "ecr": "ecr",
+    "iam": "iam",
+    "s3": "s3",
+    "logs": "logs",
+    "sts": "sts",
+    "cloudwatch": "cloudwatch",
+}
 # Operations whose IAM action has another name (S3's are named for what they touch).
 ACTION = {
     "lambda:Invoke": "lambda:InvokeFunction",
@@ -36,7 +47,7 @@ IMPLIED = {
     "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
     "iam:PassRole", "ecr:GetRepositoryPolicy", "ecr:SetRepositoryPolicy",
-    "ecr:TagResource", "iam:TagRole", "lambda:TagResource", "logs:TagResource",
+    "ecr:TagResource", "iam:TagRole", "lambda:TagResource", "logs:TagResource", "cloudwatch:TagResource",
 }  # fmt: skip
 # The only actions that take no resource narrower than "*" (AWS's service authorization reference).
 ANY_RESOURCE = {

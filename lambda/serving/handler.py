@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from serving import fetch as fetching
+from serving import metrics
 from serving.fetch import FetchError, fetch
 from serving.images import ImageError, preprocess, softmax
 from serving.labels import LABELS
@@ -65,6 +66,15 @@ def load_model_info(path: Path) -> dict:
 def model() -> "tuple[TFLiteModel | ONNXModel, dict]":
     """Loaded once per container, on the first request that needs it: every warm request reuses it."""
     return load_model(MODEL_PATH, num_threads=NUM_THREADS), load_model_info(MODEL_PATH)  # .tflite or .onnx
+
+
+def model_variant() -> str:
+    """The served variant, for the metrics' dimension: from the file beside the model (a request whose
+    model failed to load is counted under it too), else the model file's name."""
+    try:
+        return json.loads(MODEL_PATH.with_suffix(".json").read_text())["variant"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return MODEL_PATH.stem
 
 
 @dataclass(frozen=True)
@@ -193,5 +203,6 @@ def lambda_handler(event, context=None):
         status, body = 500, {"error": "internal error", "request_id": log["request_id"]}
         log.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
     log.update(event=kind, status=status, total_ms=round((time.perf_counter() - started) * 1000, 2))
-    print(json.dumps(log, default=str), flush=True)
+    # One JSON line per request: the log, and the request's metrics in CloudWatch's embedded format.
+    print(json.dumps(metrics.document(log, context, model_variant()), default=str), flush=True)
     return respond(kind, status, body)

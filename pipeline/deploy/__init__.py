@@ -13,6 +13,8 @@ runs against AWS or a local AWS-compatible endpoint. Never imports TensorFlow.
     functions.py  the function ($LATEST): created or updated when ready, its package and concurrency
     releases.py   versions (published only after a smoke test), 'live' and the release history on it
     smoke.py      the smoke tests (local image or zip, $LATEST or a version in AWS)
+    canary.py     canary and linear releases: a share of 'live' under alarms, then all of it or rolled back
+    alarms.py     the CloudWatch alarms that watch a canary, on the function's own metrics
     commands.py   deploy, rollback
     teardown.py   destroy
 """

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import cli, files, params
-from pipeline.deploy import build, functions, image, limits, releases, resources, smoke
+from pipeline.deploy import build, canary, functions, image, limits, releases, resources, smoke
 from pipeline.deploy.aws import aws_errors, client
 
 RECORD = Path("artifacts/deploy.json")  # what the last deploy shipped, for people; decisions read AWS
@@ -91,6 +91,12 @@ def deploy(p: params.Params, force: bool = False) -> dict:
         history = releases.read(alias)
         live = releases.live(lam, d, alias)
         was = releases.shipped(live) if live else None
+        running = canary.in_progress(alias, history)
+        if running:
+            raise cli.UserError(
+                f"version {running} takes a share of 'live' under its alarms (a canary, or one a killed deploy left): "
+                "wait for it to end, or `make rollback` ends it"
+            )
         guard_accuracy(d, live, variant, accuracy, force)
         if was and (was["key"], was["config"]) == (key, config):
             url = settle(d, lam, alias["AliasArn"], account)
@@ -145,7 +151,14 @@ def deploy(p: params.Params, force: bool = False) -> dict:
                     f"version {version} is the version 'live' was rolled back from (rejected): 'live' stays on "
                     f"version {live['Version']}; deploy --force makes version {version} live again"
                 )
-        alias_arn = releases.move_alias(lam, d, version, history.made_live(int(version)), alias)
+        if alias is not None and d.strategy != "all_at_once":
+            released = (live["Version"], was["variant"]) if was else None
+            cw = client("cloudwatch", d.region)
+            alias_arn = canary.release(lam, cw, d, alias, history, (version, variant), released)
+        else:
+            if d.strategy != "all_at_once":
+                print(f"first release: all the traffic at once (deploy.strategy {d.strategy} needs a live version)")
+            alias_arn = releases.move_alias(lam, d, version, history.made_live(int(version)), alias)
         url = resources.ensure_api(client("apigatewayv2", d.region), lam, d, alias_arn, account)
     print(
         f"deployed {variant} as {'version' if new else 'the existing version'} {version} (live)\n  {url}\n"
@@ -183,6 +196,13 @@ def rollback(p: params.Params, force: bool = False) -> str:
         if alias is None:
             raise cli.UserError(f"{d.function_name} has no '{releases.ALIAS}' alias: nothing to roll back")
         history, current = releases.read(alias), alias["FunctionVersion"]
+        if canary.in_progress(alias, history):  # 'live' never left the released version: all traffic back on it
+            released, rejected = canary.end(lam, client("cloudwatch", d.region), d)
+            print(
+                f"the canary of version {rejected} is ended: all traffic on version {released}; version {rejected} "
+                "is rejected: deploy does not make it live again without --force"
+            )
+            return released
         target = releases.rollback_target(lam, d, current, history)
         if target is None:
             raise cli.UserError(

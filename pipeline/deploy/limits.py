@@ -28,6 +28,12 @@ ARCHITECTURES = {"x86_64": "amd64", "arm64": "arm64"}  # Lambda's name -> the im
 # CloudWatch Logs: the only retention periods it accepts
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922)
 
+# CloudWatch: the function's metrics are standard resolution (one datapoint a minute), so an alarm
+# judges whole minutes; DeleteAlarms takes at most 100 names a call. Lambda's alias routing sends
+# a share strictly between 0 and 1 to one additional version.
+ALARM_PERIOD_S = 60
+ALARMS_PER_DELETE = 100
+
 # S3: bucket names are global, 3-63 characters; anyone may create a name you predicted
 BUCKET_NAME_CHARS = 63
 
@@ -53,5 +59,13 @@ def check(d: params.Deploy) -> None:
         problems.append(f"deploy.untagged_image_days must be at least 1 (ECR lifecycle), got {d.untagged_image_days}")
     if not 0 < d.throttle_rate <= API_ACCOUNT_RATE or d.throttle_burst < 1:
         problems.append(f"deploy.throttle_rate must be 0-{API_ACCOUNT_RATE} and deploy.throttle_burst at least 1")
+    for key in ("canary_percent", "linear_percent"):
+        if not 1 <= getattr(d, key) <= 99:
+            problems.append(
+                f"deploy.{key} must be 1-99 (the alias routes a share strictly between 0 and 1), got {getattr(d, key)}"
+            )
+    for key in ("canary_minutes", "linear_minutes", "watch_every_s", "alarm_p90_ms"):
+        if getattr(d, key) <= 0:
+            problems.append(f"deploy.{key} must be more than 0, got {getattr(d, key)}")
     if problems:
         raise UserError("; ".join(problems))

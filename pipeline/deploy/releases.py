@@ -24,13 +24,15 @@ ALIAS = "live"
 class History:
     live: list[int] = field(default_factory=list)  # oldest first
     rejected: list[int] = field(default_factory=list)
+    canary: "int | None" = None  # a version taking a share of the traffic under its alarms (canary.py)
 
     def text(self) -> str:
         """The alias description: as much of the history as fits (the oldest live entries go
         first, then the oldest rejections; rejections matter longer than old live entries)."""
         live, rejected = list(self.live), sorted(set(self.rejected))
+        canary = {} if self.canary is None else {"canary": self.canary}
         while True:
-            text = json.dumps({"by": MARK, "live": live, "rejected": rejected}, separators=(",", ":"))
+            text = json.dumps({"by": MARK, "live": live, "rejected": rejected, **canary}, separators=(",", ":"))
             if len(text) <= limits.DESCRIPTION_CHARS:
                 return text
             if len(live) > 2:
@@ -45,6 +47,13 @@ class History:
         version equal to the last entry is not appended again (the history would fill with it)."""
         live = self.live if self.live[-1:] == [version] else [*self.live, version]
         return History(live, [v for v in self.rejected if v != version])
+
+    def canary_started(self, version: int) -> "History":
+        return History(self.live, self.rejected, canary=version)
+
+    def canary_rejected(self) -> "History":
+        """A canary rolled back: 'live' never left its version, the canary's is rejected."""
+        return History(self.live, sorted({*self.rejected, self.canary}))
 
     def rolled_back(self, current: int, target: int) -> "History":
         return History([*self.live, target], sorted({*self.rejected, current}))
@@ -67,7 +76,12 @@ def read(alias: "dict | None") -> History:
     except ValueError:
         meta = None
     if isinstance(meta, dict) and meta.get("by") == MARK:
-        return History([int(v) for v in meta.get("live", [])], [int(v) for v in meta.get("rejected", [])])
+        canary = meta.get("canary")
+        return History(
+            [int(v) for v in meta.get("live", [])],
+            [int(v) for v in meta.get("rejected", [])],
+            int(canary) if canary is not None else None,
+        )
     version = alias.get("FunctionVersion", "")
     return History([int(version)] if version.isdigit() else [])
 

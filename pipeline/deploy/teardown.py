@@ -3,7 +3,7 @@
 import sys
 
 from pipeline import cli, params
-from pipeline.deploy import aws, resources
+from pipeline.deploy import alarms, aws, resources
 from pipeline.deploy.aws import aws_errors, client
 from pipeline.deploy.commands import RECORD
 
@@ -16,7 +16,7 @@ def destroy(p: params.Params, yes: bool) -> list[str]:
     if not yes:
         if not sys.stdin.isatty():
             raise cli.UserError("destroy asks first: run it in a terminal, or pass --yes")
-        question = f"delete {d.function_name}, its API, role, log group, image repository and bucket? [y/N] "
+        question = f"delete {d.function_name}, its API, alarms, role, log group, image repository and bucket? [y/N] "
         if input(question).strip().lower() != "y":
             print("nothing deleted")
             return []
@@ -86,6 +86,12 @@ def teardown(d: params.Deploy, account: str):
         named = [f"API {d.api_name} ({a['ApiId']})" for a in mine]
         return named, [f"API {d.api_name} ({a['ApiId']})" for a in resources.find_apis(apigw, d, ours=False)]
 
+    def canary_alarms():
+        cw = client("cloudwatch", region)
+        found = alarms.left(cw, d)  # a deploy that was killed during a canary leaves its alarms
+        alarms.delete(cw, found)
+        return [f"alarm {n}" for n in found], []
+
     def function():
         lam, what = client("lambda", region), f"function {d.function_name} and its versions"
         try:
@@ -119,6 +125,7 @@ def teardown(d: params.Deploy, account: str):
         return [f"bucket {b}" for b in resources.delete_buckets(client("s3", region), d, account)], []
 
     yield f"API {d.api_name}", apis
+    yield "alarms", canary_alarms
     yield f"function {d.function_name}", function
     yield f"log group {resources.log_group(d)}", log_group
     yield f"role {d.role_name}", role
