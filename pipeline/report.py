@@ -106,6 +106,10 @@ def measured_costs(estimate: pd.DataFrame, tune: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def usd(price: float) -> str:
+    return f"{price:.10f}".rstrip("0")  # 0.0000166667, not 1.66667e-05
+
+
 def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: params.Cost, d: params.Deploy) -> list:
     """What Lambda bills, and how: the handler end to end beside the model alone, then the dollars by part."""
     shot = handler[handler["photo"] == c.photo].iloc[0]
@@ -114,22 +118,25 @@ def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: pa
     side = many.rename(columns=lambda photo: f"handler p50 ms, {photo} photo").reset_index()
     phone = handler[(handler["threads"] == threads) & (handler["photo"] == c.photo)].set_index("runtime")
     side = side.join(phone[["model_ms", "decode_share", "model_share", "rest_share"]], on="runtime")
-    side = side.rename(columns={"model_ms": "model p50 ms", "decode_share": f"decode/resize share ({c.photo})",
-                                "model_share": "model share", "rest_share": "rest share"})  # fmt: skip
+    names = {"model_ms": f"model p50 ms ({c.photo})", "decode_share": f"decode/resize share ({c.photo})",
+             "model_share": "model share", "rest_share": "rest share"}  # fmt: skip
+    side = side.rename(columns=names)
     at = costs[costs["memory_mb"] == d.memory_mb].drop(columns=["photo", "memory_mb"])
     measured = (costs["source"] == "make tune").any()
     lines = [
         "## What Lambda bills",
         "",
         f"The handler end to end (event in, JSON out; the photo in the event), {threads} threads, beside the "
-        f"model alone; the shares split the {c.photo} photo's time into its stages, each timed on its own:",
+        f"model alone (timed on its own in the same process); the shares split the {c.photo} photo's time into "
+        "its stages, each timed on its own (`artifacts/bench/handler.csv` has 1 thread too, and p90s):",
         "",
         side.to_markdown(index=False, floatfmt="g"),
         "",
         f"Priced per million requests: the handler's p50 on the {c.photo} photo ({shot['width']}x{shot['height']}, "
         f"{shot['bytes'] / 1e6:.2f} MB; `cost.photo`), one-thread and {threads}-thread, scaled to the CPU share "
         f"of each memory size (one vCPU at {c.mb_per_vcpu:,} MB, `cost.mb_per_vcpu`), rounded up to the ms, x GB x "
-        f"the GB-second price (x86_64 ${c.x86_64_price_per_gb_second}, arm64 ${c.arm64_price_per_gb_second}); "
+        f"the GB-second price (x86_64 ${usd(c.x86_64_price_per_gb_second)}, "
+        f"arm64 ${usd(c.arm64_price_per_gb_second)}); "
         f"init: the handler's cold start at the same CPU share, billed for {c.cold_start_share:.1%} of requests "
         f"(`cost.cold_start_share`); Lambda's ${c.price_per_million_requests:.2f} per million requests; the API's "
         f"${c.api_price_per_million:.2f} (`cost.api_price_per_million`). List prices, {c.prices_region}, "
