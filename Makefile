@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: all repro test test-fast lint serve rie notebook deploy rollback destroy deploy-deps clean
+.PHONY: all repro test test-fast lint serve rie notebook deploy rollback destroy tune deploy-deps clean
 
 all: $(VENV)/.installed repro
 
@@ -55,6 +55,9 @@ rollback: $(VENV)/.installed
 	python -m pipeline.deploy rollback
 destroy: $(VENV)/.installed
 	python -m pipeline.deploy destroy
+# A memory sweep on the deployed function (params.yaml: tune), its configuration put back after; artifacts/tune/.
+tune: $(VENV)/.installed
+	python -m pipeline.deploy tune
 
 # What the deploy tests run locally: container engines (podman, buildah, Debian's docker.io), a
 # registry, debootstrap (Debian packages).

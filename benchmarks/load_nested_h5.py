@@ -40,7 +40,8 @@ def make_project(dest: Path, max_per_class: int, h5: Path) -> Path:
     dest.mkdir(parents=True)
     for code in ("pipeline", "lambda"):
         shutil.copytree(ROOT / code, dest / code, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dockerignore"):
+    for name in ("dvc.yaml", ".dockerignore", "artifacts/tune/tune.csv"):  # tune.csv: report's dep, header only
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, dest / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     local_dir = (ROOT / params["data"]["local_dir"]).resolve()  # the project's own data set, seen from elsewhere

@@ -8,11 +8,13 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageOps
 
 from pipeline import cli, dataset, files, params, paths, variants
 from pipeline.footprint import environment_mb
@@ -62,6 +64,43 @@ def measure(runtime: str, model: Path, p: params.Bench, threads: int, image: str
     return {**warm, **cold, "matmul_gflops": peak}
 
 
+def photos(manifest: pd.DataFrame, phone_px: list, folder: Path) -> pd.DataFrame:
+    """The photos the handler is timed on: the test photo of median file size (what the data set's
+    photos are like), and the same photo re-encoded at a phone camera's size (JPEG quality 90)."""
+    test = manifest[manifest["split"] == "test"]["path"].reset_index(drop=True)
+    sizes = test.map(lambda path: Path(path).stat().st_size)
+    dataset_photo = Path(test[(sizes - sizes.median()).abs().idxmin()])
+    with Image.open(dataset_photo) as img:
+        upright = ImageOps.exif_transpose(img).convert("RGB")
+    width, height = phone_px if upright.width >= upright.height else phone_px[::-1]
+    phone = folder / f"phone_{width}x{height}.jpg"
+    upright.resize((width, height), Image.Resampling.LANCZOS).save(phone, quality=90)
+    rows = []
+    for name, path in (("dataset", dataset_photo), ("phone", phone)):
+        with Image.open(path) as img:
+            rows.append({"photo": name, "width": img.width, "height": img.height, "bytes": path.stat().st_size,
+                         "path": str(path)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def handler_rows(row: str, model: Path, threads: int, runs: int, shots: pd.DataFrame) -> list[dict]:
+    """The handler end to end in one fresh process (pipeline/bench_handler.py), per photo and thread count."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'lambda'}:{ROOT}"}
+    cmd = [sys.executable, "-m", "pipeline.bench_handler", str(model), str(threads), str(runs), *shots["path"]]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise cli.UserError(f"bench of the handler with {model.name} failed:\n{result.stderr[-2000:]}")
+    by_path = shots.set_index("path")
+    rows = []
+    for timed in json.loads(result.stdout.strip().splitlines()[-1]):
+        shot = by_path.loc[timed.pop("photo_path")]
+        rows.append({"runtime": row, **shot[["photo", "width", "height", "bytes"]].to_dict(), **timed})
+    for r in rows:
+        for stage in ("decode", "model", "rest"):
+            r[f"{stage}_share"] = round(r[f"{stage}_ms"] / r["stages_ms"], 3)
+    return rows
+
+
 def count_macs(model) -> int:
     """Multiply-adds of one prediction, from the layers' shapes (convolutions and dense layers)."""
     import keras
@@ -104,7 +143,9 @@ def bench(p: params.Params) -> dict:
     model = keras.models.load_model(paths.MODEL, compile=False)
     macs = count_macs(model)
 
-    results = {}
+    results, handler = {}, []
+    folder = tempfile.TemporaryDirectory(prefix="bench-photos-")
+    shots = photos(manifest, p.bench.phone_photo_px, Path(folder.name))
     if p.bench.keras:
         print("bench keras ...", flush=True)
         results["keras"] = {
@@ -119,13 +160,14 @@ def bench(p: params.Params) -> dict:
         print(f"bench {runtime} {variant} ...", flush=True)
         m = measure(runtime, path, p.bench, threads, image)
         one_thread = probe(runtime, path, 1, image, p.bench.warm_runs, 1)["p50_ms"]
-        handler = probe("handler", path, threads, image, 0, 1)
+        cold = probe("handler", path, threads, image, 0, 1)
         results[row] = {
             "size_mb": verify[variant]["size_mb"],
             **m,
             "p50_1_thread_ms": one_thread,
-            "handler_cold_start_s": round(handler["process_s"], 4),
+            "handler_cold_start_s": round(cold["process_s"], 4),
         }
+        handler += handler_rows(row, path, threads, p.bench.handler_runs, shots)
         if runtime == "litert":  # XNNPACK partitions: LiteRT's own measure of kernel coverage
             coverage = TFLiteModel(path).delegate_coverage()
             coverage.pop("outside_ops")
@@ -134,6 +176,7 @@ def bench(p: params.Params) -> dict:
         m["gflops"] = round(2 * macs / (m["p50_ms"] / 1000) / 1e9, 1)
         m["fraction_of_peak"] = round(m["gflops"] / m["matmul_gflops"], 3)
     peak = statistics.median(m["matmul_gflops"] for m in results.values())
+    folder.cleanup()
     return {
         "machine": {
             "cpu": cpu_name(),
@@ -145,6 +188,7 @@ def bench(p: params.Params) -> dict:
         "model": {"input_size": model.input_shape[1], "gmacs": round(macs / 1e9, 3)},
         "environment_mb": environment_mb(),
         "results": results,
+        "handler": handler,
     }
 
 
@@ -164,12 +208,14 @@ def main() -> None:
         if not Path(path).exists():
             raise cli.UserError(f"{path} not found: run the verify stage first (dvc repro verify)")
     report = bench(p)
-    results = report.pop("results")
+    results, handler = report.pop("results"), report.pop("handler")
     files.write_json(paths.BENCH_ENVIRONMENT, report)
     files.write_json(paths.BENCH_METRICS, {name: {k: m[k] for k in HEADLINE} for name, m in results.items()})
     table = pd.DataFrame([{"runtime": name, **m} for name, m in results.items()])
     with files.atomic_path(paths.BENCH_TABLE) as tmp:
         table.to_csv(tmp, index=False)
+    with files.atomic_path(paths.BENCH_HANDLER) as tmp:
+        pd.DataFrame(handler).to_csv(tmp, index=False)
     print(table.set_index("runtime")[["size_mb", "p50_ms", "p99_ms", "cold_start_s", "peak_rss_mb"]])
 
 

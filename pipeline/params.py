@@ -81,21 +81,35 @@ class Bench:
     cold_start_repeats: int
     batch_size: int  # for images/second
     keras: bool  # measure Keras/TensorFlow itself alongside the TFLite variants
+    handler_runs: int  # rounds of the handler end to end, per runtime, photo and thread count
+    phone_photo_px: list  # [width, height]: the handler is also timed on a photo of a phone's size
 
 
 @dataclass(frozen=True)
 class Recommend:
     max_accuracy_drop: float  # test accuracy a shippable variant may lose against Keras
     min_agreement: float  # top-1 agreement with Keras a shippable variant must reach
-    prefer: str  # warm_p50 | cold_start | size: how to pick among the shippable variants
+    prefer: str  # warm_p50 | cold_start | size | cost: how to pick among the shippable variants
 
 
 @dataclass(frozen=True)
 class Cost:
-    memory_mb: list  # Lambda memory sizes to estimate
-    price_per_gb_second: float
-    price_per_million_requests: float
+    memory_mb: list  # Lambda memory sizes to price
+    photo: str  # dataset | phone: whose end-to-end handler time is priced
+    cold_start_share: float  # fraction of requests that start a new execution environment (init billed)
     mb_per_vcpu: int  # Lambda gives one vCPU's worth of CPU at this much memory
+    prices_region: str  # the prices below are this region's list prices
+    prices_date: str  # on this date
+    x86_64_price_per_gb_second: float
+    arm64_price_per_gb_second: float
+    price_per_million_requests: float  # Lambda's
+    api_price_per_million: float  # the API in front (API Gateway HTTP API); 0 = none
+
+
+@dataclass(frozen=True)
+class Tune:
+    memory_mb: list  # make tune: the memory sizes the deployed function is invoked at
+    invocations: int  # per memory size; the first after each update runs in a new environment (cold)
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,7 @@ class Params:
     recommend: Recommend
     cost: Cost
     deploy: Deploy
+    tune: Tune
 
 
 CHOICES = {
@@ -150,7 +165,8 @@ CHOICES = {
     "train.recipe": ("scratch", "transfer"),
     "train.residual_activation": ("relu", "leaky_relu"),
     "convert.int8_io": ("float", "int8", "uint8"),
-    "recommend.prefer": ("warm_p50", "cold_start", "size"),
+    "recommend.prefer": ("warm_p50", "cold_start", "size", "cost"),
+    "cost.photo": ("dataset", "phone"),
     "deploy.architecture": ("x86_64", "arm64"),
     "deploy.smoke_test": ("local", "aws"),
     "deploy.package": ("image", "zip"),
@@ -162,11 +178,11 @@ VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8", "full_int8_leaky"
 # in any section: `epochs: 0` or `mb_per_vcpu: 0` stops with one line, not a ZeroDivisionError later.
 AT_LEAST_ONE = {
     "epochs", "batch_size", "representative_images", "warm_runs", "cold_start_repeats",
-    "mb_per_vcpu", "memory_mb", "timeout_s", "log_retention_days",
+    "mb_per_vcpu", "memory_mb", "timeout_s", "log_retention_days", "invocations", "handler_runs",
 }  # fmt: skip
 FRACTIONS = {
     "dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy",
-    "leaky_slope", "alarm_error_rate", "alarm_probability_drop",
+    "leaky_slope", "alarm_error_rate", "alarm_probability_drop", "cold_start_share",
 }  # fmt: skip
 
 
@@ -203,6 +219,10 @@ def _build(cls, raw, section: str):
             raise UserError(
                 f"params.yaml: '{prefix}{name}' must be Lambda memory sizes in MB (128 or more), got {value!r}"
             )
+        if "price" in name and isinstance(value, float) and value < 0:
+            raise UserError(f"params.yaml: '{prefix}{name}' must be 0 or more, got {value!r}")
+        if name == "phone_photo_px" and not (len(value) == 2 and all(isinstance(n, int) and n >= 1 for n in value)):
+            raise UserError(f"params.yaml: '{prefix}{name}' must be [width, height] in pixels, got {value!r}")
         allowed = CHOICES.get(f"{prefix}{name}")
         if allowed and value not in allowed:
             raise UserError(f"params.yaml: '{prefix}{name}' must be one of {allowed}, got {value!r}")

@@ -20,8 +20,13 @@ PREDICTIONS = "artifacts/verify/predictions.csv"
 BENCH_METRICS = "artifacts/metrics/bench.json"  # headline numbers per runtime
 BENCH_TABLE = "artifacts/bench/results.csv"  # every number per runtime
 BENCH_ENVIRONMENT = "artifacts/bench/environment.json"  # machine, model, runtime environment sizes
+BENCH_HANDLER = "artifacts/bench/handler.csv"  # the handler end to end per runtime, photo and threads, by stage
 
 RECOMMENDATION = "artifacts/recommend/recommendation.json"
 COST = "artifacts/recommend/cost.csv"
+
+TUNE_DIR = "artifacts/tune"  # make tune (not a stage): the memory sweep on the deployed function
+TUNE_TABLE = "artifacts/tune/tune.csv"  # one row per memory size; header only until make tune runs
+TUNE_INVOCATIONS = "artifacts/tune/invocations.csv"  # every invocation's REPORT line, parsed
 
 REPORT_DIR = "artifacts/report"

@@ -4,15 +4,14 @@ arithmetic on the verify and bench results, so a new price or rule never re-runs
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from pipeline import cli, files, gates, params, paths
+from pipeline import cli, cost, files, gates, params, paths
 from pipeline.variants import bench_row, requirements
 from pipeline.variants import model_path as variant_path
 from pipeline.variants import runtime as runtime_of
 
-PREFER = {"warm_p50": "p50_ms", "cold_start": "process_s", "size": "size_mb"}
+PREFER = {"warm_p50": "p50_ms", "cold_start": "process_s", "size": "size_mb", "cost": "usd_per_million"}
 
 
 def model_path(variant: str) -> str:
@@ -49,48 +48,56 @@ def recommend(results: pd.DataFrame, verify: dict, variants: list, r: params.Rec
     }
 
 
-def lambda_ms(one_thread_ms: float, many_threads_ms: float, memory_mb: int, mb_per_vcpu: int) -> float:
-    """Latency at a Lambda memory size: CPU comes in proportion to memory (one vCPU at mb_per_vcpu).
-    Below one vCPU the one-thread latency stretches by the missing share; from two vCPUs on, the
-    measured multi-thread latency applies; between them, a straight line."""
-    vcpus = memory_mb / mb_per_vcpu
-    if vcpus < 1:
-        return one_thread_ms / vcpus
-    if vcpus >= 2:
-        return many_threads_ms
-    return one_thread_ms + (many_threads_ms - one_thread_ms) * (vcpus - 1)
-
-
-def cost_table(results: pd.DataFrame, c: params.Cost) -> pd.DataFrame:
-    """Estimated p50 and cost per million predictions at each memory size; billed per 1 ms."""
+def cost_table(handler: pd.DataFrame, results: pd.DataFrame, c: params.Cost, deploy_memory_mb: int) -> pd.DataFrame:
+    """USD per million requests for each runtime, architecture and memory size (cost.memory_mb and the
+    deploy's), by part. The duration is the handler's end-to-end p50 on cost.photo (bench's handler
+    table: event in, JSON out), one-thread and multi-thread, scaled to the CPU share of each memory
+    size; init is the handler's cold start (a fresh process to its first answer) at that share."""
     rows = []
-    for runtime, m in results.dropna(subset=["p50_1_thread_ms"]).iterrows():
-        for memory in c.memory_mb:
-            ms = lambda_ms(m["p50_1_thread_ms"], m["p50_ms"], memory, c.mb_per_vcpu)
-            gb_seconds = memory / 1024 * np.ceil(ms) / 1000
-            per_million = 1e6 * gb_seconds * c.price_per_gb_second + c.price_per_million_requests
-            rows.append(
-                {
-                    "runtime": runtime,
-                    "memory_mb": memory,
-                    "est_p50_ms": round(ms, 1),
-                    "est_usd_per_million": round(per_million, 2),
-                }
-            )
+    photos = handler[handler["photo"] == c.photo]
+    for runtime, timed in photos.groupby("runtime", sort=False):
+        by_threads = timed.set_index("threads")["p50_ms"]
+        one, many = by_threads.loc[by_threads.index.min()], by_threads.loc[by_threads.index.max()]
+        cold_ms = results.loc[runtime, "handler_cold_start_s"] * 1000
+        for architecture in cost.ARCHITECTURES:
+            for memory in sorted({*c.memory_mb, deploy_memory_mb}):
+                ms = cost.lambda_ms(one, many, memory, c.mb_per_vcpu)
+                init_ms = cost.lambda_ms(cold_ms, cold_ms, memory, c.mb_per_vcpu)
+                rows.append(
+                    {
+                        "runtime": runtime,
+                        "architecture": architecture,
+                        "memory_mb": memory,
+                        "photo": c.photo,
+                        "latency": "measured" if architecture == "x86_64" else "x86's, unmeasured",
+                        "est_ms": round(ms, 2),
+                        "billed_ms": cost.billed_ms(ms),
+                        "init_ms": round(init_ms, 1),
+                        **cost.per_million(ms, init_ms, memory, architecture, c),
+                    }
+                )
     return pd.DataFrame(rows)
+
+
+def deploy_costs(table: pd.DataFrame, d: params.Deploy) -> pd.Series:
+    """USD per million per runtime row at the deploy's memory size and architecture: what prefer: cost ranks."""
+    at = table[(table["memory_mb"] == d.memory_mb) & (table["architecture"] == d.architecture)]
+    return at.set_index("runtime")["usd_per_million"]
 
 
 def main() -> None:
     p = params.load()
-    for path in (paths.VERIFY_METRICS, paths.BENCH_TABLE):
+    for path in (paths.VERIFY_METRICS, paths.BENCH_TABLE, paths.BENCH_HANDLER):
         if not Path(path).exists():
             raise cli.UserError(f"{path} not found: run the verify and bench stages first (dvc repro bench)")
     verify = json.loads(Path(paths.VERIFY_METRICS).read_text())
     results = pd.read_csv(paths.BENCH_TABLE).set_index("runtime")
+    costs = cost_table(pd.read_csv(paths.BENCH_HANDLER), results, p.cost, p.deploy.memory_mb)
+    results["usd_per_million"] = deploy_costs(costs, p.deploy)  # Keras has no handler row: NaN, never shipped
     choice = recommend(results, verify, p.convert.variants, p.recommend)
     files.write_json(paths.RECOMMENDATION, choice)
     with files.atomic_path(paths.COST) as tmp:
-        cost_table(results, p.cost).to_csv(tmp, index=False)
+        costs.to_csv(tmp, index=False)
     print(f"recommended: {choice['variant']} - {choice['reason']}")
 
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import cli, files, params, paths, variants  # noqa: E402
+from pipeline import cli, cost, files, params, paths, variants  # noqa: E402
 from serving.labels import LABELS  # noqa: E402
 
 OUT = Path(paths.REPORT_DIR)
@@ -88,6 +88,85 @@ def plot_training(history: pd.DataFrame) -> None:
     save(fig, "training.png")
 
 
+def measured_costs(estimate: pd.DataFrame, tune: pd.DataFrame) -> pd.DataFrame:
+    """The estimate, with make tune's measurements in place of the rows it measured (the deployed
+    variant, at its architecture and the memory sizes it swept); a `source` column says which is which."""
+    table = estimate.assign(source="estimate")
+    for _, m in tune.iterrows():
+        at = (table["runtime"] == m["runtime"]) & (table["architecture"] == m["architecture"])
+        at &= table["memory_mb"] == m["memory_mb"]
+        measured = {"est_ms": m["duration_p50_ms"], "billed_ms": m["billed_p50_ms"], "init_ms": m["init_ms"],
+                    "latency": "measured in Lambda", "source": "make tune",
+                    **{k: m[k] for k in (*cost.PARTS, "usd_per_million")}}  # fmt: skip
+        if at.any():
+            table.loc[at, list(measured)] = list(measured.values())
+        else:
+            table.loc[len(table)] = {**table.iloc[0].to_dict(), **{k: m[k] for k in ("runtime", "architecture",
+                                     "memory_mb")}, **measured}  # fmt: skip
+    return table
+
+
+def usd(price: float) -> str:
+    return f"{price:.10f}".rstrip("0")  # 0.0000166667, not 1.66667e-05
+
+
+def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: params.Cost, d: params.Deploy) -> list:
+    """What Lambda bills, and how: the handler end to end beside the model alone, then the dollars by part."""
+    shot = handler[handler["photo"] == c.photo].iloc[0]
+    threads = handler["threads"].max()
+    many = handler[handler["threads"] == threads].pivot(index="runtime", columns="photo", values="p50_ms")
+    side = many.rename(columns=lambda photo: f"handler p50 ms, {photo} photo").reset_index()
+    phone = handler[(handler["threads"] == threads) & (handler["photo"] == c.photo)].set_index("runtime")
+    side = side.join(phone[["model_ms", "decode_share", "model_share", "rest_share"]], on="runtime")
+    names = {"model_ms": f"model p50 ms ({c.photo})", "decode_share": f"decode/resize share ({c.photo})",
+             "model_share": "model share", "rest_share": "rest share"}  # fmt: skip
+    side = side.rename(columns=names)
+    at = costs[costs["memory_mb"] == d.memory_mb].drop(columns=["photo", "memory_mb"])
+    measured = (costs["source"] == "make tune").any()
+    lines = [
+        "## What Lambda bills",
+        "",
+        f"The handler end to end (event in, JSON out; the photo in the event), {threads} threads, beside the "
+        f"model alone (timed on its own in the same process); the shares split the {c.photo} photo's time into "
+        "its stages, each timed on its own (`artifacts/bench/handler.csv` has 1 thread too, and p90s):",
+        "",
+        side.to_markdown(index=False, floatfmt="g"),
+        "",
+        f"Priced per million requests: the handler's p50 on the {c.photo} photo ({shot['width']}x{shot['height']}, "
+        f"{shot['bytes'] / 1e6:.2f} MB; `cost.photo`), one-thread and {threads}-thread, scaled to the CPU share "
+        f"of each memory size (one vCPU at {c.mb_per_vcpu:,} MB, `cost.mb_per_vcpu`), rounded up to the ms, x GB x "
+        f"the GB-second price (x86_64 ${usd(c.x86_64_price_per_gb_second)}, "
+        f"arm64 ${usd(c.arm64_price_per_gb_second)}); "
+        f"init: the handler's cold start at the same CPU share, billed for {c.cold_start_share:.1%} of requests "
+        f"(`cost.cold_start_share`); Lambda's ${c.price_per_million_requests:.2f} per million requests; the API's "
+        f"${c.api_price_per_million:.2f} (`cost.api_price_per_million`). List prices, {c.prices_region}, "
+        f"{c.prices_date}. arm64 rows take x86's latency: not measured on Graviton."
+        + (" Rows marked `make tune` were measured on the deployed function instead." if measured else ""),
+        "",
+        f"### At the deploy's memory size ({d.memory_mb:,} MB): where each dollar goes",
+        "",
+        at.to_markdown(index=False, floatfmt="g"),
+        "",
+        f"### Every memory size ({d.architecture})",
+        "",
+        costs[costs["architecture"] == d.architecture].drop(columns=["photo"]).to_markdown(index=False, floatfmt="g"),
+    ]
+    return lines
+
+
+def plot_cost(costs: pd.DataFrame, d: params.Deploy) -> None:
+    """Where each dollar goes at the deploy's memory size and architecture, per runtime."""
+    at = costs[(costs["memory_mb"] == d.memory_mb) & (costs["architecture"] == d.architecture)]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    left = np.zeros(len(at))
+    for part in cost.PARTS:
+        ax.barh(at["runtime"], at[part], left=left, label=part.removeprefix("usd_"))
+        left += at[part].to_numpy()
+    ax.set(xlabel="USD per million requests", title=f"What Lambda bills, {d.memory_mb} MB {d.architecture}")
+    ax.legend()
+    save(fig, "cost.png")
+
+
 SUMMARY_COLUMNS = {
     "runtime": "runtime / variant",
     "size_mb": "MiB",
@@ -105,7 +184,7 @@ def summary(table: pd.DataFrame, choice: dict) -> str:
     return shown.to_string(index=False) + f"\nrecommended: {choice['variant']}\n"
 
 
-def markdown(table: pd.DataFrame, bench: dict, info: dict, choice: dict, cost: pd.DataFrame, mb_per_vcpu: int) -> str:
+def markdown(table, bench: dict, info: dict, choice: dict, costs, handler, c: params.Cost, d: params.Deploy) -> str:
     machine = bench["machine"]
     columns = {
         "runtime": "runtime / variant",
@@ -140,22 +219,16 @@ def markdown(table: pd.DataFrame, bench: dict, info: dict, choice: dict, cost: p
         f"ONNX Runtime + numpy + Pillow {bench['environment_mb']['onnxruntime']} MiB, "
         f"TensorFlow {bench['environment_mb']['tensorflow']} MiB. The function carries only its variant's runtime.",
         "",
-        "## Lambda cost estimate",
+        *cost_section(costs, handler, choice, c, d),
         "",
-        "An **estimate**, not a measurement on Lambda: latency from this machine's one-thread and "
-        "multi-thread p50, scaled by the CPU share Lambda gives at each memory size (one vCPU at "
-        f"{mb_per_vcpu:,} MB, `cost.mb_per_vcpu`), billed per 1 ms at the list prices in params.yaml (`cost`).",
-        "",
-        cost.to_markdown(index=False),
-        "",
-        "Plots: accuracy_vs_size.png, latency.png, cold_start.png, confusion.png, training.png.",
+        "Plots: accuracy_vs_size.png, latency.png, cold_start.png, confusion.png, training.png, cost.png.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     p = params.load()
-    for path in (paths.BENCH_TABLE, paths.VERIFY_METRICS, paths.RECOMMENDATION):
+    for path in (paths.BENCH_TABLE, paths.BENCH_HANDLER, paths.VERIFY_METRICS, paths.RECOMMENDATION):
         if not Path(path).exists():
             raise cli.UserError(f"{path} not found: run the recommend stage first (dvc repro recommend)")
     bench = json.loads(Path(paths.BENCH_ENVIRONMENT).read_text())
@@ -176,7 +249,12 @@ def main() -> None:
         confusion.to_csv(tmp, index=False)
     history = pd.read_csv(paths.HISTORY)
     plot_training(history)
-    report = markdown(table, bench, info, choice, pd.read_csv(paths.COST), p.cost.mb_per_vcpu)
+    # make tune's sweep, where one ran (git holds the table's header alone until then)
+    tune = pd.read_csv(paths.TUNE_TABLE) if Path(paths.TUNE_TABLE).exists() else pd.DataFrame()
+    costs = measured_costs(pd.read_csv(paths.COST), tune)
+    plot_cost(costs, p.deploy)
+    handler = pd.read_csv(paths.BENCH_HANDLER)
+    report = markdown(table, bench, info, choice, costs, handler, p.cost, p.deploy)
     files.write_text(OUT / "report.md", report)
     files.write_text(OUT / "summary.txt", summary(table, choice))
     print(report)

@@ -75,7 +75,7 @@ def small_params(dataset: Path, **overrides) -> dict:
     params["convert"].update(representative_images=20)
     params["verify"].update(min_agreement=0.0, max_accuracy_drop=1.0)
     # One fresh process per runtime: the tests check a cold start's parts, not a median of several.
-    params["bench"].update(warm_runs=20, cold_start_repeats=1, batch_size=4)
+    params["bench"].update(warm_runs=20, cold_start_repeats=1, batch_size=4, handler_runs=15)
     params["recommend"].update(max_accuracy_drop=1.0, min_agreement=0.0)
     for key, value in overrides.items():
         set_key(params, key, value)
@@ -95,7 +95,8 @@ def make_project(path: Path, params: dict) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     for code in ("pipeline", "lambda"):
         shutil.copytree(ROOT / code, path / code, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dockerignore"):
+    for name in ("dvc.yaml", ".dockerignore", "artifacts/tune/tune.csv"):  # tune.csv: report's dep, header only
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, path / name)
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return path

@@ -5,6 +5,8 @@ and passes every other call through unchanged:
   pulled from the local registry, with podman under the image's runtime interface emulator, and
   returns its real answer (moto cannot run image functions). One container per image, environment
   and memory size is kept warm, as Lambda keeps an execution environment.
+- Invoke with LogType=Tail answers with the last 4 KB of the container's log from that invocation
+  (X-Amz-Log-Result, base64), as Lambda does: the emulator's own START, END and REPORT lines.
 - PublishVersion when code and configuration did not change since the last version hands back
   that version, as Lambda does (moto publishes a new one after any update call).
 - GetAccountSettings (moto has none) answers with an account's concurrency limits.
@@ -13,6 +15,7 @@ and passes every other call through unchanged:
   GetFunction's answer, or refusing DeleteFunction), a function whose creation Failed.
 """
 
+import base64
 import json
 import re
 import subprocess
@@ -43,6 +46,8 @@ VERSIONED = (
 )
 PODMAN_RUN = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]  # docs/toolchain.md
 ANSWER_S = 120  # a container's first answer includes its start and the model's load on a loaded 2-core machine
+TAIL_BYTES = 4096  # what LogType=Tail returns: the end of the invocation's log
+REPORT_S = 10  # the emulator writes the REPORT line just after the answer
 
 
 class LambdaProxy:
@@ -58,6 +63,7 @@ class LambdaProxy:
         )
         self.lock = threading.Lock()
         self.containers = {}  # (image, environment, memory) -> (container id, port, the image's repo digests)
+        self.busy = defaultdict(threading.Lock)  # container id -> held during an invoke (one at a time, as Lambda)
         self.invocations = []  # each Invoke the proxy ran: function, qualifier, version, image, repo digests
         self.role_refusals = defaultdict(list)  # function -> times CreateFunction was refused
         self.refuse_role = {}  # function -> seconds from its first CreateFunction to refuse it
@@ -80,7 +86,7 @@ class LambdaProxy:
                 target = self.headers.get("X-Amz-Target", "")
                 proxy.calls.append({"method": self.command, "path": path, "target": target, "body": body[:2000]})
                 try:
-                    answer = proxy.answer(self.command, path, query, body)
+                    answer = proxy.answer(self.command, path, query, body, self.headers)
                     if answer is None:
                         answer = proxy.forward(self.command, self.path, dict(self.headers), body)
                 except Exception as e:  # the proxy's own failure, as a 4xx (boto3 would retry a 5xx) that names it
@@ -116,12 +122,12 @@ class LambdaProxy:
         return answer.status_code, {k: v for k, v in answer.headers.items() if k.lower() not in drop}, answer.content
 
     # ------------------------------------------------------------------ what Lambda answers itself
-    def answer(self, method: str, path: str, query: dict, body: bytes) -> "tuple[int, dict, bytes] | None":
+    def answer(self, method: str, path: str, query: dict, body: bytes, headers) -> "tuple[int, dict, bytes] | None":
         qualifier = (query.get("Qualifier") or ["$LATEST"])[0]
         if method == "POST" and FUNCTIONS.match(path):
             return self.create(json.loads(body))
         if method == "POST" and (m := INVOCATIONS.match(path)):
-            return self.invoke(m.group(1), qualifier, body)
+            return self.invoke(m.group(1), qualifier, body, tail=headers.get("X-Amz-Log-Type") == "Tail")
         if method == "POST" and (m := VERSIONS.match(path)):
             return self.publish(m.group(1))
         if method == "GET" and ACCOUNT_SETTINGS.match(path):
@@ -188,7 +194,7 @@ class LambdaProxy:
                 return reply(201, last)  # "Lambda doesn't publish a version if nothing changed"
         return None
 
-    def invoke(self, name: str, qualifier: str, event: bytes) -> "tuple[int, dict, bytes] | None":
+    def invoke(self, name: str, qualifier: str, event: bytes, tail: bool = False) -> "tuple[int, dict, bytes] | None":
         try:
             fn = self.lam.get_function(FunctionName=name, Qualifier=qualifier)
         except self.lam.exceptions.ResourceNotFoundException:
@@ -204,12 +210,16 @@ class LambdaProxy:
         # The registry's copy of exactly the digest the function names (ECR's host replaced by the local one).
         image = f"{self.registry}/{fn['Code']['ImageUri'].split('/', 1)[1]}"
         environment = config.get("Environment", {}).get("Variables", {})
-        port, digests = self.container(image, environment, config["MemorySize"], config["Timeout"])
+        container, port, digests = self.container(image, environment, config["MemorySize"], config["Timeout"])
         self.invocations.append(
             {"function": name, "qualifier": qualifier, "version": version, "image": image, "digests": digests}
         )
-        answer = post_until_up(f"http://127.0.0.1:{port}{INVOKE_PATH}", event)
         headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": version}
+        with self.busy[container]:
+            before = len(container_log(container)) if tail else 0
+            answer = post_until_up(f"http://127.0.0.1:{port}{INVOKE_PATH}", event)
+            if tail:
+                headers["X-Amz-Log-Result"] = base64.b64encode(invocation_log(container, before)).decode()
         try:
             payload = json.loads(answer.content)
         except ValueError:
@@ -219,8 +229,8 @@ class LambdaProxy:
             headers["X-Amz-Function-Error"] = "Unhandled"  # the handler raised, or the runtime could not start
         return 200, headers, answer.content
 
-    def container(self, image: str, environment: dict, memory_mb: int, timeout_s: int) -> tuple[int, list]:
-        """A running container of the image: its port, and the repo digests podman knows the image by."""
+    def container(self, image: str, environment: dict, memory_mb: int, timeout_s: int) -> tuple[str, int, list]:
+        """A running container of the image: its id, its port, and the repo digests podman knows the image by."""
         key = (image, json.dumps(environment, sort_keys=True), memory_mb)
         with self.lock:
             if key not in self.containers:
@@ -248,7 +258,24 @@ class LambdaProxy:
                     capture_output=True, text=True, timeout=60,
                 )  # fmt: skip
                 self.containers[key] = (container, port, json.loads(inspected.stdout or "[]"))
-            return self.containers[key][1:]
+            return self.containers[key]
+
+
+def container_log(container: str) -> bytes:
+    """Everything the container wrote so far (the emulator's lines and the function's), as podman keeps it."""
+    # One pipe for both streams: podman writes the lines in the order the container did.
+    done = subprocess.run(["podman", "logs", container], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    return done.stdout
+
+
+def invocation_log(container: str, start: int) -> bytes:
+    """The log written since `start`, once it holds the REPORT line; its last TAIL_BYTES."""
+    deadline = time.monotonic() + REPORT_S
+    while True:
+        written = container_log(container)[start:]
+        if b"\nREPORT " in b"\n" + written or time.monotonic() > deadline:
+            return written[-TAIL_BYTES:]
+        time.sleep(0.05)
 
 
 def post_until_up(url: str, event: bytes) -> requests.Response:

@@ -61,3 +61,25 @@ def test_metrics_file_holds_the_headline_numbers_only(small_run):
         assert m["p50_ms"] > 0 and m["cold_start_s"] > 0 and m["peak_rss_mb"] > 20
     # Full int8 runs the same graph several times faster than float32 here (measured 0.14-0.30x).
     assert metrics["litert_full_int8"]["p50_ms"] < metrics["litert_float32"]["p50_ms"]
+
+
+def test_the_handler_end_to_end_adds_up_and_a_phone_photo_costs_more(small_run):
+    """bench's handler table: the stages, each timed on its own, add up to the whole handler's p50 within
+    its own spread; the 12-megapixel photo costs more than the data set's, in decode/resize, not the model."""
+    handler = pd.read_csv(small_run / "artifacts/bench/handler.csv")
+    threads = json.loads((small_run / "artifacts/bench/environment.json").read_text())["machine"]["threads"]
+    assert list(handler["runtime"].unique()) == RUNTIMES[1:]  # every variant; the function never runs Keras
+    assert set(zip(handler["photo"], handler["threads"], strict=True)) == {
+        (photo, n) for photo in ("dataset", "phone") for n in (1, threads)
+    }
+    for _, m in handler.iterrows():
+        what = f"{m['runtime']} {m['photo']} {m['threads']} threads"
+        assert 0 < m["p50_ms"] <= m["p90_ms"] and min(m["decode_ms"], m["model_ms"], m["rest_ms"]) > 0, what
+        # Separate measurements, so not equal by construction: within the total's spread and a 15% margin.
+        assert abs(m["stages_ms"] - m["p50_ms"]) <= 3 * m["noise_ms"] + 0.15 * m["p50_ms"], what
+        assert m["decode_share"] + m["model_share"] + m["rest_share"] == pytest.approx(1, abs=0.002), what
+    phone = handler[handler["photo"] == "phone"].set_index(["runtime", "threads"])
+    dataset = handler[handler["photo"] == "dataset"].set_index(["runtime", "threads"])
+    assert {(w, h) for w, h in zip(phone["width"], phone["height"], strict=True)} <= {(4032, 3024), (3024, 4032)}
+    assert (phone["bytes"] > 10 * dataset["bytes"]).all()
+    assert (phone["p50_ms"] > dataset["p50_ms"] + 5).all() and (phone["decode_ms"] > 5 * dataset["decode_ms"]).all()

@@ -1,13 +1,14 @@
 """The recommendation rule and the cost table, with exact expected values (no model needed), and
 the recommend stage on the small run's real numbers."""
 
+import io
 import json
 
 import pandas as pd
 import pytest
 
-from conftest import copy_run, set_params, stage
-from pipeline import gates, recommend, variants
+from conftest import ROOT, copy_run, set_params, stage
+from pipeline import cost, gates, params, recommend, variants
 from pipeline.cli import UserError
 from pipeline.params import Cost, Recommend
 
@@ -74,24 +75,88 @@ def test_no_variant_passing_names_every_reason():
     assert message.count("top-1 agreement") == 4 and "full_int8: accuracy 0.79 is 0.01 below" in message
 
 
+PRICES = {
+    "prices_region": "us-east-1",
+    "prices_date": "2026-12-02",
+    "x86_64_price_per_gb_second": 0.0000166667,
+    "arm64_price_per_gb_second": 0.0000133334,
+    "price_per_million_requests": 0.2,
+    "api_price_per_million": 1.0,
+}
+
+
+def prices(**overrides) -> Cost:
+    fields = {"memory_mb": [512, 1769, 2653, 3538], "photo": "phone", "cold_start_share": 0.01, "mb_per_vcpu": 1769}
+    return Cost(**{**fields, **PRICES, **overrides})
+
+
+# The handler end to end as bench writes it: runtime "a" on both photos, 1 and 2 threads; its cold start 0.4 s.
+HANDLER = pd.DataFrame(
+    {
+        "runtime": ["a"] * 4,
+        "photo": ["dataset", "dataset", "phone", "phone"],
+        "threads": [1, 2, 1, 2],
+        "p50_ms": [7.0, 4.2, 30.2, 20.0],
+    }
+)
+COLD = pd.DataFrame({"runtime": ["a"], "handler_cold_start_s": [0.4]}).set_index("runtime")
+
+
 @pytest.mark.fast
-def test_cost_table_exact_values():
-    cost = Cost(
-        memory_mb=[512, 1769, 2653, 3538],
-        price_per_gb_second=0.0000166667,
-        price_per_million_requests=0.2,
-        mb_per_vcpu=1769,
-    )
-    results = pd.DataFrame({"runtime": ["a"], "p50_ms": [4.2], "p50_1_thread_ms": [7.0]}).set_index("runtime")
-    table = recommend.cost_table(results, cost).set_index("memory_mb")
-    # 512 MB is 0.289 vCPU: 7.0 / 0.28943 = 24.19 ms, billed 25 ms.
-    assert table.loc[512, "est_p50_ms"] == 24.2
-    assert table.loc[512, "est_usd_per_million"] == round(1e6 * 0.5 * 0.025 * 0.0000166667 + 0.2, 2) == 0.41
-    # One vCPU: the one-thread latency; 1.5 vCPUs: half way to the two-thread one; two: the two-thread one.
-    assert table.loc[1769, "est_p50_ms"] == 7.0 and table.loc[2653, "est_p50_ms"] == pytest.approx(5.6, abs=0.05)
-    assert table.loc[3538, "est_p50_ms"] == 4.2
-    # 4.2 ms bills as 5 ms: 3538/1024 GB x 0.005 s x price + the request price.
-    assert table.loc[3538, "est_usd_per_million"] == 0.49
+def test_lambda_rounds_each_duration_up_to_the_millisecond():
+    assert [cost.billed_ms(ms) for ms in (4.2, 5.0, 5.0001, 0.4)] == [5, 5, 6, 1]
+    assert 0.1 * 3 * 10 > 3 and cost.billed_ms(0.1 * 3 * 10) == 3  # float noise is not a millisecond
+
+
+@pytest.mark.fast
+def test_a_million_requests_by_part_exact_values():
+    """30.2 ms bills as 31 ms; 1769 MB is 1.7275 GB; init 400 ms for 1% of requests; $0.20 + $1.00 requests."""
+    parts = cost.per_million(30.2, 400.0, 1769, "x86_64", prices())
+    gb = 1769 / 1024
+    assert parts["usd_compute"] == round(1e6 * 0.031 * gb * 0.0000166667, 4) == 0.8926
+    assert parts["usd_init"] == round(0.01 * 1e6 * 0.400 * gb * 0.0000166667, 4) == 0.1152
+    assert (parts["usd_requests"], parts["usd_api"]) == (0.2, 1.0)
+    assert parts["usd_per_million"] == round(0.8925636 + 0.1151695 + 0.2 + 1.0, 4) == 2.2077
+    arm = cost.per_million(30.2, 400.0, 1769, "arm64", prices())
+    assert arm["usd_compute"] == round(1e6 * 0.031 * gb * 0.0000133334, 4) == 0.7141
+    # No API in front (invoked directly), no cold starts: the compute and Lambda's request price only.
+    bare = cost.per_million(30.2, 400.0, 1769, "x86_64", prices(api_price_per_million=0.0, cold_start_share=0.0))
+    assert bare["usd_per_million"] == round(0.8925636 + 0.2, 4) and bare["usd_init"] == 0
+
+
+@pytest.mark.fast
+def test_cost_table_prices_the_handler_end_to_end_at_each_cpu_share():
+    table = recommend.cost_table(HANDLER, COLD, prices(), deploy_memory_mb=1024)
+    x86 = table[table["architecture"] == "x86_64"].set_index("memory_mb")
+    assert list(x86.index) == [512, 1024, 1769, 2653, 3538]  # cost.memory_mb and the deploy's
+    assert set(table["photo"]) == {"phone"}  # cost.photo's times, not the data set photo's
+    # 512 MB is 0.2894 vCPU: the one-thread 30.2 ms stretches to 104.34 ms, billed 105; init 1382.03 ms, billed 1383.
+    assert (x86.loc[512, "est_ms"], x86.loc[512, "billed_ms"], x86.loc[512, "init_ms"]) == (104.34, 105, 1382.0)
+    assert x86.loc[512, "usd_compute"] == round(1e6 * 0.105 * 0.5 * 0.0000166667, 4)
+    assert x86.loc[512, "usd_init"] == round(0.01 * 1e6 * 1.383 * 0.5 * 0.0000166667, 4)
+    # One vCPU: the one-thread time; 1.5 vCPUs: half way to the two-thread one; two vCPUs: the two-thread one.
+    assert (x86.loc[1769, "billed_ms"], x86.loc[2653, "est_ms"], x86.loc[3538, "est_ms"]) == (31, 25.1, 20.0)
+    assert x86.loc[1769, "usd_per_million"] == 2.2077 and x86.loc[1769, "init_ms"] == 400.0
+    arm = table[table["architecture"] == "arm64"].set_index("memory_mb")
+    assert set(arm["latency"]) == {"x86's, unmeasured"} and set(x86["latency"]) == {"measured"}
+    assert (arm["billed_ms"] == x86["billed_ms"]).all() and arm.loc[1769, "usd_compute"] == 0.7141
+
+
+@pytest.mark.fast
+def test_prefer_cost_ranks_at_the_deploys_memory_and_can_disagree_with_warm_p50():
+    """b's handler is 1 ms slower warm, but a's cold start is 3 s: with a cold start in every other
+    request, a costs more. prefer: cost ranks by the deploy's memory size and architecture."""
+    handler = pd.concat([HANDLER, HANDLER.assign(runtime="b", p50_ms=HANDLER["p50_ms"] + 1)])
+    cold = pd.DataFrame({"runtime": ["a", "b"], "handler_cold_start_s": [3.0, 0.4]}).set_index("runtime")
+    table = recommend.cost_table(handler, cold, prices(cold_start_share=0.5), deploy_memory_mb=1769)
+    deploy = params.load(ROOT / "params.yaml").deploy
+    at = recommend.deploy_costs(table, deploy)
+    assert at["a"] > at["b"]
+    results = pd.DataFrame({"runtime": ["litert_float32", "litert_full_int8"], "p50_ms": [3.0, 4.0],
+                            "usd_per_million": [at["a"], at["b"]]}).set_index("runtime")  # fmt: skip
+    passing = {"keras": {"accuracy": 0.8}, **{v: {"accuracy": 0.8, "agreement": 1.0} for v in ("float32", "full_int8")}}
+    assert recommend.recommend(results, passing, ["float32", "full_int8"], rule("cost"))["variant"] == "full_int8"
+    assert recommend.recommend(results, passing, ["float32", "full_int8"], rule())["variant"] == "float32"
 
 
 def test_stage_on_the_small_run(small_run):
@@ -99,8 +164,13 @@ def test_stage_on_the_small_run(small_run):
     choice = json.loads((small_run / "artifacts/recommend/recommendation.json").read_text())
     assert choice["variant"] in VARIANTS + ONNX and (small_run / choice["model"]).is_file()
     assert "has the lowest p50_ms" in choice["reason"]  # the small run's params: prefer warm_p50
-    cost = pd.read_csv(small_run / "artifacts/recommend/cost.csv")
-    assert set(cost["memory_mb"]) == {512, 1024, 1769, 3008} and len(cost) == 4 * 6
+    table = pd.read_csv(small_run / "artifacts/recommend/cost.csv")
+    assert set(table["memory_mb"]) == {512, 1024, 1769, 3008} and len(table) == 6 * 2 * 4  # runtimes, archs, sizes
+    # Every row's parts add up, and the phone photo's handler (what cost.photo prices) bills more than its model.
+    assert (table[list(cost.PARTS)].sum(axis=1) - table["usd_per_million"]).abs().max() < 1e-3
+    results = pd.read_csv(small_run / "artifacts/bench/results.csv").set_index("runtime")
+    at_two_vcpus = table[(table["memory_mb"] == 3008) & (table["architecture"] == "x86_64")].set_index("runtime")
+    assert (at_two_vcpus["est_ms"] > results.loc[at_two_vcpus.index, "p50_ms"]).all()
 
 
 # The stage on tables of our own (the small run's numbers are measured, so nothing about them is known
@@ -114,15 +184,27 @@ STAGE_VERIFY = {
     "onnx_float32": {"accuracy": 0.80, "agreement": 1.0},
     "onnx_int8": {"accuracy": 0.79, "agreement": 0.98},  # 0.01 below Keras
 }
-STAGE_BENCH = """runtime,p50_ms,p50_1_thread_ms,process_s,size_mb
-keras,30.0,50.0,5.0,80.1
-litert_float32,12.0,20.0,0.40,79.4
-litert_float16,11.0,19.0,0.45,39.8
-litert_dynamic_int8,8.0,14.0,0.42,20.6
-litert_full_int8,2.0,3.5,0.30,21.1
-onnxruntime_float32,10.0,18.0,0.60,79.5
-onnxruntime_int8,3.0,5.0,0.50,20.4
+STAGE_BENCH = """runtime,p50_ms,p50_1_thread_ms,process_s,size_mb,handler_cold_start_s
+keras,30.0,50.0,5.0,80.1,
+litert_float32,12.0,20.0,0.40,79.4,0.5
+litert_float16,11.0,19.0,0.45,39.8,0.5
+litert_dynamic_int8,8.0,14.0,0.42,20.6,0.5
+litert_full_int8,2.0,3.5,0.30,21.1,0.4
+onnxruntime_float32,10.0,18.0,0.60,79.5,0.6
+onnxruntime_int8,3.0,5.0,0.50,20.4,0.5
 """
+
+
+def stage_handler() -> pd.DataFrame:
+    """bench's handler table for STAGE_BENCH: the model's p50 plus 2 ms on the data set's photo, 20 ms on a phone's."""
+    bench = pd.read_csv(io.StringIO(STAGE_BENCH)).dropna()
+    rows = [
+        {"runtime": m["runtime"], "photo": photo, "threads": threads, "p50_ms": m[column] + extra}
+        for _, m in bench.iterrows()
+        for photo, extra in (("dataset", 2.0), ("phone", 20.0))
+        for threads, column in ((1, "p50_1_thread_ms"), (2, "p50_ms"))
+    ]
+    return pd.DataFrame(rows)
 
 
 def test_stage_reads_its_tables_and_writes_the_choice_and_costs(tmp_path, small_run):
@@ -130,6 +212,7 @@ def test_stage_reads_its_tables_and_writes_the_choice_and_costs(tmp_path, small_
     (project / "artifacts/metrics/verify.json").write_text(json.dumps(STAGE_VERIFY))
     (project / "artifacts/bench").mkdir()
     (project / "artifacts/bench/results.csv").write_text(STAGE_BENCH)
+    stage_handler().to_csv(project / "artifacts/bench/handler.csv", index=False)
     set_params(project, **{"recommend.max_accuracy_drop": 0.005, "recommend.min_agreement": 0.97})
     stage("recommend", project)
     choice = json.loads((project / "artifacts/recommend/recommendation.json").read_text())
@@ -141,12 +224,22 @@ def test_stage_reads_its_tables_and_writes_the_choice_and_costs(tmp_path, small_
     }
     assert "lowest p50_ms (10" in choice["reason"]
     assert "rejected: dynamic_int8, full_int8, onnx_int8" in choice["reason"]
-    cost = pd.read_csv(project / "artifacts/recommend/cost.csv").set_index(["runtime", "memory_mb"])
-    # 1769 MB is one vCPU: the one-thread p50, 18.0 ms for ONNX Runtime float32, billed as 18 ms:
-    # 1.7275 GB x 0.018 s = 0.031096 GB-s a request, x $0.0000166667 x 1e6 = $0.52, + $0.20 for requests.
-    assert cost.loc[("onnxruntime_float32", 1769), "est_p50_ms"] == 18.0
-    assert cost.loc[("onnxruntime_float32", 1769), "est_usd_per_million"] == 0.72
-    assert len(cost) == 4 * 7
+    table = pd.read_csv(project / "artifacts/recommend/cost.csv").set_index(["runtime", "architecture", "memory_mb"])
+    # 1769 MB is one vCPU: ONNX Runtime float32's one-thread handler on the phone photo, 18.0 + 20 ms, billed 38 ms:
+    # 1.7275 GB x 0.038 s x $0.0000166667 x 1e6 = $1.0941; its 0.6 s cold start for 1% of requests $0.1728;
+    # + $0.20 for Lambda's requests and $1.00 for the HTTP API's (the project's params).
+    row = table.loc[("onnxruntime_float32", "x86_64", 1769)]
+    assert (row["est_ms"], row["billed_ms"], row["init_ms"]) == (38.0, 38, 600.0)
+    assert (row["usd_compute"], row["usd_init"], row["usd_requests"], row["usd_api"]) == (1.0941, 0.1728, 0.2, 1.0)
+    assert row["usd_per_million"] == 2.4669
+    assert len(table) == 6 * 2 * 4  # no Keras row: the function never runs Keras
+
+    # prefer: cost at 1024 MB (0.58 vCPU) with a cold start in every other request: ONNX Runtime float32's
+    # handler bills 66 ms to float16's 68, but its init 1,037 ms to float16's 864: float16 is the cheapest.
+    set_params(project, **{"recommend.prefer": "cost", "deploy.memory_mb": 1024, "cost.cold_start_share": 0.5})
+    stage("recommend", project)
+    choice = json.loads((project / "artifacts/recommend/recommendation.json").read_text())
+    assert choice["variant"] == "float16" and "lowest usd_per_million" in choice["reason"]
 
 
 def test_no_variant_passing_stops_the_stage_in_one_line(tmp_path, small_run):

@@ -1,6 +1,6 @@
 """make deploy / rollback / destroy: ship the recommended variant to Lambda behind API Gateway.
 
-    python -m pipeline.deploy [deploy|rollback|destroy] [--yes] [--force]
+    python -m pipeline.deploy [deploy|rollback|destroy|tune] [--yes] [--force]
 
 boto3 throughout; AWS_ENDPOINT_URL and the usual AWS_* variables are honoured, so the same code
 runs against AWS or a local AWS-compatible endpoint. Never imports TensorFlow.
@@ -17,4 +17,5 @@ runs against AWS or a local AWS-compatible endpoint. Never imports TensorFlow.
     alarms.py     the CloudWatch alarms that watch a canary, on the function's own metrics
     commands.py   deploy, rollback
     teardown.py   destroy
+    tune.py       tune: a memory sweep on the deployed function, read from its REPORT lines, then restored
 """

@@ -3,12 +3,12 @@ import logging
 
 from pipeline import cli, params
 from pipeline.deploy import __doc__ as usage
-from pipeline.deploy import commands, teardown
+from pipeline.deploy import commands, teardown, tune
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=usage, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="deploy", choices=["deploy", "rollback", "destroy"])
+    parser.add_argument("command", nargs="?", default="deploy", choices=["deploy", "rollback", "destroy", "tune"])
     parser.add_argument("--yes", action="store_true", help="destroy without asking")
     parser.add_argument(
         "--force",
@@ -23,6 +23,8 @@ def main() -> None:
         commands.deploy(p, force=args.force)
     elif args.command == "rollback":
         commands.rollback(p, force=args.force)
+    elif args.command == "tune":
+        tune.tune(p)
     else:
         teardown.destroy(p, args.yes)
 

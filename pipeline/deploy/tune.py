@@ -1,0 +1,177 @@
+"""make tune: a memory sweep on the deployed function, as AWS Lambda Power Tuning does it, from here.
+
+For each tune.memory_mb: set $LATEST to the configuration deploy would give that memory size (its
+NUM_THREADS too), wait until the update is done, invoke it tune.invocations times with the smoke
+photo and LogType=Tail, and read Lambda's own REPORT line from each log tail (Duration, Billed
+Duration, Max Memory Used, Init Duration). Then the original configuration is put back, also when
+an invoke fails or the sweep is interrupted (Ctrl-C). Published versions and 'live' are never
+touched: only $LATEST changes, and only for the sweep.
+
+Writes artifacts/tune/invocations.csv (every REPORT line, parsed), artifacts/tune/tune.csv (one row
+per memory size, priced with pipeline/cost.py at the function's architecture) and tune.png; names
+the cheapest and the fastest size. The report stage shows tune.csv's rows in place of its estimate.
+"""
+
+import base64
+import dataclasses
+import json
+import signal
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import cli, cost, files, params, paths, variants
+from pipeline.deploy import build, releases, smoke
+from pipeline.deploy.aws import aws_errors, client
+
+COLUMNS = [  # tune.csv; the header alone is in git until a sweep runs (the report stage reads it)
+    "memory_mb", "architecture", "variant", "runtime", "invocations", "duration_p50_ms", "billed_p50_ms",
+    "init_ms", "max_memory_used_mb", *cost.PARTS, "usd_per_million",
+]  # fmt: skip
+VERSIONED = ("MemorySize", "Timeout", "Environment")  # what the sweep changes, and puts back
+
+
+def parse_report(tail: str) -> dict:
+    """Lambda's REPORT line from a log tail: 'REPORT RequestId: ...<TAB>Duration: 13.96 ms<TAB>Billed
+    Duration: 14 ms<TAB>Memory Size: 512 MB<TAB>Max Memory Used: 80 MB<TAB>Init Duration: 250.1 ms'
+    (Init Duration only in an environment's first invocation)."""
+    line = next((line for line in reversed(tail.splitlines()) if line.startswith("REPORT ")), None)
+    if line is None:
+        raise cli.UserError(f"no REPORT line in the function's log tail: {tail[-300:]!r}")
+    fields = dict(part.strip().split(": ", 1) for part in line.split("\t") if ": " in part)
+
+    def number(key: str) -> "float | None":
+        return float(fields[key].split()[0]) if key in fields else None
+
+    report = {
+        "request_id": fields.get("REPORT RequestId", ""),
+        "duration_ms": number("Duration"),
+        "billed_ms": number("Billed Duration"),
+        "memory_size_mb": number("Memory Size"),
+        "max_memory_used_mb": number("Max Memory Used"),
+        "init_ms": number("Init Duration") or 0.0,
+    }
+    missing = [k for k in ("duration_ms", "billed_ms", "memory_size_mb") if report[k] is None]
+    if missing:
+        raise cli.UserError(f"the REPORT line lacks {missing}: {line[:300]!r}")
+    return report
+
+
+def invoke(lam, name: str, photo: Path) -> dict:
+    """One invocation with the log tail; its parsed REPORT line. A failed invocation stops the sweep."""
+    answer = lam.invoke(FunctionName=name, Payload=json.dumps(smoke.event(photo)).encode(), LogType="Tail")
+    body = answer["Payload"].read()
+    try:
+        top = json.loads(body).get("top")
+    except (ValueError, AttributeError):
+        top = None
+    if answer.get("FunctionError") or not top:
+        raise cli.UserError(f"the function did not answer {photo.name} with a prediction: {body[:300]!r}")
+    return parse_report(base64.b64decode(answer.get("LogResult") or "").decode(errors="replace"))
+
+
+def summarize(rows: pd.DataFrame, variant: str, runtime: str, architecture: str, c: params.Cost) -> pd.DataFrame:
+    """One row per memory size. Duration: the warm invocations' p50 (all but the first, when there
+    are more). Init: what the first one, in a new environment, cost beyond them: its Init Duration
+    plus its duration over the warm p50 (the handler loads the model on its first request)."""
+    out = []
+    for memory, runs in rows.groupby("memory_mb", sort=False):
+        first, warm = runs.iloc[0], (runs.iloc[1:] if len(runs) > 1 else runs)
+        billed = float(warm["billed_ms"].median())
+        init_ms = first["init_ms"] + max(0.0, first["billed_ms"] - billed)
+        out.append(
+            {
+                "memory_mb": memory,
+                "architecture": architecture,
+                "variant": variant,
+                "runtime": runtime,
+                "invocations": len(runs),
+                "duration_p50_ms": round(float(warm["duration_ms"].median()), 2),
+                "billed_p50_ms": billed,
+                "init_ms": round(init_ms, 1),
+                "max_memory_used_mb": runs["max_memory_used_mb"].max(),
+                **cost.per_million(billed, init_ms, int(memory), architecture, c),
+            }
+        )
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+def plot(table: pd.DataFrame, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(table["memory_mb"], table["usd_per_million"], "o-", color="tab:blue")
+    ax.set(xlabel="memory (MB)", ylabel="USD per million requests", title="make tune: cost and latency")
+    right = ax.twinx()
+    right.plot(table["memory_mb"], table["duration_p50_ms"], "s--", color="tab:orange")
+    right.set_ylabel("warm p50 duration (ms)", color="tab:orange")
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def restore(lam, name: str, original: dict) -> None:
+    """Put the configuration back; a second Ctrl-C cannot cut this short."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        lam.update_function_configuration(FunctionName=name, **original)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+        print(f"restored {name} to {original['MemorySize']} MB")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def sweep(lam, d: params.Deploy, t: params.Tune, mb_per_vcpu: int, photo: Path) -> pd.DataFrame:
+    rows = []
+    for memory in t.memory_mb:
+        config = build.function_config(dataclasses.replace(d, memory_mb=memory), mb_per_vcpu)
+        config = {k: config[k] for k in VERSIONED}
+        lam.update_function_configuration(FunctionName=d.function_name, **config)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=d.function_name)
+        print(f"{memory} MB: invoking {t.invocations} times", flush=True)
+        for i in range(t.invocations):
+            rows.append({"memory_mb": memory, "invocation": i + 1, **invoke(lam, d.function_name, photo)})
+    return pd.DataFrame(rows)
+
+
+def tune(p: params.Params) -> pd.DataFrame:
+    d = p.deploy
+    with aws_errors():
+        lam = client("lambda", d.region)
+        live = releases.live(lam, d, releases.live_alias(lam, d))
+        if live is None:
+            raise cli.UserError(f"{d.function_name} has no '{releases.ALIAS}' version: make deploy first")
+        variant = (releases.shipped(live) or {}).get("variant")
+        if not variant:
+            raise cli.UserError(f"version {live['Version']} of {d.function_name} was not published by make deploy")
+        photo, _ = smoke.expected_answer(variant)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=d.function_name)
+        latest = lam.get_function_configuration(FunctionName=d.function_name)
+        original = {k: latest[k] for k in VERSIONED if k in latest}
+        architecture = latest.get("Architectures", ["x86_64"])[0]
+        print(f"tuning {d.function_name} ({variant}, {architecture}), now {original['MemorySize']} MB")
+        try:
+            rows = sweep(lam, d, p.tune, p.cost.mb_per_vcpu, photo)
+        except KeyboardInterrupt:
+            print("interrupted: putting the configuration back", flush=True)
+            raise  # after the restore below: cli.run ends it (exit status 130), nothing written
+        finally:  # after success, a failed invoke, an AWS refusal or Ctrl-C alike
+            restore(lam, d.function_name, original)
+    table = summarize(rows, variant, variants.bench_row(variant), architecture, p.cost)
+    with files.atomic_path(paths.TUNE_INVOCATIONS) as tmp:
+        rows.to_csv(tmp, index=False)
+    with files.atomic_path(paths.TUNE_TABLE) as tmp:
+        table.to_csv(tmp, index=False)
+    plot(table, f"{paths.TUNE_DIR}/tune.png")
+    cheapest = table.loc[table["usd_per_million"].idxmin()]
+    fastest = table.loc[table["duration_p50_ms"].idxmin()]
+    print(table[["memory_mb", "duration_p50_ms", "billed_p50_ms", "init_ms", "usd_per_million"]].to_string(index=False))
+    print(
+        f"cheapest: {cheapest['memory_mb']} MB (${cheapest['usd_per_million']} per million); "
+        f"fastest: {fastest['memory_mb']} MB ({fastest['duration_p50_ms']} ms p50). "
+        f"{paths.TUNE_TABLE} written: `dvc repro` puts it in the report"
+    )
+    return table
