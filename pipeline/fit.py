@@ -117,6 +117,27 @@ def fit(model, train, val, p: params.Recipe, seed: int, keep: KeepBest, features
     model.set_weights(keep.best_weights)
 
 
+def native_bfloat16() -> bool:
+    """Whether the CPU computes bfloat16 itself (AVX512-BF16 or AMX). Without either TensorFlow emulates it:
+    a training step at 75 px took 19.3 s in mixed_bfloat16 against 1.4-2.6 s in float32 on an AVX2-only
+    AMD EPYC (benchmarks/results/mixed_precision.txt)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def precision(wanted: bool) -> str:
+    """The Keras policy training runs under: train.mixed_precision where the CPU has bfloat16, else float32."""
+    if not wanted:
+        return "float32"
+    if native_bfloat16():
+        return "mixed_bfloat16"
+    print("train.mixed_precision: no AVX512-BF16 or AMX on this CPU (bfloat16 would be emulated, ~10x slower): float32")
+    return "float32"
+
+
 def train(p: params.Params, weights: "str | None") -> tuple[keras.Model, dict, pd.DataFrame]:
     """weights: a weights file sources.resolve_weights found (None: from scratch)."""
     t, r = p.train, p.train.chosen
@@ -136,6 +157,7 @@ def train(p: params.Params, weights: "str | None") -> tuple[keras.Model, dict, p
         bn_momentum=r.bn_momentum,
     )
     keep = KeepBest()
+    policy = "float32"
     if r.freeze_base and not r.augment:
         # The base never changes: run it once per image, then train only the head on its features.
         model = build_model(**build)
@@ -146,8 +168,8 @@ def train(p: params.Params, weights: "str | None") -> tuple[keras.Model, dict, p
         head = model.get_layer("head")
         fit(head, (f_train, y_train), (f_val, y_val), r, t.seed, keep, features=True)
     else:
-        if t.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        policy = precision(t.mixed_precision)
+        keras.mixed_precision.set_global_policy(policy)
         trained = build_model(**{**build, "input_size": None if r.train_sizes else r.input_size})
         fit(trained, (x_train, y_train), (x_val, y_val), r, t.seed, keep)
         # Convert and serve in float32: same architecture, same weights, float32 policy.
@@ -163,6 +185,7 @@ def train(p: params.Params, weights: "str | None") -> tuple[keras.Model, dict, p
         "labels": labels,  # the model's output order: convert, verify, report and the function read them here
         "train_sizes": r.train_sizes,
         "residual_activation": t.residual_activation,
+        "precision": policy,
         "epochs": len(keep.rows),
         "best_epoch": keep.best_epoch,
         "val_accuracy": round(keep.best_accuracy, 4),

@@ -38,6 +38,11 @@ def test_small_training_run_with_progressive_resizing(small_run):
     info = json.loads((small_run / "artifacts/model/info.json").read_text())
     assert info["source"] == "train" and info["weights"] == "none" and info["input_size"] == 75
     assert info["train_sizes"] == [71] and info["epochs"] == 6
+    # mixed_precision is on in params: bfloat16 only where the CPU computes it (emulated, it is ~10x slower)
+    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert info["precision"] == ("mixed_bfloat16" if native else "float32")
+    assert ("no AVX512-BF16 or AMX on this CPU" in (small_run / "repro.log").read_text()) == (not native)
     history = pd.read_csv(small_run / "artifacts/model/history.csv")
     assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
     # The early epochs train smaller: half of them at the one train size, then the input size.
