@@ -91,15 +91,13 @@ def own_run(tmp_path_factory, dataset_dir):
         tmp / "with-file", own_params(dataset, **load | {"data.classes": [], "train.load_from": str(beside)})
     )
     ten = make_project(tmp / "ten", small_params(dataset_dir, **load, **{"data.max_per_class": 1, "train.labels": []}))
+    beside.parent.mkdir()
+    beside.symlink_to(model)  # the run below makes it, before the loads that read it
+    beside.with_suffix(".json").write_text(json.dumps({"labels": ORDER}))
     jobs = [["run", str(project), ["data", "train", "convert", "verify"]]]
+    jobs += [[name, str(p), ["data", "train"]] for name, p in (("given", given), ("file", with_file), ("ten", ten))]
     result = run([sys.executable, "-c", STAGES, json.dumps(jobs)], project)  # its code, on PYTHONPATH
     outcome = json.loads(result.stdout.rsplit("RESULT ", 1)[1])
-    beside.parent.mkdir()
-    beside.symlink_to(model)
-    beside.with_suffix(".json").write_text(json.dumps({"labels": ORDER}))
-    jobs = [[name, str(p), ["data", "train"]] for name, p in (("given", given), ("file", with_file), ("ten", ten))]
-    result = run([sys.executable, "-c", STAGES, json.dumps(jobs)], project)  # its code, on PYTHONPATH
-    outcome |= json.loads(result.stdout.rsplit("RESULT ", 1)[1])
     return {"project": project, "given": given, "file": with_file, "outcome": outcome}
 
 
