@@ -27,7 +27,6 @@ import pandas as pd
 import yaml
 
 from serving.images import load_image, scale
-from serving.labels import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 299
@@ -64,9 +63,14 @@ def run(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, env=env, check=True)
 
 
+def labels_of(manifest: pd.DataFrame) -> list[str]:
+    """The classes in the model's output order: the data stage's folder names, sorted (data.classes is [])."""
+    return sorted(manifest["label"].unique())
+
+
 def photos(manifest: pd.DataFrame, split: str) -> tuple[list[str], np.ndarray]:
     rows = manifest[manifest["split"] == split]
-    return rows["path"].tolist(), np.array([LABELS.index(label) for label in rows["label"]])
+    return rows["path"].tolist(), np.array([labels_of(manifest).index(label) for label in rows["label"]])
 
 
 def images(paths: list[str]) -> np.ndarray:
@@ -162,7 +166,7 @@ def main() -> None:
         "dvc_repro_seconds": round(repro_s),
     }
     for variant in VARIANTS:
-        predicted = np.array([LABELS.index(label) for label in by_path[variant]["predicted"]])
+        predicted = np.array([labels_of(manifest).index(label) for label in by_path[variant]["predicted"]])
         m, row = verify[variant], bench.loc[f"litert_{variant}"]
         drop = verify["keras"]["accuracy"] - m["accuracy"]
         result["variants"][variant] = {

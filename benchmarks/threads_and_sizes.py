@@ -66,7 +66,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            model = build_model(size, None, args.activation, 0, 0.0, False)
+            model = build_model(10, size, None, args.activation, 0, 0.0, False)
             paths = {}
             for variant, int8 in (("float32", False), ("full_int8", True)):
                 paths[variant] = f"{tmp}/{variant}_{size}.tflite"

@@ -22,7 +22,7 @@ import keras, numpy as np
 from pipeline import dataset
 from serving.images import scale
 model = keras.models.load_model("artifacts/model/model.keras", compile=False)
-x, y, _ = dataset.load_split(dataset.read_manifest(), "test", model.input_shape[1])
+x, y, _ = dataset.load_split(dataset.read_manifest(), "test", model.input_shape[1], dataset.model_labels())
 print(float(np.mean(model.predict(scale(x), verbose=0).argmax(1) == y)))
 """
 
@@ -32,9 +32,11 @@ import time
 from pipeline import dataset, fit, params
 from serving.images import scale
 r = params.load().train.chosen
-x, y, _ = dataset.load_split(dataset.read_manifest(), "train", train.decode_size(r))
+labels = dataset.read_labels()
+x, y, _ = dataset.load_split(dataset.read_manifest(), "train", train.decode_size(r), labels)
 started = time.perf_counter()
-images = sum(len(labels) for _, labels in fit.augmented(scale(x), y, r, r.input_size, r.augment, seed=0))
+batches = fit.augmented(scale(x), y, len(labels), r, r.input_size, r.augment, seed=0)
+images = sum(len(labels) for _, labels in batches)
 print(images / (time.perf_counter() - started))
 """
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from pipeline import cli, dataset, files, params, paths, variants
+from pipeline import cli, dataset, files, gates, params, paths, variants
 from pipeline.footprint import environment_mb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def bench(p: params.Params) -> dict:
     from serving.runtime import TFLiteModel
 
     # Every variant, whichever its runtime, timed the same way: same photo, threads, probes.
-    for variant in p.convert.variants:
+    for variant in gates.kept(p.convert.variants, verify):  # not those verify excluded
         runtime, path, row = variants.runtime(variant), variants.model_path(variant), variants.bench_row(variant)
         print(f"bench {runtime} {variant} ...", flush=True)
         m = measure(runtime, path, p.bench, threads, image)

@@ -36,7 +36,7 @@ def rounds(function, runner, info: dict, event: dict, runs: int) -> dict:
         t3 = time.perf_counter()
         logits = runner.logits(x)
         t4 = time.perf_counter()
-        json.dumps(function.respond(request.kind, 200, {**function.classes(logits), "model": info}))
+        json.dumps(function.respond(request.kind, 200, {**function.classes(logits, info["labels"]), "model": info}))
         t5 = time.perf_counter()
         for key, ms in (("total", t1 - t0), ("decode", t3 - t2), ("model", t4 - t3), ("rest", t2 - t1 + t5 - t4)):
             times[key].append(ms * 1000)

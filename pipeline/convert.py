@@ -53,10 +53,10 @@ def convert(model_path: str, p: params.Params) -> dict:
     if not Path(model_path).exists():
         raise cli.UserError(f"{model_path} not found: run the train stage first (dvc repro train)")
     model = keras.models.load_model(model_path, compile=False)
-    size = model.input_shape[1]
+    size, labels = model.input_shape[1], dataset.model_labels()
     representative = np.zeros((0, size, size, 3), np.float32)
     if {"full_int8", "full_int8_leaky", "onnx_int8"} & set(p.convert.variants):  # every int8 calibrates on these
-        images, _, _ = dataset.load_split(dataset.read_manifest(), "train", size)
+        images, _, _ = dataset.load_split(dataset.read_manifest(), "train", size, labels)
         pick = np.random.default_rng(0).permutation(len(images))[: p.convert.representative_images]
         representative = scale(images[pick])
 
@@ -75,12 +75,14 @@ def convert(model_path: str, p: params.Params) -> dict:
 
 
 def convert_all(model, p, representative, saved_model: Path, log: Path, onnx_log: Path, metrics: dict) -> None:
+    size, labels = model.input_shape[1], dataset.model_labels()
     for variant in p.convert.variants:
         print(f"converting {variant} ...", flush=True)
         started = time.time()
         if variants.runtime(variant) == "onnxruntime":
             metrics[variant] = convert_onnx(model, variant, representative, onnx_log, "onnx_float32" in metrics)
             metrics[variant]["convert_seconds"] = round(time.time() - started, 1)
+            write_metadata(variant, labels, size)
             print(f"  {variants.model_path(variant)}: {metrics[variant]['size_mb']} MiB")
             continue
         try:
@@ -101,7 +103,16 @@ def convert_all(model, p, representative, saved_model: Path, log: Path, onnx_log
             "size_mb": round(len(flatbuffer) / 2**20, 2),
             "convert_seconds": round(time.time() - started, 1),
         } | ({"swapped_relus": swapped} if leaky else {})
+        write_metadata(variant, labels, size)
         print(f"  {dest}: {metrics[variant]['size_mb']} MiB in {metrics[variant]['convert_seconds']} s")
+
+
+def write_metadata(variant: str, labels: list, input_size: int) -> None:
+    """<variant>.json beside the model file: what the function answers with (its labels, in output
+    order), and the variant and content hash it reports. Deploy ships it as model.json."""
+    path = variants.model_path(variant)
+    meta = {"variant": variant, "sha256": files.sha256(path), "labels": labels, "input_size": input_size}
+    files.write_json(variants.metadata_path(variant), meta)
 
 
 def convert_onnx(model, variant: str, representative: np.ndarray, log: Path, float32_done: bool) -> dict:

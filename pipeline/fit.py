@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import cli, dataset, params
+from pipeline import cli, dataset, params, sources
 from pipeline.model import build_model, load_existing
 from pipeline.sources import weights_kind
 from serving.images import scale
-from serving.labels import LABELS
 
 
 class KeepBest(keras.callbacks.Callback):
@@ -43,10 +42,12 @@ class KeepBest(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
 
 
-def augmented(images: np.ndarray, labels: np.ndarray, p: params.Recipe, size: "int | None", augment: bool, seed: int):
+def augmented(
+    images: np.ndarray, labels: np.ndarray, classes: int, p: params.Recipe, size: "int | None", augment: bool, seed: int
+):
     """Batches for fit() at one image size; the augmentation (a random crop of min_crop_area..100% of
     the image, aspect 3:4..4:3, resized, and a random flip) runs inside tf.data, never Python per image."""
-    one_hot = np.eye(len(LABELS), dtype=np.float32)[labels]
+    one_hot = np.eye(classes, dtype=np.float32)[labels]
     whole = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
 
     def prepare(x, y):
@@ -91,6 +92,7 @@ def compile_model(model, p: params.Recipe, steps_per_epoch: int):
 def fit(model, train, val, p: params.Recipe, seed: int, keep: KeepBest, features: bool = False):
     """Train on (inputs, labels) pairs; features=True means inputs are cached base features."""
     (x_train, y_train), (x_val, y_val) = train, val
+    classes = model.output_shape[-1]
     if not features:
         x_train, x_val = scale(x_train), scale(x_val)
     schedule = [p.input_size] * p.epochs if features else size_schedule(p)
@@ -104,8 +106,8 @@ def fit(model, train, val, p: params.Recipe, seed: int, keep: KeepBest, features
         # (reduce_retracing); this keeps every graph's shapes static.
         model.make_train_function(force=True)
         model.fit(
-            augmented(x_train, y_train, p, None if features else size, p.augment and not features, seed),
-            validation_data=(x_val, np.eye(len(LABELS))[y_val]),
+            augmented(x_train, y_train, classes, p, None if features else size, p.augment and not features, seed),
+            validation_data=(x_val, np.eye(classes)[y_val]),
             initial_epoch=epochs[0],
             epochs=epochs[-1] + 1,
             callbacks=[keep],
@@ -140,11 +142,12 @@ def train(p: params.Params, weights: "str | None") -> tuple[keras.Model, dict, p
     """weights: a weights file sources.resolve_weights found (None: from scratch)."""
     t, r = p.train, p.train.chosen
     keras.utils.set_random_seed(t.seed)
-    manifest = dataset.read_manifest()
-    x_train, y_train, _ = dataset.load_split(manifest, "train", decode_size(r))
-    x_val, y_val, _ = dataset.load_split(manifest, "validation", r.input_size)
+    manifest, labels = dataset.read_manifest(), dataset.read_labels()
+    x_train, y_train, _ = dataset.load_split(manifest, "train", decode_size(r), labels)
+    x_val, y_val, _ = dataset.load_split(manifest, "validation", r.input_size, labels)
 
     build = dict(
+        classes=len(labels),
         input_size=r.input_size,
         weights=weights,
         residual_activation=t.residual_activation,
@@ -179,6 +182,7 @@ def train(p: params.Params, weights: "str | None") -> tuple[keras.Model, dict, p
         "weights": weights_kind(r.weights),
         "recipe": t.recipe,
         "input_size": r.input_size,
+        "labels": labels,  # the model's output order: convert, verify, report and the function read them here
         "train_sizes": r.train_sizes,
         "residual_activation": t.residual_activation,
         "precision": policy,
@@ -194,16 +198,24 @@ def train(p: params.Params, weights: "str | None") -> tuple[keras.Model, dict, p
 
 def load(p: params.Params, source: Path, kind: str) -> tuple[keras.Model, dict, pd.DataFrame]:
     """An existing model (.keras, or a Keras 2 / tf.keras .h5 as the original service saved it), as an
-    equivalent Keras 3 model; its validation accuracy checks that its classes are ours, in our order."""
+    equivalent Keras 3 model, with its labels (sources.model_labels: beside the file, train.labels, or the
+    data set's), one per output; its validation accuracy checks they are the data set's, in its order."""
+    labels, where = sources.model_labels(p.train, source)
     model, loaded = load_existing(source, kind)
+    outputs = model.output_shape[-1]
+    if outputs != len(labels):
+        raise cli.UserError(
+            f"{source}: outputs {outputs} classes, but the labels ({where}) are {len(labels)}: {labels}; "
+            f"give its {outputs} labels in order in train.labels (or {sources.labels_file(source)})"
+        )
     size = model.input_shape[1]
-    x_val, y_val, _ = dataset.load_split(dataset.read_manifest(), "validation", size)
+    x_val, y_val, _ = dataset.load_split(dataset.read_manifest(), "validation", size, labels)
     logits = model.predict(scale(x_val), batch_size=32, verbose=0)
     accuracy = float(np.mean(logits.argmax(1) == y_val))
     if accuracy < p.train.min_load_accuracy:
         raise cli.UserError(
             f"{source} reaches {accuracy:.3f} validation accuracy, below train.min_load_accuracy "
-            f"{p.train.min_load_accuracy}: wrong model, or classes in another order than {LABELS}"
+            f"{p.train.min_load_accuracy}: wrong model, or classes in another order than {labels} ({where})"
         )
     info = {
         "source": "load",
@@ -212,6 +224,8 @@ def load(p: params.Params, source: Path, kind: str) -> tuple[keras.Model, dict, 
         "format": loaded["format"],
         "nested_models": loaded["nested_models"],
         "input_size": size,
+        "labels": labels,
+        "labels_from": where,
         "val_accuracy": round(accuracy, 4),
         "parameters": model.count_params(),
     }

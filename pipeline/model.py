@@ -7,10 +7,10 @@ from keras import layers
 
 from pipeline import cli, keras2
 from pipeline.relu_swap import swap_residual_relus
-from serving.labels import LABELS
 
 
 def build_model(
+    classes: int,
     input_size: "int | None",
     weights: "str | None",
     residual_activation: str,
@@ -19,7 +19,7 @@ def build_model(
     freeze_base: bool,
     bn_momentum: float = 0.99,
 ) -> keras.Model:
-    """Xception base + global average pooling + head. Outputs logits for the 10 labels.
+    """Xception base + global average pooling + head. Outputs logits, one per class.
     input_size None takes any size (progressive resizing trains one model at several)."""
     try:
         base = keras.applications.Xception(include_top=False, weights=weights, input_shape=(input_size, input_size, 3))
@@ -38,7 +38,7 @@ def build_model(
         head.add(layers.Dense(dense_size, activation="relu", name="inner"))
     if dropout:
         head.add(layers.Dropout(dropout, name="dropout"))
-    head.add(layers.Dense(len(LABELS), name="logits", dtype="float32"))
+    head.add(layers.Dense(classes, name="logits", dtype="float32"))
 
     inputs = keras.Input((input_size, input_size, 3), name="image")
     # A frozen base keeps BatchNorm in inference mode, also while the head trains on top of it.
@@ -49,8 +49,8 @@ def build_model(
 
 def load_existing(path: "str | Path", kind: str) -> tuple[keras.Model, dict]:
     """A .keras or .h5 model of the format sources.model_format found (Keras 3, or Keras 2 / tf.keras
-    h5 of any functional shape: flat, or a base model called as a layer), checked to fit the 10
-    labels; and what was loaded (format, nested models)."""
+    h5 of any functional shape: flat, or a base model called as a layer), checked to take a square RGB
+    image and give logits; and what was loaded (format, nested models)."""
     try:
         model = keras2.load(path) if kind == "keras2_h5" else keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad file; all mean the same to a user
@@ -58,8 +58,6 @@ def load_existing(path: "str | Path", kind: str) -> tuple[keras.Model, dict]:
     shape = model.input_shape
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
         raise cli.UserError(f"{path}: expected a square RGB image input, got input shape {shape}")
-    if model.output_shape[-1] != len(LABELS):
-        raise cli.UserError(f"{path}: outputs {model.output_shape[-1]} classes, expected {len(LABELS)}")
     last = model.layers[-1]
     if getattr(last, "activation", None) is keras.activations.softmax or isinstance(last, layers.Softmax):
         raise cli.UserError(f"{path}: the model ends in softmax; this pipeline expects logits")

@@ -11,6 +11,15 @@ from pipeline.cli import UserError
 
 
 @dataclass(frozen=True)
+class Split:
+    """How a data set of one folder per class (no train/validation/test folders) is split: per class."""
+
+    validation: float  # share of each class's photos (at least one photo)
+    test: float
+    seed: int
+
+
+@dataclass(frozen=True)
 class Data:
     source: str  # local | download
     local_dir: str
@@ -18,6 +27,8 @@ class Data:
     download_dir: str
     expected_images: int
     max_per_class: int  # 0 = every image; a small number makes a quick run
+    classes: list  # [] = every class folder, sorted; names fix the model's output order, or a subset
+    split: Split
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,7 @@ class Train:
     seed: int
     scratch: Recipe
     transfer: Recipe
+    labels: list  # mode load: the model's output labels in order where no JSON beside the file has them
 
     @property
     def chosen(self) -> Recipe:
@@ -72,6 +84,7 @@ class Verify:
     num_threads: int
     min_agreement: float
     max_accuracy_drop: float
+    on_gate_failure: str  # stop (the stage fails) | exclude (the failing variants are left out, with why)
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,7 @@ class Params:
 CHOICES = {
     "data.source": ("local", "download"),
     "train.mode": ("train", "load"),
+    "verify.on_gate_failure": ("stop", "exclude"),
     "train.recipe": ("scratch", "transfer"),
     "train.residual_activation": ("relu", "leaky_relu"),
     "convert.int8_io": ("float", "int8", "uint8"),
@@ -182,7 +196,7 @@ AT_LEAST_ONE = {
 }  # fmt: skip
 FRACTIONS = {
     "dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy",
-    "leaky_slope", "alarm_error_rate", "alarm_probability_drop", "cold_start_share",
+    "leaky_slope", "alarm_error_rate", "alarm_probability_drop", "cold_start_share", "validation", "test",
 }  # fmt: skip
 
 
@@ -253,4 +267,9 @@ def load(path: "str | Path" = "params.yaml") -> Params:
                 f"params.yaml: '{key}.train_sizes' must be sizes from 71 to its input_size ({r.input_size}), "
                 f"got {r.train_sizes!r}"
             )
+    for key, names in (("data.classes", params.data.classes), ("train.labels", params.train.labels)):
+        if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise UserError(f"params.yaml: '{key}' must be distinct non-empty names, got {names!r}")
+    if params.data.split.validation + params.data.split.test >= 1:
+        raise UserError("params.yaml: 'data.split.validation' + 'data.split.test' must leave photos to train on")
     return params

@@ -3,6 +3,7 @@
 MANIFEST = "data/manifest.csv"
 BAD_IMAGES = "data/bad_images.csv"
 DATA_SUMMARY = "data/summary.json"
+LABELS = "data/labels.json"  # the classes in the model's output order
 
 MODEL = "artifacts/model/model.keras"
 MODEL_INFO = "artifacts/model/info.json"

@@ -23,7 +23,9 @@ def recommend(results: pd.DataFrame, verify: dict, variants: list, r: params.Rec
     (LiteRT and ONNX Runtime rows of one bench run); ties go to the earlier variant in convert.variants."""
     passing, rejected = [], []
     for variant in variants:
-        reasons = gates.failures(verify, variant, r.max_accuracy_drop, r.min_agreement, "recommend")
+        excluded = verify.get("excluded", {}).get(variant)
+        reasons = [f"excluded at verify: {excluded}"] if excluded else []
+        reasons = reasons or gates.failures(verify, variant, r.max_accuracy_drop, r.min_agreement, "recommend")
         (rejected if reasons else passing).append((variant, reasons))
     if not passing:
         raise cli.UserError(

@@ -11,8 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import cli, cost, files, params, paths, variants  # noqa: E402
-from serving.labels import LABELS  # noqa: E402
+from pipeline import cli, cost, dataset, files, params, paths, variants  # noqa: E402
 
 OUT = Path(paths.REPORT_DIR)
 
@@ -60,15 +59,16 @@ def plot_cold_start(table: pd.DataFrame) -> None:
     save(fig, "cold_start.png")
 
 
-def plot_confusion(predictions: pd.DataFrame, variant: str) -> pd.DataFrame:
+def plot_confusion(predictions: pd.DataFrame, variant: str, labels: list) -> pd.DataFrame:
+    """labels: the model's, in its output order (rows and columns of the matrix)."""
     rows = predictions[predictions["model"] == variant]
-    matrix = pd.crosstab(pd.Categorical(rows["label"], LABELS), pd.Categorical(rows["predicted"], LABELS), dropna=False)
-    fig, ax = plt.subplots(figsize=(6, 5))
+    matrix = pd.crosstab(pd.Categorical(rows["label"], labels), pd.Categorical(rows["predicted"], labels), dropna=False)
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(labels)), max(3.5, 0.5 * len(labels))))
     ax.imshow(matrix.to_numpy(), cmap="Blues")
     for (i, j), n in np.ndenumerate(matrix.to_numpy()):
         ax.text(j, i, n, ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
-    ax.set_yticks(range(len(LABELS)), LABELS)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted", ylabel="actual", title=f"Confusion matrix, {variant} (test split)")
     save(fig, "confusion.png")
     return rows[["label", "predicted"]].rename(columns={"label": "actual"})
@@ -178,13 +178,20 @@ SUMMARY_COLUMNS = {
 }
 
 
-def summary(table: pd.DataFrame, choice: dict) -> str:
+def excluded_lines(verify: dict) -> list[str]:
+    """The variants verify left out (verify.on_gate_failure: exclude), each with why."""
+    return [f"excluded at verify: {reasons}" for reasons in verify.get("excluded", {}).values()]
+
+
+def summary(table: pd.DataFrame, choice: dict, verify: dict) -> str:
     """The few numbers a person compares between runs, narrow enough for a terminal (make all ends with it)."""
     shown = table[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
-    return shown.to_string(index=False) + f"\nrecommended: {choice['variant']}\n"
+    return "\n".join([shown.to_string(index=False), *excluded_lines(verify), f"recommended: {choice['variant']}", ""])
 
 
-def markdown(table, bench: dict, info: dict, choice: dict, costs, handler, c: params.Cost, d: params.Deploy) -> str:
+def markdown(
+    table, bench: dict, info: dict, choice: dict, costs, handler, c: params.Cost, d: params.Deploy, verify: dict
+) -> str:
     machine = bench["machine"]
     columns = {
         "runtime": "runtime / variant",
@@ -208,6 +215,7 @@ def markdown(table, bench: dict, info: dict, choice: dict, costs, handler, c: pa
         "",
         f"Model: Xception at {bench['model']['input_size']} px, {bench['model']['gmacs']} G multiply-adds, "
         f"weights: **{info['weights']}** ({info['source']}), validation accuracy {info['val_accuracy']}.",
+        f"Classes ({len(info['labels'])}, in the model's output order): {', '.join(info['labels'])}.",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads per runtime, "
         f"Python {machine['python']}; float32 matrix product peak {machine['matmul_gflops']} GFLOP/s.",
         "",
@@ -215,6 +223,8 @@ def markdown(table, bench: dict, info: dict, choice: dict, costs, handler, c: pa
         "",
         f"**Recommended: {choice['variant']}** - {choice['reason']}.",
         "",
+        *(f"- {line}" for line in excluded_lines(verify)),
+        *([""] if excluded_lines(verify) else []),
         f"Runtime environment size: LiteRT + numpy + Pillow {bench['environment_mb']['litert']} MiB, "
         f"ONNX Runtime + numpy + Pillow {bench['environment_mb']['onnxruntime']} MiB, "
         f"TensorFlow {bench['environment_mb']['tensorflow']} MiB. The function carries only its variant's runtime.",
@@ -244,7 +254,8 @@ def main() -> None:
     plot_accuracy_vs_size(table)
     plot_latency(table, bench["machine"]["threads"])
     plot_cold_start(table)
-    confusion = plot_confusion(pd.read_csv(paths.PREDICTIONS), choice["variant"])
+    predictions = pd.read_csv(paths.PREDICTIONS, dtype={"label": str, "predicted": str})
+    confusion = plot_confusion(predictions, choice["variant"], dataset.model_labels())
     with files.atomic_path(OUT / "confusion.csv") as tmp:
         confusion.to_csv(tmp, index=False)
     history = pd.read_csv(paths.HISTORY)
@@ -254,9 +265,9 @@ def main() -> None:
     costs = measured_costs(pd.read_csv(paths.COST), tune)
     plot_cost(costs, p.deploy)
     handler = pd.read_csv(paths.BENCH_HANDLER)
-    report = markdown(table, bench, info, choice, costs, handler, p.cost, p.deploy)
+    report = markdown(table, bench, info, choice, costs, handler, p.cost, p.deploy, verify)
     files.write_text(OUT / "report.md", report)
-    files.write_text(OUT / "summary.txt", summary(table, choice))
+    files.write_text(OUT / "summary.txt", summary(table, choice, verify))
     print(report)
 
 

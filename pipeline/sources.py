@@ -1,12 +1,13 @@
 """Where the train stage's inputs come from - ImageNet or local weights, a model file or URL - found,
 downloaded and checked before TensorFlow is imported, so a wrong path or URL fails in a second."""
 
+import json
 import zipfile
 from pathlib import Path
 
 import h5py
 
-from pipeline import cli, files, params
+from pipeline import cli, dataset, files, params, paths
 
 
 def resolve_weights(weights: str, imagenet_url: str, cache_dir: Path) -> "str | None":
@@ -73,3 +74,28 @@ def model_file(t: params.Train, download_dir: Path) -> tuple[Path, str]:
     else:
         path = Path(source)
     return path, model_format(path)
+
+
+def labels_file(model: "str | Path") -> Path:
+    """Where a model file's labels may lie beside it: model.h5 -> model.json (as the function's
+    model.json lies beside model.tflite)."""
+    return Path(model).with_suffix(".json")
+
+
+def model_labels(t: params.Train, model: Path) -> tuple[list[str], str]:
+    """mode load: the model's labels in its output order, and where they came from: a JSON file beside
+    the model ({"labels": [...]}; another JSON there, such as Keras' architecture file, is not read for
+    labels), else train.labels, else the data set's classes (data/labels.json)."""
+    beside = labels_file(model)
+    try:
+        meta = json.loads(beside.read_text()) if beside.is_file() else None
+    except (ValueError, UnicodeDecodeError):
+        meta = None
+    if isinstance(meta, dict) and "labels" in meta:
+        labels = meta["labels"]
+        if not isinstance(labels, list) or not all(isinstance(n, str) and n for n in labels):
+            raise cli.UserError(f"{beside}: 'labels' must be a list of names, got {labels!r}")
+        return labels, str(beside)
+    if t.labels:
+        return list(t.labels), "train.labels"
+    return dataset.read_labels(), f"the data set's classes, {paths.LABELS}"

@@ -28,6 +28,11 @@ def model_path(variant: str) -> Path:
     return Path(r["dir"]) / f"{variant}{r['suffix']}"
 
 
+def metadata_path(variant: str) -> Path:
+    """The model's metadata beside it (labels, input size, variant, hash), read by the function."""
+    return model_path(variant).with_suffix(".json")
+
+
 def bench_row(variant: str) -> str:
     """The bench table's row: litert_full_int8, onnxruntime_int8 (runtime + quantization)."""
     return f"{runtime(variant)}_{variant.removeprefix(ONNX_PREFIX)}"

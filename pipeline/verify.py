@@ -11,14 +11,13 @@ from tqdm import tqdm
 
 from pipeline import cli, dataset, files, gates, params, paths, variants
 from serving.images import scale, softmax
-from serving.labels import LABELS
 from serving.runtime import load_model
 
 
-def per_class_accuracy(all_probs: dict, labels: np.ndarray) -> pd.DataFrame:
+def per_class_accuracy(all_probs: dict, labels: np.ndarray, names: list) -> pd.DataFrame:
     """One row per class, one column per model: the table behind the report's per-class view."""
-    present = [i for i in range(len(LABELS)) if np.any(labels == i)]
-    table = {"class": [LABELS[i] for i in present]}
+    present = [i for i in range(len(names)) if np.any(labels == i)]
+    table = {"class": [names[i] for i in present]}
     for name, probs in all_probs.items():
         predicted = probs.argmax(1)
         table[name] = [round(float(np.mean(predicted[labels == i] == i)), 4) for i in present]
@@ -35,22 +34,14 @@ def compare(keras_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> d
     }
 
 
-def gate_failures(metrics: dict, names: list, v: params.Verify) -> list[str]:
-    return [
-        reason
-        for variant in names
-        for reason in gates.failures(metrics, variant, v.max_accuracy_drop, v.min_agreement, "verify")
-    ]
-
-
 def verify(p: params.Params) -> dict:
     for path in (paths.MODEL, paths.MODEL_INFO):
         if not Path(path).exists():
             raise cli.UserError(f"{path} not found: run the train stage first (dvc repro train)")
     model = keras.models.load_model(paths.MODEL, compile=False)
     info = json.loads(Path(paths.MODEL_INFO).read_text())
-    size = model.input_shape[1]
-    images, labels, image_paths = dataset.load_split(dataset.read_manifest(), "test", size)
+    size, names = model.input_shape[1], dataset.model_labels()
+    images, labels, image_paths = dataset.load_split(dataset.read_manifest(), "test", size, names)
     x = scale(images)
 
     keras_logits = model.predict(x, batch_size=32, verbose=0)
@@ -77,22 +68,24 @@ def verify(p: params.Params) -> dict:
         size_mb = round(variants.model_path(variant).stat().st_size / 2**20, 2)
         metrics[variant] = {"size_mb": size_mb, **compare(all_probs["keras"], all_probs[variant], labels)}
     metrics["test_images"] = len(labels)
+    if left_out := gates.excluded(metrics, p.convert.variants, p.verify):
+        metrics["excluded"] = left_out  # bench, recommend and deploy go on without them (gates.kept)
 
     rows = [
         pd.DataFrame(
             {
                 "path": image_paths,
-                "label": [LABELS[i] for i in labels],
+                "label": [names[i] for i in labels],
                 "model": name,
-                "predicted": [LABELS[i] for i in probs.argmax(1)],
-                **{f"p_{label}": probs[:, i] for i, label in enumerate(LABELS)},
+                "predicted": [names[i] for i in probs.argmax(1)],
+                **{f"p_{label}": probs[:, i] for i, label in enumerate(names)},
             }
         )
         for name, probs in all_probs.items()
     ]
     files.write_json(paths.VERIFY_METRICS, metrics)
     with files.atomic_path(paths.PER_CLASS) as tmp:
-        per_class_accuracy(all_probs, labels).to_csv(tmp, index=False)
+        per_class_accuracy(all_probs, labels, names).to_csv(tmp, index=False)
     with files.atomic_path(paths.PREDICTIONS) as tmp:
         pd.concat(rows).to_csv(tmp, index=False, float_format="%.6f")
     return metrics
@@ -102,20 +95,20 @@ def main() -> None:
     p = params.load()
     metrics = verify(p)
     print(f"{'model':<14}{'size MiB':>9}{'accuracy':>10}{'agreement':>11}{'max |dp|':>10}")
-    for name, m in metrics.items():
-        if isinstance(m, dict):
-            print(
-                f"{name:<14}{m['size_mb']:>9}{m['accuracy']:>10}{m.get('agreement', ''):>11}"
-                f"{m.get('max_abs_prob_diff', ''):>10}"
-            )
+    for name in ("keras", *p.convert.variants):
+        m = metrics[name]
+        print(
+            f"{name:<14}{m['size_mb']:>9}{m['accuracy']:>10}{m.get('agreement', ''):>11}"
+            f"{m.get('max_abs_prob_diff', ''):>10}"
+        )
     if metrics["keras"]["logit_spread"] < 0.01:
         print(
             "warning: the Keras model's logits barely differ between classes (untrained?): "
             "agreement between variants proves little"
         )
-    failures = gate_failures(metrics, p.convert.variants, p.verify)
-    if failures:
-        raise cli.UserError("verification failed:\n  " + "\n  ".join(failures))
+    gates.check(metrics, p.convert.variants, p.verify)
+    for reasons in metrics.get("excluded", {}).values():
+        print(f"excluded (verify.on_gate_failure: exclude): {reasons}")
 
 
 if __name__ == "__main__":

@@ -20,13 +20,13 @@ import yaml
 from filelock import FileLock
 from PIL import Image
 
-from serving.labels import LABELS
-
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASET = ROOT.parent / "shared" / "clothing-dataset-small"
 BIN = str(Path(sys.executable).parent)
 # debootstrap lives in /usr/sbin, which a minimal PATH (env -i, some CI runners) leaves out.
 os.environ["PATH"] = os.pathsep.join([os.environ["PATH"], "/usr/sbin", "/sbin"])
+# The default data set's classes: its folder names, sorted (the data stage's order, data/labels.json).
+LABELS = ("dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt")
 # What the bench stage measures with the default variants, in its order.
 RUNTIMES = [
     "keras",

@@ -51,7 +51,7 @@ def test_plain_relu_full_int8_splits_the_delegate_and_uint8_io(tmp_path, small_r
 
     project = copy_run(small_run, tmp_path / "p", "tflite", "onnx", "model.keras")
     trained = keras.models.load_model(small_run / "artifacts/model/model.keras", compile=False)
-    plain = build_model(75, None, "relu", 0, 0.2, False)  # the small run's architecture, plain ReLU
+    plain = build_model(10, 75, None, "relu", 0, 0.2, False)  # the small run's architecture, plain ReLU
     plain.set_weights(trained.get_weights())  # LeakyReLU has no weights: the lists match one to one
     plain.save(project / "artifacts/model/model.keras")
     set_params(project, **{"convert.int8_io": "uint8", "convert.variants": ["full_int8"]})

@@ -1,11 +1,12 @@
 import http.server
+import json
 import shutil
 import threading
 from functools import partial
 
 import pandas as pd
 
-from conftest import make_dataset, make_project, small_params, stage
+from conftest import LABELS, make_dataset, make_project, small_params, stage
 
 
 def run_data(tmp_path, dataset, **overrides):
@@ -22,6 +23,8 @@ def test_real_dataset_manifest(tmp_path, dataset_dir):
     counts = manifest.groupby(["split", "label"]).size()
     assert counts["test", "shoes"] == 73 and counts["train", "t-shirt"] == 795 and counts["validation", "hat"] == 14
     assert pd.read_csv(project / "data/bad_images.csv").empty
+    # The classes are the folder names, sorted: the ten the model's head gets, in this order.
+    assert json.loads((project / "data/labels.json").read_text()) == {"labels": list(LABELS), "source": "folders"}
 
 
 def test_corrupt_images_are_reported_and_left_out(tmp_path):

@@ -18,9 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import ROOT, SHARED_DATASET, accepted_formats
+from conftest import LABELS, ROOT, SHARED_DATASET, accepted_formats
 from pipeline import serve
-from serving.labels import LABELS
 
 VARIANT = "full_int8"
 RIE = ROOT / ".cache" / "aws-lambda-rie-x86_64"

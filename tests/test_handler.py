@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import SiteHandler, accepted_formats
+from conftest import LABELS, SiteHandler, accepted_formats
 from serving.images import preprocess
-from serving.labels import LABELS
 
 VARIANT = "full_int8"
 
@@ -449,6 +448,7 @@ def test_a_tie_goes_to_the_first_label_as_verify_s_argmax_does(handler, photo, m
             logits[0, [8, 9]] = 2.0  # skirt and t-shirt tie
             return logits
 
-    monkeypatch.setattr(handler, "model", lambda: (Tied(), {"variant": "tied", "sha256": "0" * 64}))
+    info = {"variant": "tied", "sha256": "0" * 64, "labels": list(LABELS)}
+    monkeypatch.setattr(handler, "model", lambda: (Tied(), info))
     answer = handler.lambda_handler({"image": b64(photo)})
     assert answer["top"] == "skirt" and [p["label"] for p in answer["predictions"][:2]] == ["skirt", "t-shirt"]

@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_project, run, small_params, stage
+from conftest import LABELS, make_project, run, small_params, stage
 from serving.images import load_image, scale
-from serving.labels import LABELS
 
 # Writes each tf.keras model of MODELS to an .h5 file and tf_keras's logits on the given photos to .npy.
 # Its BatchNorm statistics are calibrated on real photos (one pass in training mode with momentum 0), so

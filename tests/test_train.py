@@ -4,8 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import make_project, small_params, stage
-from serving.labels import LABELS
+from conftest import LABELS, make_project, small_params, stage
 
 
 def load_project(tmp_path, dataset_dir, **overrides):

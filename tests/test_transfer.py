@@ -27,11 +27,11 @@ def test_augmented_batches_are_random_crops_at_the_epoch_size(dataset_dir):
     photos = sorted((dataset_dir / "train/shoes").iterdir())[:4]
     images = np.stack([load_image(p, 86) for p in photos]).astype(np.float32)
     labels = np.arange(4)
-    x, y = next(iter(fit.augmented(images, labels, recipe, 71, augment=True, seed=1)))
+    x, y = next(iter(fit.augmented(images, labels, 10, recipe, 71, augment=True, seed=1)))
     assert x.shape == (4, 71, 71, 3) and y.shape == (4, 10)
-    again, _ = next(iter(fit.augmented(images, labels, recipe, 71, augment=True, seed=1)))
+    again, _ = next(iter(fit.augmented(images, labels, 10, recipe, 71, augment=True, seed=1)))
     assert not np.allclose(x, again)  # a new crop and flip each pass over the data
-    plain, y = next(iter(fit.augmented(images, labels, recipe, 86, augment=False, seed=1)))
+    plain, y = next(iter(fit.augmented(images, labels, 10, recipe, 86, augment=False, seed=1)))
     order = [int(i) for i in np.argmax(y, axis=1)]  # shuffled; one-hot rows say which photo is where
     np.testing.assert_array_equal(plain, images[order])
 

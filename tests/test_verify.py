@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import copy_run, set_params, stage
+from conftest import LABELS, copy_run, set_params, stage
 from serving.images import load_image, scale
-from serving.labels import LABELS
 
 
 def test_parity_numbers_on_real_test_images(small_run):

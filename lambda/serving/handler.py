@@ -1,4 +1,5 @@
-"""AWS Lambda handler: a photo of clothes in, the class and all 10 probabilities out.
+"""AWS Lambda handler: a photo in, the class and every class's probability out (the labels, in the
+model's output order, come from the model's metadata, model.json beside model.tflite / model.onnx).
 
 Answers direct invocations ({"url": ...} or {"image": "<base64>"}) and API Gateway proxy events
 (HTTP API payload 2.0, REST API payload 1.0) with a JSON body or a raw image body. Imports no
@@ -8,7 +9,6 @@ TensorFlow: LiteRT, numpy, Pillow, and this package's images/runtime modules.
 import base64
 import binascii
 import functools
-import hashlib
 import json
 import os
 import time
@@ -22,7 +22,6 @@ from serving import fetch as fetching
 from serving import metrics
 from serving.fetch import FetchError, fetch
 from serving.images import ImageError, preprocess, softmax
-from serving.labels import LABELS
 from serving.runtime import ONNXModel, TFLiteModel, load_model
 
 # The function's own configuration (set by deploy, or by `make serve`). The image and the zip put
@@ -55,11 +54,16 @@ CLIENT_ERRORS = (BadRequest, FetchError, ImageError)
 
 
 def load_model_info(path: Path) -> dict:
-    """Variant and content hash, baked into the image beside the model (else computed once)."""
+    """The model's metadata beside it (the convert stage writes it, deploy ships it as model.json): its
+    labels in output order, and the variant and content hash the answer reports. Without labels the
+    function cannot name a class: a 500, logged with this reason."""
     info_path = path.with_suffix(".json")
-    if info_path.exists():
-        return json.loads(info_path.read_text())
-    return {"variant": path.stem, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    if not info_path.exists():
+        raise RuntimeError(f"{info_path} not found: the model's labels travel in it (the convert stage writes it)")
+    info = json.loads(info_path.read_text())
+    if not info.get("labels"):
+        raise RuntimeError(f"{info_path} names no labels")
+    return info
 
 
 @functools.cache
@@ -159,19 +163,22 @@ def _utf8(text: str) -> bytes:
 def predict(image_bytes: bytes) -> dict:
     runner, info = model()
     started = time.perf_counter()
-    ranked = classes(runner.logits(preprocess(image_bytes, runner.input_size)))
-    return {**ranked, "model": info, "inference_ms": round((time.perf_counter() - started) * 1000, 2)}
+    ranked = classes(runner.logits(preprocess(image_bytes, runner.input_size)), info["labels"])
+    public = {k: v for k, v in info.items() if k not in ("labels", "input_size")}
+    return {**ranked, "model": public, "inference_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
-def classes(logits: np.ndarray) -> dict:
-    """The top class and all 10, most probable first (bench times this part of the answer on its own)."""
+def classes(logits: np.ndarray, labels: list) -> dict:
+    """The top class and every class, most probable first (bench times this part of the answer on its own)."""
     probs = softmax(logits)[0]
+    if len(labels) != len(probs):
+        raise RuntimeError(f"the model has {len(probs)} outputs and its metadata {len(labels)} labels")
     # Stable: a tie (int8 outputs tie often) goes to the first label, as argmax does in verify and Keras.
     order = np.argsort(-probs, kind="stable")
     return {
-        "top": LABELS[order[0]],
+        "top": labels[order[0]],
         "probability": round(float(probs[order[0]]), 6),
-        "predictions": [{"label": LABELS[i], "probability": round(float(probs[i]), 6)} for i in order],
+        "predictions": [{"label": labels[i], "probability": round(float(probs[i]), 6)} for i in order],
     }
 
 

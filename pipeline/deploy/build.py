@@ -37,27 +37,44 @@ def chosen_model(d: params.Deploy) -> tuple[str, Path]:
         variant = json.loads(Path(paths.RECOMMENDATION).read_text())["variant"]
     if variant not in params.VARIANTS:
         raise cli.UserError(f"deploy.variant: unknown {variant!r}; known: {params.VARIANTS}")
+    excluded = verify_metrics().get("excluded", {}).get(variant)
+    if excluded:
+        raise cli.UserError(f"{variant} was excluded at verify ({excluded}): deploy ships only variants that passed")
     model = variants.model_path(variant)
     if not model.exists():
         raise cli.UserError(f"{model} not found: run `dvc repro` first")
     return variant, model
 
 
+def verify_metrics() -> dict:
+    path = Path(paths.VERIFY_METRICS)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def verify_accuracy(variant: str) -> "float | None":
     """The verify stage's test accuracy of this variant (None where the stage has not run)."""
-    path = Path(paths.VERIFY_METRICS)
-    if not path.exists():
-        return None
-    return json.loads(path.read_text()).get(variant, {}).get("accuracy")
+    return verify_metrics().get(variant, {}).get("accuracy")
 
 
-def stage_model(variant: str, model: Path) -> None:
+def model_metadata(variant: str, model: Path) -> dict:
+    """The convert stage's metadata of this model (labels in output order, input size, variant), with
+    the hash of the file that ships."""
+    path = variants.metadata_path(variant)
+    meta = json.loads(path.read_text()) if path.exists() else {}
+    if not meta.get("labels"):
+        raise cli.UserError(f"{path} with the model's labels not found: run `dvc repro convert`")
+    return meta | {"variant": variant, "sha256": files.sha256(model)}
+
+
+def stage_model(variant: str, model: Path) -> list[str]:
     """build/model/ holds exactly one model (model.tflite or model.onnx: the handler loads the one
-    it finds) and model.json (variant, sha256)."""
+    it finds) and model.json (its labels, input size, variant, sha256); returns the labels."""
+    meta = model_metadata(variant, model)
     shutil.rmtree(MODEL_DIR, ignore_errors=True)
     MODEL_DIR.mkdir(parents=True)
     shutil.copyfile(model, MODEL_DIR / f"model{model.suffix}")
-    files.write_json(MODEL_DIR / "model.json", {"variant": variant, "sha256": files.sha256(model)})
+    files.write_json(MODEL_DIR / "model.json", meta)
+    return meta["labels"]
 
 
 def requirements() -> Path:

@@ -25,6 +25,17 @@ def guard_accuracy(d: params.Deploy, live: "dict | None", variant: str, accuracy
     )
 
 
+def guard_labels(live: "dict | None", labels: list, force: bool) -> None:
+    """A model with other labels is another model: refuse to replace a live one that answers with others."""
+    was = releases.shipped(live) if live else None
+    changed = releases.labels_changed(was, labels) if was else None
+    if changed and not force:
+        raise cli.UserError(
+            f"the live version {live['Version']} answers with other labels than this model ({changed}): "
+            "deploy --force replaces it"
+        )
+
+
 def ship_image(d: params.Deploy, key: str, expected: tuple[Path, str]) -> dict:
     """The image tagged with the deploy key: reused if the registry has it, else built, smoke-tested
     (local), pushed; then checked in the registry (single image, right architecture). A tag never
@@ -81,7 +92,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
     limits.check(d)
     variant, model = build.chosen_model(d)
     accuracy = build.verify_accuracy(variant)
-    build.stage_model(variant, model)
+    labels = build.stage_model(variant, model)
     key, config = build.code_key(d), build.config_key(d, p.cost.mb_per_vcpu)
     photo, answer = smoke.expected_answer(variant)
     with aws_errors():
@@ -97,6 +108,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
                 f"version {running} takes a share of 'live' under its alarms (a canary, or one a killed deploy left): "
                 "wait for it to end, or `make rollback` ends it"
             )
+        guard_labels(live, labels, force)  # before the accuracy guard: scores on other classes do not compare
         guard_accuracy(d, live, variant, accuracy, force)
         if was and (was["key"], was["config"]) == (key, config):
             url = settle(d, lam, alias["AliasArn"], account)
@@ -133,7 +145,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
         tested_in = "aws" if d.smoke_test == "aws" or not was or was["config"] != config else "local"
         if tested_in == "aws":
             smoke.check(smoke.invoke(lam, d, photo), photo, answer)
-        description = releases.describe(key, config, variant, accuracy, tested_in, photo.name, answer)
+        description = releases.describe(key, config, variant, accuracy, tested_in, photo.name, answer, labels)
         version, new = releases.publish(lam, d, code_sha, revision, description, published)
         if live and version == live["Version"]:
             # A new deploy key for the same bytes and configuration (a Dockerfile-only edit for a zip,

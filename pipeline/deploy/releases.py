@@ -9,6 +9,7 @@ never disagree, and a second machine reads the same): the versions that were liv
 rollback target appears again), and those rolled back from ("rejected": never made live again
 without --force)."""
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -86,15 +87,42 @@ def read(alias: "dict | None") -> History:
     return History([int(version)] if version.isdigit() else [])
 
 
-def describe(key: str, config: str, variant: str, accuracy: "float | None", smoke: str, photo: str, top: str) -> str:
-    """What a version is, and the smoke test it passed (local or aws) with the photo and the answer,
-    so rollback can check it again against its own answer."""
+def labels_digest(labels: list) -> str:
+    return hashlib.sha256(json.dumps(labels).encode()).hexdigest()[:12]
+
+
+def describe(
+    key: str, config: str, variant: str, accuracy: "float | None", smoke: str, photo: str, top: str, labels: list
+) -> str:
+    """What a version is (its labels too: deploy refuses to replace a live model that answers with
+    others), and the smoke test it passed (local or aws) with the photo and the answer, so rollback
+    can check it again against its own answer."""
     meta = {"by": MARK, "key": key, "config": config, "variant": variant, "smoke": smoke, "photo": photo, "top": top}
     meta["accuracy"] = None if accuracy is None else round(accuracy, 4)
-    text = json.dumps(meta, separators=(",", ":"))
-    if len(text) > limits.DESCRIPTION_CHARS:  # a long photo name: rollback then checks verify's answer
-        text = json.dumps({k: v for k, v in meta.items() if k not in ("photo", "top")}, separators=(",", ":"))
+    # What fits in the description: the labels' names (deploy can then say which changed), else their
+    # digest; then, with a long photo name, no photo (rollback checks verify's answer instead).
+    digest = meta | {"labels_sha": labels_digest(labels)}
+    for fitting in (meta | {"labels": labels}, digest, {k: v for k, v in digest.items() if k not in ("photo", "top")}):
+        text = json.dumps(fitting, separators=(",", ":"))
+        if len(text) <= limits.DESCRIPTION_CHARS:
+            break
     return text
+
+
+def labels_changed(meta: dict, labels: list) -> "str | None":
+    """How the labels a version answers with (its description) differ from these; None when they are
+    the same or the version recorded none (published before labels were recorded)."""
+    if "labels" in meta:
+        was = meta["labels"]
+        if was == labels:
+            return None
+        removed, added = [n for n in was if n not in labels], [n for n in labels if n not in was]
+        if not removed and not added:
+            return f"the same labels in another order: live {was}, this model {labels}"
+        return ", ".join(f"{what} {names}" for what, names in (("removed", removed), ("added", added)) if names)
+    if "labels_sha" in meta and meta["labels_sha"] != labels_digest(labels):
+        return f"its labels (too many to record by name; digest {meta['labels_sha']}) are not this model's {labels}"
+    return None
 
 
 def shipped(version: dict) -> "dict | None":
