@@ -69,13 +69,14 @@ def convert(model_path: str, p: params.Params) -> dict:
     onnx_log.unlink(missing_ok=True)
     metrics = {"keras": {"size_mb": round(Path(model_path).stat().st_size / 2**20, 2)}}
     with tempfile.TemporaryDirectory() as exported:
-        convert_all(model, p, representative, Path(exported) / "saved_model", log, onnx_log, metrics)
+        convert_all(model, p, representative, labels, Path(exported) / "saved_model", (log, onnx_log), metrics)
     files.write_json(paths.CONVERT_METRICS, metrics)
     return metrics
 
 
-def convert_all(model, p, representative, saved_model: Path, log: Path, onnx_log: Path, metrics: dict) -> None:
-    size, labels = model.input_shape[1], dataset.model_labels()
+def convert_all(model, p, representative, labels: list, saved_model: Path, logs: tuple, metrics: dict) -> None:
+    """Each variant of convert.variants, written with its metadata; the float TFLite ones from one export."""
+    size, (log, onnx_log) = model.input_shape[1], logs
     for variant in p.convert.variants:
         print(f"converting {variant} ...", flush=True)
         started = time.time()

@@ -72,13 +72,14 @@ def model() -> "tuple[TFLiteModel | ONNXModel, dict]":
     return load_model(MODEL_PATH, num_threads=NUM_THREADS), load_model_info(MODEL_PATH)  # .tflite or .onnx
 
 
-def model_variant() -> str:
+@functools.cache  # every request's metrics name it: read once per model, not per request
+def model_variant(path: Path) -> str:
     """The served variant, for the metrics' dimension: from the file beside the model (a request whose
     model failed to load is counted under it too), else the model file's name."""
     try:
-        return json.loads(MODEL_PATH.with_suffix(".json").read_text())["variant"]
+        return json.loads(path.with_suffix(".json").read_text())["variant"]
     except (OSError, ValueError, KeyError, TypeError):
-        return MODEL_PATH.stem
+        return path.stem
 
 
 @dataclass(frozen=True)
@@ -215,5 +216,5 @@ def lambda_handler(event, context=None):
         log.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
     log.update(event=kind, status=status, total_ms=round((time.perf_counter() - started) * 1000, 2))
     # One JSON line per request: the log, and the request's metrics in CloudWatch's embedded format.
-    print(json.dumps(metrics.document(log, context, model_variant()), default=str), flush=True)
+    print(json.dumps(metrics.document(log, context, model_variant(MODEL_PATH)), default=str), flush=True)
     return respond(kind, status, body)
