@@ -147,7 +147,7 @@ def pytest_collection_modifyitems(items):
     """pytest-xdist hands whole files to its workers in this order (make test passes --no-loadscope-reorder,
     else xdist puts the files with the most tests first): one file that needs the small run, so that its
     worker starts building the run (minutes) at once, then every file that does not need it, which the
-    other worker works through meanwhile, then the rest."""
+    other workers work through meanwhile, then the rest."""
     waits = {item.path for item in items if "small_run" in item.fixturenames}
     first = next((item.path for item in items if item.path in waits), None)
     items.sort(key=lambda item: 0 if item.path == first else 2 if item.path in waits else 1)
