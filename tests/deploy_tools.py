@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,10 @@ def one_line_error(result):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     return result.stderr
+
+
+def as_in_a_terminal() -> None:
+    """Ctrl-C reaches the child as it reaches a command typed in a terminal: a suite started in the
+    background (`make test &`, some CI runners) hands its children SIGINT ignored, and Python then never
+    raises KeyboardInterrupt (seen: tune ran to its end and exited 0)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

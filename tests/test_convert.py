@@ -63,13 +63,17 @@ def test_plain_relu_full_int8_splits_the_delegate_and_uint8_io(tmp_path, small_r
     assert model.input["dtype"] == np.uint8 and model.output["dtype"] == np.uint8
     # The calibrating photos span (almost) all of [-1, 1]: 255 uint8 steps of at most 2/255 each.
     assert 1.9 / 255 < model.input["quantization"][0] <= np.float32(2 / 255)
-    # Quantized through uint8 I/O, it still answers real photos as the float Keras model does, nearly always
-    # (the small run's int8 variants agree with Keras on ~98% of the test photos).
+    # Quantized through uint8 I/O, it still answers real photos as the float Keras model does where Keras is
+    # clear about its answer (the clearer half of the photos): a briefly trained model's top two classes are
+    # often within 0.01 of each other, where int8 may flip them (verify's parity test: the same rule).
     manifest = pd.read_csv(small_run / "data/manifest.csv")
-    photos = manifest[manifest["split"] == "test"]["path"].iloc[::10]
+    photos = manifest[manifest["split"] == "test"]["path"].iloc[::5]
     x = scale(np.stack([load_image(photo, 75) for photo in photos]))
     quantized = np.concatenate([model.logits(x[i : i + 1]) for i in range(len(x))]).argmax(1)
-    assert np.mean(quantized == plain.predict(x, verbose=0).argmax(1)) >= 0.8
+    logits = plain.predict(x, verbose=0)
+    top_two = np.sort(logits, axis=1)[:, -2:]  # the top logit's lead over the second
+    clear = np.argsort(top_two[:, 1] - top_two[:, 0])[len(x) // 2 :]
+    assert np.mean(quantized[clear] == logits.argmax(1)[clear]) >= 0.95
 
 
 def test_onnx_variants_float32_and_static_qdq_int8(small_run):

@@ -23,7 +23,16 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from deploy_tools import client, deploy, local_aws, moto_client, one_line_error, verify_answer, zip_invokes_answer
+from deploy_tools import (
+    as_in_a_terminal,
+    client,
+    deploy,
+    local_aws,
+    moto_client,
+    one_line_error,
+    verify_answer,
+    zip_invokes_answer,
+)
 
 from conftest import BIN, set_params
 from pipeline import cli, params
@@ -48,7 +57,7 @@ class Deploying:
         env["PYTHONPATH"] = f"{project}:{project / 'lambda'}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline.deploy"], cwd=project, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_in_a_terminal,
         )  # fmt: skip
         self.lines, self.seen = queue.Queue(), []
         threading.Thread(target=lambda: [self.lines.put(x) for x in self.process.stdout], daemon=True).start()

@@ -11,7 +11,7 @@ import sys
 
 import pandas as pd
 import pytest
-from deploy_tools import client, deploy, one_line_error, replace_file, verify_answer
+from deploy_tools import as_in_a_terminal, client, deploy, one_line_error, replace_file, verify_answer
 
 from conftest import BIN, ROOT, set_params
 from pipeline.cli import UserError
@@ -97,13 +97,6 @@ def test_a_failed_invoke_stops_the_sweep_and_restores_the_function(deployed, aws
         replace_file(predictions, original.encode())
     assert "did not answer broken.jpg with a prediction" in failed and "415" in failed
     assert configuration(aws, name) == {"MemorySize": DEPLOYED_MB, "NUM_THREADS": "1"}
-
-
-def as_in_a_terminal() -> None:
-    """Ctrl-C reaches the child as it reaches a command typed in a terminal: a suite started in the
-    background (`make test &`, some CI runners) hands its children SIGINT ignored, and Python then never
-    raises KeyboardInterrupt (seen: tune ran to its end and exited 0)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_an_interrupt_restores_the_function(deployed, aws):
