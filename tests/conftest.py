@@ -149,7 +149,9 @@ def pytest_collection_modifyitems(items):
     worker starts building the run (minutes) at once, then every file that does not need it, which the
     other workers work through meanwhile, then the rest."""
     waits = {item.path for item in items if "small_run" in item.fixturenames}
-    first = next((item.path for item in items if item.path in waits), None)
+    # Not a deploy file: its fixtures build the Lambda-like base image (minutes) before the small run.
+    builds_first = [item.path for item in items if item.path in waits and "aws" not in item.fixturenames]
+    first = next(iter(builds_first), next((item.path for item in items if item.path in waits), None))
     items.sort(key=lambda item: 0 if item.path == first else 2 if item.path in waits else 1)
 
 
