@@ -23,9 +23,9 @@ lint: $(VENV)/.installed
 	ruff format --check .
 
 # Three workers on 2 cores, each taking whole files (module fixtures start once): the deploy and server tests
-# wait on subprocesses and servers while the training ones use the cores, so a third worker fills the idle
-# CPU (the same suite on one EPYC: 714 s on two workers, 478 s on three; README). Files in the order
-# tests/conftest.py sorts them (xdist's default puts the files with the most tests first).
+# wait on subprocesses and servers, so a third worker fills the CPU they leave idle (fresh clones on one AMD
+# EPYC: pytest 856 s on two workers, 701-844 s on three; README). Files in the order tests/conftest.py
+# sorts them (xdist's default puts the files with the most tests first).
 test: lint rie deploy-deps
 	pytest -n 3 --dist loadfile --no-loadscope-reorder
 
