@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import LABELS, copy_run, set_params, stage
+from conftest import LABELS, clearest, copy_run, set_params, stage
 from serving.images import load_image, scale
 
 
@@ -52,9 +52,7 @@ def test_parity_numbers_on_real_test_images(small_run):
     # its top class leads the second by most. Agreement over all photos is no fixed bound for a model
     # trained this briefly: its top two classes are often within 0.01 of each other (median lead 0.02),
     # and fresh clones measured 0.79 to 0.97.
-    keras_probs = keras_rows[[f"p_{label}" for label in LABELS]].to_numpy()
-    top_two = np.sort(keras_probs, axis=1)[:, -2:]
-    clear = np.argsort(top_two[:, 1] - top_two[:, 0])[-len(photos) // 4 :]
+    clear = clearest(keras_rows[[f"p_{label}" for label in LABELS]].to_numpy(), 0.25)
     for variant in ("dynamic_int8", "full_int8", "onnx_int8"):
         rows = predictions[predictions["model"] == variant].set_index("path").loc[photos]
         agreement = np.mean(rows["predicted"].to_numpy()[clear] == keras_top[clear])
