@@ -8,6 +8,7 @@ the gateway (pipeline/gateway.py) serves the Invoke API's path and POST /predict
 import argparse
 import http.server
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -80,7 +81,28 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30, poll
     raise RuntimeError(f"nothing answered on {url} within {timeout:g} s")
 
 
-def free_port() -> int:
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(span: int = 1) -> int:
+    """A loopback port (the first of span consecutive ones) free now, for a child process to bind.
+    Taken below the kernel's ephemeral range: a port from bind(0) is one an outgoing connection or
+    another bind(0) may take before the child binds it (CI lost the emulator's port to that race)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    if low > 11000:
+        for _ in range(200):
+            port = random.randrange(10000, low - span)
+            if all(_bindable(port + i) for i in range(span)):
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -91,10 +113,33 @@ def launch(
 ) -> tuple[subprocess.Popen, str]:
     """This script in a child process on free loopback ports; returns it and its base URL once it answers.
     extra_args: more of main()'s options, e.g. ("--function-timeout", "2")."""
-    port, emulator_port = free_port(), free_port()
-    while emulator_port + 1 == port:  # the emulator also takes emulator_port + 1
-        emulator_port = free_port()
-    process = subprocess.Popen(
+    for attempt in range(3):  # another process may still bind one of the ports first: then new ones
+        port, emulator_port = free_port(), free_port(span=2)  # the emulator also takes emulator_port + 1
+        if port in (emulator_port, emulator_port + 1):
+            continue
+        process = _start(model, num_threads, log, port, emulator_port, extra_args)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_up(base + "/", process, timeout=60, poll_s=poll_s)
+        except RuntimeError:
+            process.kill()
+            process.wait(timeout=10)
+            if attempt == 2 or process.returncode != 1 or not _lost_a_port(log):
+                raise
+            continue
+        return process, base
+    raise RuntimeError("no free loopback ports")
+
+
+def _lost_a_port(log) -> bool:
+    if not hasattr(log, "seek"):
+        return True  # no log to tell why: trying again costs one start
+    log.seek(0)
+    return "address already in use" in log.read()
+
+
+def _start(model: Path, num_threads: int, log, port: int, emulator_port: int, extra_args: tuple) -> subprocess.Popen:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -113,13 +158,6 @@ def launch(
         stderr=subprocess.STDOUT,
         cwd=ROOT,
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base + "/", process, timeout=60, poll_s=poll_s)
-    except RuntimeError:
-        process.kill()
-        raise
-    return process, base
 
 
 def main() -> None:
