@@ -158,10 +158,14 @@ def pytest_collection_modifyitems(items):
     worker starts building the run (minutes) at once, then every file that does not need it, which the
     other workers work through meanwhile, then the rest."""
     waits = {item.path for item in items if "small_run" in item.fixturenames}
-    # Not a deploy file where one can be had: its fixtures build the Lambda-like base image (minutes) first.
-    starter = min((i for i in items if i.path in waits), key=lambda i: "aws" in i.fixturenames, default=None)
+    # Not a deploy file where one can be had: a deploy test's fixtures build the Lambda-like base image
+    # (minutes) before the small run, and any test of the file may be its first (a fresh clone's small
+    # run started 2 min late from a deploy file's test that needed no AWS itself).
+    deploy = {item.path for item in items if "aws" in item.fixturenames}
+    starter = min((i for i in items if "small_run" in i.fixturenames), key=lambda i: i.path in deploy, default=None)
     first = starter and starter.path
-    items.sort(key=lambda item: 0 if item.path == first else 2 if item.path in waits else 1)
+    # Within its file the starter goes first: the file's other tests may be slow ones that need no small run.
+    items.sort(key=lambda item: (0 if item.path == first else 2 if item.path in waits else 1, item is not starter))
 
 
 def build_small_run(folder: Path, dataset: Path) -> Path:
