@@ -254,6 +254,36 @@ def test_a_function_error_is_a_502_json(small_run, tmp_path):
     assert invoked.json()["errorType"] == "Runtime.HandlerNotFound"  # the Invoke API reports it as Lambda does
 
 
+def test_a_start_that_loses_a_port_to_another_process_tries_new_ones(small_run, photos, tmp_path, monkeypatch):
+    """The emulator's runtime API binds the port after its own: one another process takes first (as in a
+    CI run, where 11 tests lost their server to it) makes that start fail, and launch starts again."""
+    picked = []
+
+    def free_port(span=1):
+        port = real(span)
+        if span == 2:
+            picked.append(port)
+        if span == 2 and len(picked) == 1:
+            taken.bind(("127.0.0.1", port + 1))  # the other process, between the pick and the emulator's bind
+            taken.listen()
+        return port
+
+    real = serve.free_port
+    monkeypatch.setattr(serve, "free_port", free_port)
+    with socket.socket() as taken, open(tmp_path / "serve.log", "w+") as log:
+        process, base = serve.launch(small_run / "artifacts/tflite" / f"{VARIANT}.tflite", 2, log=log)
+        try:
+            answer = requests.post(base + INVOKE, json={"image": base64.b64encode(photos[0][0]).decode()}, timeout=30)
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+        log.seek(0)
+        text = log.read()
+    assert len(picked) == 2 and picked[1] != picked[0]
+    assert f"127.0.0.1:{picked[0] + 1}: bind: address already in use" in text and "did not start" in text
+    assert answer.status_code == 200 and answer.json()["top"] == photos[0][1]["predicted"]  # the second start serves
+
+
 ECHO = '''"""A function that answers whatever the request's body says: the test picks what the gateway gets back."""
 import base64
 import json
