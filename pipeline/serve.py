@@ -7,6 +7,7 @@ the gateway (pipeline/gateway.py) serves the Invoke API's path and POST /predict
 
 import argparse
 import http.server
+import io
 import os
 import random
 import signal
@@ -24,6 +25,7 @@ from pipeline.gateway import INVOKE_PATH, SOCKET_TIMEOUT_S, make_gateway
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = ROOT / "lambda"  # what the image's $LAMBDA_TASK_ROOT holds: the serving package
 HANDLER = "serving.handler.lambda_handler"
+PICK = random.SystemRandom()
 
 
 def start_emulator(
@@ -98,14 +100,16 @@ def free_port(span: int = 1) -> int:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         low = 0
-    if low > 11000:
-        for _ in range(200):
-            port = random.randrange(10000, low - span)
-            if all(_bindable(port + i) for i in range(span)):
-                return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(200):
+        if low > 11000:
+            port = PICK.randrange(10000, low - span)  # not the global random: tests seed that one per test
+        else:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        if all(_bindable(port + i) for i in range(span)):
+            return port
+    raise RuntimeError("no free loopback ports")
 
 
 def launch(
@@ -115,8 +119,9 @@ def launch(
     extra_args: more of main()'s options, e.g. ("--function-timeout", "2")."""
     for attempt in range(3):  # another process may still bind one of the ports first: then new ones
         port, emulator_port = free_port(), free_port(span=2)  # the emulator also takes emulator_port + 1
-        if port in (emulator_port, emulator_port + 1):
-            continue
+        while port in (emulator_port, emulator_port + 1):
+            port = free_port()
+        logged = log.seek(0, os.SEEK_END) if _readable(log) else None
         process = _start(model, num_threads, log, port, emulator_port, extra_args)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -124,18 +129,22 @@ def launch(
         except RuntimeError:
             process.kill()
             process.wait(timeout=10)
-            if attempt == 2 or process.returncode != 1 or not _lost_a_port(log):
+            if attempt == 2 or process.returncode != 1 or logged is None or not _lost_a_port(log, logged):
                 raise
             continue
         return process, base
-    raise RuntimeError("no free loopback ports")
 
 
-def _lost_a_port(log) -> bool:
-    if not hasattr(log, "seek"):
-        return True  # no log to tell why: trying again costs one start
-    log.seek(0)
-    return "address already in use" in log.read()
+def _readable(log) -> bool:
+    """A text log this process can read back (a caller's "w+" file); DEVNULL or a write-only file is not."""
+    return hasattr(log, "readable") and log.readable() and isinstance(log, io.TextIOBase)
+
+
+def _lost_a_port(log, since: int) -> bool:
+    """This start's lines (from offset since) say a port was taken: the emulator's (Go: "address already
+    in use") or the gateway's (Python: "Address already in use")."""
+    log.seek(since)
+    return "address already in use" in log.read().lower()
 
 
 def _start(model: Path, num_threads: int, log, port: int, emulator_port: int, extra_args: tuple) -> subprocess.Popen:
