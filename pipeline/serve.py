@@ -137,7 +137,7 @@ def launch(
 
 def _readable(log) -> bool:
     """A text log this process can read back (a caller's "w+" file); DEVNULL or a write-only file is not."""
-    return hasattr(log, "readable") and log.readable() and isinstance(log, io.TextIOBase)
+    return isinstance(log, io.TextIOBase) and log.readable()
 
 
 def _lost_a_port(log, since: int) -> bool:

@@ -260,7 +260,7 @@ def test_a_start_that_loses_a_port_to_another_process_tries_new_ones(lost, small
     up: one another process takes first (as in a CI run, where 11 tests lost their server to it) makes
     that start fail, and launch starts again on new ports."""
     lost_span, offset = (2, 1) if "emulator" in lost else (1, 0)  # the emulator's pair; its port + 1 is the API's
-    picked = []
+    picked, real = [], serve.free_port
 
     def free_port(span=1):
         port = real(span)
@@ -271,7 +271,6 @@ def test_a_start_that_loses_a_port_to_another_process_tries_new_ones(lost, small
                 taken.listen()
         return port
 
-    real = serve.free_port
     monkeypatch.setattr(serve, "free_port", free_port)
     with socket.socket() as taken, open(tmp_path / "serve.log", "w+") as log:
         process, base = serve.launch(small_run / "artifacts/tflite" / f"{VARIANT}.tflite", 2, log=log)
