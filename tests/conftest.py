@@ -156,7 +156,9 @@ def pytest_collection_modifyitems(items):
     """pytest-xdist hands whole files to its workers in this order (make test passes --no-loadscope-reorder,
     else xdist puts the files with the most tests first): one file that needs the small run, so that its
     worker starts building the run (minutes) at once, then every file that does not need it, which the
-    other workers work through meanwhile, then the rest."""
+    other workers work through meanwhile, then the rest. Within each group the files that take minutes
+    (a test marked slow, or a deploy test) go first: a long file handed out last is a tail the other
+    workers wait out (test_deploy.py ran alone for the last 70 s of a fresh clone's run)."""
     waits = {item.path for item in items if "small_run" in item.fixturenames}
     # Not a deploy file where one can be had: a deploy test's fixtures build the Lambda-like base image
     # (minutes) before the small run, and any test of the file may be its first (a fresh clone's small
@@ -165,7 +167,9 @@ def pytest_collection_modifyitems(items):
     starter = min((i for i in items if "small_run" in i.fixturenames), key=lambda i: i.path in deploy, default=None)
     first = starter and starter.path
     # Within its file the starter goes first: the file's other tests may be slow ones that need no small run.
-    items.sort(key=lambda item: (0 if item.path == first else 2 if item.path in waits else 1, item is not starter))
+    long = {item.path for item in items if "aws" in item.fixturenames or item.get_closest_marker("slow")}
+    group = {item.path: 0 if item.path == first else 2 if item.path in waits else 1 for item in items}
+    items.sort(key=lambda item: (group[item.path], item.path not in long, item is not starter))
 
 
 def build_small_run(folder: Path, dataset: Path) -> Path:

@@ -2,38 +2,29 @@
 on a locally made Lambda base, smoke-tested by running the image under its emulator. Each test
 has its own project (what deploy reads), its own AWS names, and destroys what it deployed."""
 
-import base64
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 import requests
 from deploy_tools import (
-    ACCOUNT,
     MANIFEST_TYPES,
     apis_named,
-    buckets_of,
     client,
     deploy,
     functions_named,
     live,
-    moto_client,
     one_line_error,
     replace_file,
-    verify_answer,
     versions,
-    zip_invokes_answer,
 )
 
-from aws_local import start_registry
 from conftest import BIN, ROOT, set_params
 
 pytest_plugins = ["deploy_env"]  # the fixtures: aws, names, project, built_image, seeded
@@ -151,100 +142,6 @@ def test_arm64_on_an_amd64_only_base_fails_before_lambda(project, aws, names):
     assert functions_named(client(aws, "lambda"), names["function"]) == []
 
 
-def test_rollback_pages_through_versions_and_skips_untested_ones(project, aws, names):
-    """61 versions (two pages and more) of a zip function: rollback skips one this deployer did not
-    publish. The target's smoke test is moto's configurable answer (a zip function runs nowhere here)."""
-    lam, name = moto_client(aws, "lambda"), names["function"]  # moto itself: 61 publications set up fast
-    zip_invokes_answer(aws, verify_answer(project, "full_int8")[1])  # the target's smoke test
-    role = moto_client(aws, "iam").create_role(
-        RoleName=names["role"], AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
-    )["Role"]["Arn"]
-    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="x.h", Role=role, Code={"ZipFile": tiny_zip()})
-    for n in range(1, 62):  # Lambda (and moto) publish a new version only when something changed
-        lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"N": str(n)}})
-        passed = {"by": "clothes-serverless", "key": "k", "config": "c", "variant": "full_int8", "accuracy": 0.8}
-        lam.publish_version(FunctionName=name, Description=json.dumps(passed) if n != 60 else "by hand")
-    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="61")
-    moved = deploy(project, aws, "rollback")
-    assert moved.returncode == 0 and "from version 61 to 59" in moved.stdout, moved.stderr
-    assert live(lam, name) == "59"
-
-    # No verify run here (another machine): rollback cannot check the target and says so; --force moves without it.
-    lam.update_alias(FunctionName=name, Name="live", FunctionVersion="61")  # by hand, history kept
-    (project / "artifacts/verify/predictions.csv").unlink()
-    refused = one_line_error(deploy(project, aws, "rollback"))
-    assert "predictions.csv not found" in refused and "rollback --force" in refused, refused
-    forced = deploy(project, aws, "rollback", "--force")
-    assert forced.returncode == 0 and "--force: not checking version 59 in Lambda" in forced.stdout, forced.stderr
-    assert "from version 61 to 59" in forced.stdout and live(lam, name) == "59"
-
-
-def tiny_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        z.writestr("x.py", "def h(event, context):\n    return {}\n")
-    return buffer.getvalue()
-
-
-def test_zip_package_through_s3_from_its_own_directory(project, aws, names, tmp_path):
-    """float32 zips to over 50 MB: it goes through an S3 bucket named unpredictably, checked for its owner.
-    A zip_runtime change is applied (the runtime is the function's configuration, and in its key: new
-    wheels never run on the old runtime); a switch to an image stops with one line."""
-    python = f"python{sys.version_info.major}.{sys.version_info.minor}"  # the local smoke test runs it here
-    set_params(project, **{"deploy.package": "zip", "deploy.zip_runtime": python, "deploy.variant": "float32"})
-    bare = tmp_path / "bin"  # no docker, podman or buildah on this PATH
-    bare.mkdir()
-    env = {"PATH": f"{bare}:{BIN}"}
-    # A first deploy is invoked in "Lambda" too (only Lambda tests a configuration): moto's
-    # configurable answer for a zip function (it runs none), verify's for the photo the test sends.
-    zip_invokes_answer(aws, verify_answer(project, "float32")[1])
-    first = deploy(project, aws, env=env)
-    assert first.returncode == 0, first.stderr
-    name = names["function"]
-    config = client(aws, "lambda").get_function_configuration(FunctionName=name)
-    assert (config["PackageType"], config["Runtime"], config["Handler"]) == (
-        "Zip",
-        python,
-        "serving.handler.lambda_handler",
-    )
-    buckets = buckets_of(client(aws, "s3"), name)
-    assert len(buckets) == 1 and buckets[0].startswith(f"{name}-{ACCOUNT}-us-east-1-")  # a bucket lives in one region
-    assert len(buckets[0]) == len(f"{name}-{ACCOUNT}-us-east-1-") + 8  # and a part no one can predict
-    again = deploy(project, aws, env=env)
-    assert again.returncode == 0 and "nothing to deploy" in again.stdout, again.stderr
-    # A Dockerfile-only edit: a new deploy key, the same zip bytes. PublishVersion hands back version 1,
-    # the live one: 'live' and its history stay as they were.
-    before = client(aws, "lambda").get_alias(FunctionName=name, Name="live")
-    dockerfile = project / "lambda/Dockerfile"
-    replace_file(dockerfile, dockerfile.read_bytes() + b"# a comment\n")
-    same = deploy(project, aws, env=env)
-    assert same.returncode == 0 and "nothing new to publish: identical to live version 1" in same.stdout, same.stderr
-    after = client(aws, "lambda").get_alias(FunctionName=name, Name="live")
-    assert (after["FunctionVersion"], after["Description"]) == ("1", before["Description"])
-
-    # python3.12's wheels cannot run here: smoke_test aws invokes the zip in "Lambda", that is moto's
-    # configurable answer (a zip function runs nowhere here): verify's, for the photo the test sends.
-    zip_invokes_answer(aws, verify_answer(project, "float32")[1])
-    set_params(project, **{"deploy.zip_runtime": "python3.12", "deploy.smoke_test": "aws"})
-    moved = deploy(project, aws, env=env)
-    assert moved.returncode == 0, moved.stdout + moved.stderr
-    lam = client(aws, "lambda")
-    v2 = lam.get_function_configuration(FunctionName=name, Qualifier="2")
-    assert (v2["Runtime"], v2["Handler"], live(lam, name)) == ("python3.12", "serving.handler.lambda_handler", "2")
-    shipped = zipfile.ZipFile(project / "build/function.zip").namelist()  # what version 2 was made of
-    assert "serving/handler.py" in shipped and "model/model.tflite" in shipped
-    assert any("cpython-312-x86_64-linux-gnu.so" in n for n in shipped) and not any("cpython-311" in n for n in shipped)
-    set_params(project, **{"deploy.package": "image"})
-    switched = deploy(project, aws, env=env)
-    message = one_line_error(switched)
-    assert "is a zip function and deploy.package is image" in message and "make destroy" in message, message
-    assert versions(lam, name) == ["1", "2"]
-
-    gone = deploy(project, aws, "destroy", "--yes")
-    assert gone.returncode == 0 and f"bucket {buckets[0]}" in gone.stdout and "log group" in gone.stdout
-    assert buckets_of(client(aws, "s3"), name) == []
-
-
 def zip_names(project: Path) -> list[str]:
     """Build the project's zip package as deploy would (without deploying); its file names."""
     built = subprocess.run(
@@ -290,103 +187,6 @@ def test_errors_a_user_meets(project, aws, tmp_path):
     assert "did not answer" in one_line_error(deploy(project, aws))
 
     assert "pass --yes" in one_line_error(deploy(project, aws, "destroy"))
-
-
-def docker_answers(env: dict) -> bool:
-    """`docker info` succeeds (bounded: fixture set-up is outside pytest-timeout)."""
-    try:
-        return (
-            subprocess.run(["docker", "info"], env={**os.environ, **env}, capture_output=True, timeout=20).returncode
-            == 0
-        )
-    except subprocess.TimeoutExpired:
-        return False
-
-
-@pytest.fixture
-def docker_engine(tmp_path):
-    """A Docker engine: the one running here, or Debian's dockerd started on a socket of its own."""
-    if shutil.which("docker") and docker_answers({}):
-        yield {}
-        return
-    if not shutil.which("dockerd") or not shutil.which("docker"):
-        pytest.skip("DOCKER PATH NOT TESTED: no docker/dockerd here (`make deploy-deps` installs docker.io)")
-    root = Path("/var/tmp") / f"dockerd-{os.getpid()}-{tmp_path.name}"  # short: socket paths are limited
-    env = {"DOCKER_HOST": f"unix://{root}/docker.sock"}
-    log = (tmp_path / "dockerd.log").open("w")
-    daemon = subprocess.Popen(
-        ["dockerd", "--host", env["DOCKER_HOST"], "--data-root", f"{root}/data", "--exec-root", f"{root}/exec",
-         "--pidfile", f"{root}/pid"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        for _ in range(60):
-            if docker_answers(env):
-                break
-            if daemon.poll() is not None:
-                break
-            time.sleep(0.5)
-        else:
-            daemon.terminate()
-        if daemon.poll() is not None:
-            last = (tmp_path / "dockerd.log").read_text().strip().splitlines()[-1:] or ["no output"]
-            pytest.skip(f"DOCKER PATH NOT TESTED: dockerd cannot run on this machine: {last[0]}")
-        yield env
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-FAKE_ECR_LOGIN = """#!/bin/sh
-# docker-credential-ecr-login as it answers for a token it did not fetch itself: it stores nothing.
-echo "$1" >> "$(dirname "$0")/calls"
-[ "$1" = store ] && { echo "not implemented" >&2; exit 1; }
-echo "credentials not found in native keychain" >&2; exit 1
-"""
-
-
-def test_the_docker_path(project, aws, names, docker_engine, tmp_path):
-    """Where docker runs, deploy uses it: a single amd64 image built by docker, pushed, checked. The
-    registry asks for a login (as ECR's does) and the user's docker config names the ECR credential
-    helper (credsStore: ecr-login, as on CI and EC2 images), which cannot store deploy's token:
-    deploy logs in and pushes with a config of its own, and leaves no token behind."""
-    docker = {**os.environ, **docker_engine}
-    saved = subprocess.Popen(["podman", "save", aws["base"]], stdout=subprocess.PIPE)
-    loaded = subprocess.run(["docker", "load"], stdin=saved.stdout, env=docker, capture_output=True, text=True)
-    assert saved.wait() == 0 and loaded.returncode == 0, loaded.stderr
-    registry, host = start_registry(tmp_path / "registry", login=("AWS", f"{ACCOUNT}-auth-token"))  # moto's token
-    home, helpers = tmp_path / "home", tmp_path / "helpers"
-    (home / ".docker").mkdir(parents=True)
-    helpers.mkdir()
-    user_config = json.dumps({"credsStore": "ecr-login"})
-    (home / ".docker/config.json").write_text(user_config)
-    (helpers / "docker-credential-ecr-login").write_text(FAKE_ECR_LOGIN)
-    (helpers / "docker-credential-ecr-login").chmod(0o755)
-    set_params(project, **{"deploy.registry": host})
-    env = {**docker_engine, "HOME": str(home), "PATH": f"{helpers}:{BIN}:{os.environ['PATH']}"}
-    proxy = aws["proxy"]  # a first deploy is invoked in "Lambda": it runs the image from this registry
-    proxy.registry, proxy.creds = host, f"AWS:{ACCOUNT}-auth-token"
-    try:
-        first = deploy(project, aws, env=env)
-        assert first.returncode == 0 and "with docker" in first.stdout, first.stdout + first.stderr
-        record = json.loads((project / "artifacts/deploy.json").read_text())
-        answer = requests.get(
-            f"http://{host}/v2/{names['repository']}/manifests/{record['key']}",
-            headers={"Accept": MANIFEST_TYPES},
-            auth=("AWS", f"{ACCOUNT}-auth-token"),
-            timeout=10,
-        )
-        assert answer.json()["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
-        # The build reads the user's config (a private base image may need it); login and push never do.
-        calls = (helpers / "calls").read_text().split() if (helpers / "calls").exists() else []
-        assert (home / ".docker/config.json").read_text() == user_config and "store" not in calls, calls
-        token = base64.b64encode(f"AWS:{ACCOUNT}-auth-token".encode())
-        assert not [f for f in home.rglob("*") if f.is_file() and token in f.read_bytes()]
-    finally:
-        proxy.registry, proxy.creds = aws["registry"], None
-        registry.terminate()
-        registry.wait(timeout=30)
 
 
 def image_files(tag: str) -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import LABELS, make_project, run, small_params, stage
+from conftest import LABELS, clearest, make_project, run, small_params, stage
 from serving.images import load_image, scale
 
 # Writes each tf.keras model of MODELS to an .h5 file and tf_keras's logits on the given photos to .npy.
@@ -69,31 +69,47 @@ def keras2_models(tmp_path_factory, dataset_dir):
     return made
 
 
-def keras2_run(tmp_path, dataset_dir, model, variants: list, **overrides):
-    """A project whose train stage loads a tf_keras-written model, run data -> train -> convert -> verify
-    in one process (TensorFlow imported once: these tests are about loading, not the stage launcher);
-    returns it, its test photos and tf_keras's logits on them."""
-    h5, expected = model
-    project = make_project(
-        tmp_path / "project",
-        small_params(
-            dataset_dir,
-            **{"data.max_per_class": PER_CLASS, "train.mode": "load", "train.min_load_accuracy": 0.0}
-            | {"convert.variants": variants, "train.load_from": str(h5)}
-            | overrides,
-        ),
-    )
-    (project / "stages.log").write_text(run([sys.executable, "-c", STAGES], project).stdout)
-    manifest = pd.read_csv(project / "data/manifest.csv")
-    photos = manifest[manifest["split"] == "test"]["path"].tolist()
-    return project, photos, np.stack([expected[p] for p in photos])
+# Each project's params beside MODELS' defaults (variants float32, two test photos per class): the 75 px
+# model also goes through both full int8 conversions, with uint8 input and output (a convert option, tested
+# on the plain-ReLU model whose int8 ReLUs split the delegate), and the 299 px one keeps one photo per class.
+RUNS = {
+    ("flat", 80): {},
+    ("nested", 75): {"convert.variants": ["float32", "full_int8", "full_int8_leaky"], "convert.int8_io": "uint8"},
+    ("nested", 299): {"data.max_per_class": 1},
+}
 
-
+# data -> train -> convert -> verify for each project in one process (TensorFlow imported once: these
+# tests are about loading, not the stage launcher), each project's printed lines in its stages.log.
 STAGES = """
+import contextlib, json, os, sys
 from pipeline import convert, data, train, verify
-for stage in (data, train, convert, verify):
-    stage.main()
+for folder in json.loads(sys.argv[1]):
+    os.chdir(folder)
+    with open("stages.log", "w") as log, contextlib.redirect_stdout(log):
+        for stage in (data, train, convert, verify):
+            stage.main()
 """
+
+
+@pytest.fixture(scope="module")
+def keras2_runs(tmp_path_factory, dataset_dir, keras2_models):
+    """A project per model of RUNS whose train stage loads the tf_keras-written file, all run through
+    STAGES: {(shape, size): (project, its test photos, tf_keras's logits on them)}."""
+    folder = tmp_path_factory.mktemp("keras2-runs")
+    projects = {}
+    for (shape, size), overrides in RUNS.items():
+        h5, _ = keras2_models[shape, size]
+        load = {"data.max_per_class": PER_CLASS, "train.mode": "load", "train.min_load_accuracy": 0.0}
+        load |= {"convert.variants": ["float32"], "train.load_from": str(h5)}
+        projects[shape, size] = make_project(folder / f"{shape}_{size}", small_params(dataset_dir, **load | overrides))
+    first = next(iter(projects.values()))  # its code on PYTHONPATH: every project holds the same copy
+    run([sys.executable, "-c", STAGES, json.dumps([str(p) for p in projects.values()])], first, timeout=900)
+    runs = {}
+    for key, project in projects.items():
+        manifest = pd.read_csv(project / "data/manifest.csv")
+        photos = manifest[manifest["split"] == "test"]["path"].tolist()
+        runs[key] = (project, photos, np.stack([keras2_models[key][1][p] for p in photos]))
+    return runs
 
 
 def assert_same_as_tf_keras(project, photos, expected, size):
@@ -120,20 +136,21 @@ def loaded_info(project) -> dict:
     return json.loads((project / "artifacts/model/info.json").read_text())
 
 
-def test_flat_keras2_h5_without_dropout(tmp_path, dataset_dir, keras2_models):
-    project, photos, expected = keras2_run(tmp_path, dataset_dir, keras2_models["flat", 80], ["float32"])
+@pytest.mark.slow
+def test_flat_keras2_h5_without_dropout(keras2_runs):
+    project, photos, expected = keras2_runs["flat", 80]
     info = loaded_info(project)
     assert info["format"] == "keras2_h5" and info["nested_models"] == [] and info["input_size"] == 80
     assert info["parameters"] == 20_861_480 + 2048 * 100 + 100 + 1010
     assert_same_as_tf_keras(project, photos, expected, 80)
 
 
-def test_nested_keras2_h5_at_a_small_size_and_the_leaky_swap(tmp_path, dataset_dir, keras2_models):
+@pytest.mark.slow
+def test_nested_keras2_h5_at_a_small_size_and_the_leaky_swap(keras2_runs):
     """The original service's shape at 75 px; its full int8 with and without the residual ReLU swap."""
     from serving.runtime import TFLiteModel
 
-    variants = ["float32", "full_int8", "full_int8_leaky"]
-    project, photos, expected = keras2_run(tmp_path, dataset_dir, keras2_models["nested", 75], variants)
+    project, photos, expected = keras2_runs["nested", 75]
     loaded = "loaded keras2_h5 model: 75 px input, 21,067,390 parameters, nested xception"
     assert loaded in (project / "stages.log").read_text()
     info = loaded_info(project)
@@ -147,14 +164,23 @@ def test_nested_keras2_h5_at_a_small_size_and_the_leaky_swap(tmp_path, dataset_d
     leaky = TFLiteModel(project / "artifacts/tflite/full_int8_leaky.tflite").delegate_coverage()
     assert plain["outside_ops"].get("RELU") == 11 and plain["partitions"] >= 12
     assert "RELU" not in leaky["outside_ops"] and leaky["partitions"] < plain["partitions"]
+    # convert.int8_io uint8: the input and output are uint8, and the calibrating photos span (almost) all of
+    # [-1, 1]: 255 uint8 steps of at most 2/255 each.
+    model = TFLiteModel(project / "artifacts/tflite/full_int8.tflite")
+    assert model.input["dtype"] == np.uint8 and model.output["dtype"] == np.uint8
+    assert 1.9 / 255 < model.input["quantization"][0] <= np.float32(2 / 255)
+    # Quantized through uint8 I/O, the plain model still answers real photos as tf_keras does where tf_keras is
+    # clear about its answer (the clearer half): elsewhere int8 may swap top classes within 0.01 of each other.
+    x = scale(np.stack([load_image(p, 75) for p in photos]))
+    quantized = np.concatenate([model.logits(x[i : i + 1]) for i in range(len(x))]).argmax(1)
+    clear = clearest(expected, 0.5)
+    assert np.mean(quantized[clear] == expected.argmax(1)[clear]) >= 0.95
 
 
 @pytest.mark.slow
-def test_nested_keras2_h5_at_299(tmp_path, dataset_dir, keras2_models):
+def test_nested_keras2_h5_at_299(keras2_runs):
     """The original service's file exactly: nested Xception at 299 px, Dense 100, Dropout 0.2, Dense 10."""
-    project, photos, expected = keras2_run(
-        tmp_path, dataset_dir, keras2_models["nested", 299], ["float32"], **{"data.max_per_class": 1}
-    )
+    project, photos, expected = keras2_runs["nested", 299]
     info = loaded_info(project)
     assert info["format"] == "keras2_h5" and info["nested_models"] == ["xception"] and info["input_size"] == 299
     assert info["parameters"] == 21_067_390

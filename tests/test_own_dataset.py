@@ -101,6 +101,7 @@ def own_run(tmp_path_factory, dataset_dir):
     return {"project": project, "given": given, "file": with_file, "outcome": outcome}
 
 
+@pytest.mark.slow
 def test_the_labels_come_from_the_data_and_travel_with_the_model(own_run):
     project = own_run["project"]
     assert own_run["outcome"]["run"] is None
@@ -118,6 +119,7 @@ def test_the_labels_come_from_the_data_and_travel_with_the_model(own_run):
     assert list(per_class["class"]) == ORDER and list(per_class.columns) == ["class", "keras", "float32", "full_int8"]
 
 
+@pytest.mark.slow
 def test_the_function_answers_with_the_model_s_labels(own_run, monkeypatch, capsys):
     from serving import handler
 
@@ -151,6 +153,7 @@ def test_the_function_answers_with_the_model_s_labels(own_run, monkeypatch, caps
     assert "bare.json not found" in log["error"]
 
 
+@pytest.mark.slow
 def test_the_report_s_confusion_matrix_has_the_new_classes(own_run, monkeypatch):
     project = own_run["project"]
     monkeypatch.chdir(project)
@@ -160,6 +163,7 @@ def test_the_report_s_confusion_matrix_has_the_new_classes(own_run, monkeypatch)
     assert Path("artifacts/report/confusion.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_a_loaded_model_takes_its_labels_from_train_labels_or_the_file_beside_it(own_run):
     outcome = own_run["outcome"]
     assert outcome["given"] is None and outcome["file"] is None

@@ -69,6 +69,7 @@ def imagenet_stand_in(tmp_path_factory) -> tuple[Path, dict]:
     return weights, dict(np.load(served / "expected.npz"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["file", "imagenet"])
 def test_transfer_learning_from_a_weights_file_or_the_imagenet_download(
     tmp_path, dataset_dir, http_dir, imagenet_stand_in, source

@@ -1,0 +1,120 @@
+"""Zip functions, offline: a zip package too big to upload directly goes through S3 (built from its
+own directory, with wheels for Lambda's Python), and rollback pages through a zip function's
+versions. Apart from test_deploy.py so that pytest-xdist runs the two files side by side."""
+
+import io
+import json
+import sys
+import zipfile
+
+from deploy_tools import (
+    ACCOUNT,
+    buckets_of,
+    client,
+    deploy,
+    live,
+    moto_client,
+    one_line_error,
+    replace_file,
+    verify_answer,
+    versions,
+    zip_invokes_answer,
+)
+
+from conftest import BIN, set_params
+
+pytest_plugins = ["deploy_env"]  # the fixtures: aws, names, project
+
+
+def test_rollback_pages_through_versions_and_skips_untested_ones(project, aws, names):
+    """61 versions (two pages and more) of a zip function: rollback skips one this deployer did not
+    publish. The target's smoke test is moto's configurable answer (a zip function runs nowhere here)."""
+    lam, name = moto_client(aws, "lambda"), names["function"]  # moto itself: 61 publications set up fast
+    zip_invokes_answer(aws, verify_answer(project, "full_int8")[1])  # the target's smoke test
+    role = moto_client(aws, "iam").create_role(
+        RoleName=names["role"], AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )["Role"]["Arn"]
+    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="x.h", Role=role, Code={"ZipFile": tiny_zip()})
+    for n in range(1, 62):  # Lambda (and moto) publish a new version only when something changed
+        lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"N": str(n)}})
+        passed = {"by": "clothes-serverless", "key": "k", "config": "c", "variant": "full_int8", "accuracy": 0.8}
+        lam.publish_version(FunctionName=name, Description=json.dumps(passed) if n != 60 else "by hand")
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="61")
+    moved = deploy(project, aws, "rollback")
+    assert moved.returncode == 0 and "from version 61 to 59" in moved.stdout, moved.stderr
+    assert live(lam, name) == "59"
+
+    # No verify run here (another machine): rollback cannot check the target and says so; --force moves without it.
+    lam.update_alias(FunctionName=name, Name="live", FunctionVersion="61")  # by hand, history kept
+    (project / "artifacts/verify/predictions.csv").unlink()
+    refused = one_line_error(deploy(project, aws, "rollback"))
+    assert "predictions.csv not found" in refused and "rollback --force" in refused, refused
+    forced = deploy(project, aws, "rollback", "--force")
+    assert forced.returncode == 0 and "--force: not checking version 59 in Lambda" in forced.stdout, forced.stderr
+    assert "from version 61 to 59" in forced.stdout and live(lam, name) == "59"
+
+
+def tiny_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("x.py", "def h(event, context):\n    return {}\n")
+    return buffer.getvalue()
+
+
+def test_zip_package_through_s3_from_its_own_directory(project, aws, names, tmp_path):
+    """float32 zips to over 50 MB: it goes through an S3 bucket named unpredictably, checked for its owner.
+    A zip_runtime change is applied (the runtime is the function's configuration, and in its key: new
+    wheels never run on the old runtime); a switch to an image stops with one line."""
+    python = f"python{sys.version_info.major}.{sys.version_info.minor}"  # the local smoke test runs it here
+    set_params(project, **{"deploy.package": "zip", "deploy.zip_runtime": python, "deploy.variant": "float32"})
+    bare = tmp_path / "bin"  # no docker, podman or buildah on this PATH
+    bare.mkdir()
+    env = {"PATH": f"{bare}:{BIN}"}
+    # A first deploy is invoked in "Lambda" too (only Lambda tests a configuration): moto's
+    # configurable answer for a zip function (it runs none), verify's for the photo the test sends.
+    zip_invokes_answer(aws, verify_answer(project, "float32")[1])
+    first = deploy(project, aws, env=env)
+    assert first.returncode == 0, first.stderr
+    name = names["function"]
+    config = client(aws, "lambda").get_function_configuration(FunctionName=name)
+    assert (config["PackageType"], config["Runtime"], config["Handler"]) == (
+        "Zip",
+        python,
+        "serving.handler.lambda_handler",
+    )
+    buckets = buckets_of(client(aws, "s3"), name)
+    assert len(buckets) == 1 and buckets[0].startswith(f"{name}-{ACCOUNT}-us-east-1-")  # a bucket lives in one region
+    assert len(buckets[0]) == len(f"{name}-{ACCOUNT}-us-east-1-") + 8  # and a part no one can predict
+    again = deploy(project, aws, env=env)
+    assert again.returncode == 0 and "nothing to deploy" in again.stdout, again.stderr
+    # A Dockerfile-only edit: a new deploy key, the same zip bytes. PublishVersion hands back version 1,
+    # the live one: 'live' and its history stay as they were.
+    before = client(aws, "lambda").get_alias(FunctionName=name, Name="live")
+    dockerfile = project / "lambda/Dockerfile"
+    replace_file(dockerfile, dockerfile.read_bytes() + b"# a comment\n")
+    same = deploy(project, aws, env=env)
+    assert same.returncode == 0 and "nothing new to publish: identical to live version 1" in same.stdout, same.stderr
+    after = client(aws, "lambda").get_alias(FunctionName=name, Name="live")
+    assert (after["FunctionVersion"], after["Description"]) == ("1", before["Description"])
+
+    # python3.12's wheels cannot run here: smoke_test aws invokes the zip in "Lambda", that is moto's
+    # configurable answer (a zip function runs nowhere here): verify's, for the photo the test sends.
+    zip_invokes_answer(aws, verify_answer(project, "float32")[1])
+    set_params(project, **{"deploy.zip_runtime": "python3.12", "deploy.smoke_test": "aws"})
+    moved = deploy(project, aws, env=env)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    lam = client(aws, "lambda")
+    v2 = lam.get_function_configuration(FunctionName=name, Qualifier="2")
+    assert (v2["Runtime"], v2["Handler"], live(lam, name)) == ("python3.12", "serving.handler.lambda_handler", "2")
+    shipped = zipfile.ZipFile(project / "build/function.zip").namelist()  # what version 2 was made of
+    assert "serving/handler.py" in shipped and "model/model.tflite" in shipped
+    assert any("cpython-312-x86_64-linux-gnu.so" in n for n in shipped) and not any("cpython-311" in n for n in shipped)
+    set_params(project, **{"deploy.package": "image"})
+    switched = deploy(project, aws, env=env)
+    message = one_line_error(switched)
+    assert "is a zip function and deploy.package is image" in message and "make destroy" in message, message
+    assert versions(lam, name) == ["1", "2"]
+
+    gone = deploy(project, aws, "destroy", "--yes")
+    assert gone.returncode == 0 and f"bucket {buckets[0]}" in gone.stdout and "log group" in gone.stdout
+    assert buckets_of(client(aws, "s3"), name) == []
