@@ -2,10 +2,12 @@
 and TFLite files several test files use. Generated images only where a test needs broken or tiny
 files (make_dataset)."""
 
+import collections
 import contextlib
 import csv
 import http.server
 import io
+import json
 import math
 import os
 import shutil
@@ -142,6 +144,25 @@ def stage(name: str, cwd: Path, check: bool = True) -> subprocess.CompletedProce
     return run([sys.executable, "-m", f"pipeline.{name}"], cwd, check=check)
 
 
+IN_ONE_PROCESS = """
+import contextlib, importlib, json, os, sys
+names, folders = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for folder in folders:
+    os.chdir(folder)
+    with open("stages.log", "w") as log, contextlib.redirect_stdout(log):
+        for name in names:
+            importlib.import_module(f"pipeline.{name}").main()
+"""
+
+
+def stages_in_one_process(names: list[str], projects: list[Path], timeout: int = 900) -> None:
+    """The stages' main() in each project in turn, in one Python process: TensorFlow is imported once (~12 s
+    of CPU a process), for tests about what the stages make, not about their launcher (stage() is that).
+    Each project's printed lines are in its stages.log; the first project's code is the one imported."""
+    run([sys.executable, "-c", IN_ONE_PROCESS, json.dumps(names), json.dumps([str(p) for p in projects])], projects[0],
+        timeout=timeout)  # fmt: skip
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--small-run-dir",
@@ -164,7 +185,12 @@ def pytest_collection_modifyitems(items):
     # (minutes) before the small run, and any test of the file may be its first (a fresh clone's small
     # run started 2 min late from a deploy file's test that needed no AWS itself).
     deploy = {item.path for item in items if "aws" in item.fixturenames}
-    starter = min((i for i in items if "small_run" in i.fixturenames), key=lambda i: i.path in deploy, default=None)
+    # And the file with the most tests: a worker is handed its next file as soon as two or fewer of its tests
+    # are left, so a small starter file took the next one (test_load.py, minutes that need no small run)
+    # onto the worker that builds the run, behind it, and the others waited for the run with nothing to do.
+    tests = collections.Counter(item.path for item in items)
+    candidates = (i for i in items if "small_run" in i.fixturenames)
+    starter = min(candidates, key=lambda i: (i.path in deploy, -tests[i.path]), default=None)
     first = starter and starter.path
     # Within its file the starter goes first: the file's other tests may be slow ones that need no small run.
     long = {item.path for item in items if "aws" in item.fixturenames or item.get_closest_marker("slow")}
@@ -290,18 +316,20 @@ class SiteHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def serve_folder(folder: Path):
+    """The folder over HTTP on 127.0.0.1 while the block runs; its base URL."""
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture
 def http_dir():
-    """Serve a folder over HTTP on 127.0.0.1; yields a function folder -> base URL."""
-    servers = []
-
-    def serve(folder):
-        handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield serve
-    for server in servers:
-        server.shutdown()
+    """Serve a folder over HTTP on 127.0.0.1 until the test ends; yields a function folder -> base URL."""
+    with contextlib.ExitStack() as servers:
+        yield lambda folder: servers.enter_context(serve_folder(folder))

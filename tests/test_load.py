@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import LABELS, clearest, make_project, run, small_params, stage
+from conftest import LABELS, clearest, make_project, run, small_params, stage, stages_in_one_process
 from serving.images import load_image, scale
 
 # Writes each tf.keras model of MODELS to an .h5 file and tf_keras's logits on the given photos to .npy.
@@ -78,23 +78,12 @@ RUNS = {
     ("nested", 299): {"data.max_per_class": 1},
 }
 
-# data -> train -> convert -> verify for each project in one process (TensorFlow imported once: these
-# tests are about loading, not the stage launcher), each project's printed lines in its stages.log.
-STAGES = """
-import contextlib, json, os, sys
-from pipeline import convert, data, train, verify
-for folder in json.loads(sys.argv[1]):
-    os.chdir(folder)
-    with open("stages.log", "w") as log, contextlib.redirect_stdout(log):
-        for stage in (data, train, convert, verify):
-            stage.main()
-"""
-
 
 @pytest.fixture(scope="module")
 def keras2_runs(tmp_path_factory, dataset_dir, keras2_models):
-    """A project per model of RUNS whose train stage loads the tf_keras-written file, all run through
-    STAGES: {(shape, size): (project, its test photos, tf_keras's logits on them)}."""
+    """A project per model of RUNS whose train stage loads the tf_keras-written file, run data -> train ->
+    convert -> verify in one process (these tests are about loading, not the stage launcher):
+    {(shape, size): (project, its test photos, tf_keras's logits on them)}."""
     folder = tmp_path_factory.mktemp("keras2-runs")
     projects = {}
     for (shape, size), overrides in RUNS.items():
@@ -102,8 +91,7 @@ def keras2_runs(tmp_path_factory, dataset_dir, keras2_models):
         load = {"data.max_per_class": PER_CLASS, "train.mode": "load", "train.min_load_accuracy": 0.0}
         load |= {"convert.variants": ["float32"], "train.load_from": str(h5)}
         projects[shape, size] = make_project(folder / f"{shape}_{size}", small_params(dataset_dir, **load | overrides))
-    first = next(iter(projects.values()))  # its code on PYTHONPATH: every project holds the same copy
-    run([sys.executable, "-c", STAGES, json.dumps([str(p) for p in projects.values()])], first, timeout=900)
+    stages_in_one_process(["data", "train", "convert", "verify"], list(projects.values()))
     runs = {}
     for key, project in projects.items():
         manifest = pd.read_csv(project / "data/manifest.csv")

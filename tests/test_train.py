@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import LABELS, make_project, small_params, stage
+from conftest import LABELS, make_project, small_params, stage, stages_in_one_process
 
 
 def load_project(tmp_path, dataset_dir, **overrides):
@@ -43,20 +43,13 @@ def test_load_from_keras_file_and_from_url(tmp_path, dataset_dir, small_run, htt
     from serving.images import load_image, scale
 
     model_path = small_run / "artifacts/model/model.keras"
-    project = load_project(
-        tmp_path,
-        dataset_dir,
-        **{"train.mode": "load", "train.load_from": str(model_path), "train.min_load_accuracy": 0.0},
-    )
-    stage("train", project)
+    load = {"train.mode": "load", "train.min_load_accuracy": 0.0}
+    project = load_project(tmp_path, dataset_dir, **load, **{"train.load_from": str(model_path)})
+    url = http_dir(model_path.parent) + "/model.keras"
+    by_url = load_project(tmp_path / "url", dataset_dir, **load, **{"train.load_from": url})
+    stages_in_one_process(["train"], [project, by_url])  # TensorFlow imported once for both
     info = json.loads((project / "artifacts/model/info.json").read_text())
     assert info["source"] == "load" and info["input_size"] == 75
-
-    url = http_dir(model_path.parent) + "/model.keras"
-    by_url = load_project(
-        tmp_path / "url", dataset_dir, **{"train.mode": "load", "train.load_from": url, "train.min_load_accuracy": 0.0}
-    )
-    stage("train", by_url)
     assert (by_url / "data/download/models/model.keras").read_bytes() == model_path.read_bytes()
 
     # The same photos through the saved model and both loaded ones: the same logits, and the stage's

@@ -8,13 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_project, run, small_params, stage
-
-
-def load_project(tmp_path, dataset_dir, **overrides):
-    project = make_project(tmp_path / "project", small_params(dataset_dir, **overrides))
-    stage("data", project)
-    return project
+from conftest import make_project, run, serve_folder, small_params, stages_in_one_process
 
 
 def test_augmented_batches_are_random_crops_at_the_epoch_size(dataset_dir):
@@ -69,28 +63,36 @@ def imagenet_stand_in(tmp_path_factory) -> tuple[Path, dict]:
     return weights, dict(np.load(served / "expected.npz"))
 
 
+@pytest.fixture(scope="module")
+def transferred(tmp_path_factory, dataset_dir, imagenet_stand_in) -> dict[str, Path]:
+    """A transfer-recipe project per weights source (a local file; the ImageNet download, from a local HTTP
+    server), trained in one process: {source: project}."""
+    weights, _ = imagenet_stand_in
+    folder = tmp_path_factory.mktemp("transfer")
+    recipe = {"train.recipe": "transfer", "train.transfer.input_size": 75, "train.transfer.epochs": 3}
+    recipe |= {"train.residual_activation": "relu"}
+    with serve_folder(weights.parent) as url:
+        chosen = {
+            "file": {"train.transfer.weights": str(weights)},
+            "imagenet": {"train.imagenet_url": f"{url}/{weights.name}"},
+        }
+        projects = {
+            source: make_project(folder / source, small_params(dataset_dir, **recipe | overrides))
+            for source, overrides in chosen.items()
+        }
+        stages_in_one_process(["data", "train"], list(projects.values()))
+    return projects
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["file", "imagenet"])
-def test_transfer_learning_from_a_weights_file_or_the_imagenet_download(
-    tmp_path, dataset_dir, http_dir, imagenet_stand_in, source
-):
+def test_transfer_learning_from_a_weights_file_or_the_imagenet_download(transferred, imagenet_stand_in, source):
     import keras
     import numpy as np
 
     weights, expected = imagenet_stand_in
-    served = weights.parent
-    if source == "file":
-        chosen = {"train.recipe": "transfer", "train.transfer.weights": str(weights)}
-    else:
-        chosen = {"train.recipe": "transfer", "train.imagenet_url": f"{http_dir(served)}/{weights.name}"}
-    project = load_project(
-        tmp_path,
-        dataset_dir,
-        **chosen,
-        **{"train.transfer.input_size": 75, "train.transfer.epochs": 3, "train.residual_activation": "relu"},
-    )
-    result = stage("train", project)
-    assert "computing base features once" in result.stdout
+    project = transferred[source]
+    assert "computing base features once" in (project / "stages.log").read_text()
     info = json.loads((project / "artifacts/model/info.json").read_text())
     metrics = json.loads((project / "artifacts/metrics/train.json").read_text())
     kind = f"file:{weights.name}" if source == "file" else "imagenet"
