@@ -16,7 +16,9 @@ import pytest
 
 
 def pytest_addoption(parser):
-    parser.addoption("--cpu-log", type=Path, help="folder for each worker's lines: test, wall s, CPU s, start")
+    parser.addoption(
+        "--cpu-log", type=Path, help="an empty folder for each worker's lines (appended): test, wall s, CPU s, start"
+    )
 
 
 def cpu_seconds() -> float:
