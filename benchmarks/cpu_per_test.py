@@ -1,7 +1,8 @@
 """A pytest plugin that says where make test's minutes go: each test's CPU time (its worker's and the
-subprocesses' it waited for, fixtures included; containers run by podman's conmon are not counted) beside
-its wall time, and at the end the files that took the most CPU. With pytest-xdist each worker writes its
-own lines; the main process sums them.
+subprocesses' it waited for, fixtures included) beside its wall time, and at the end the files that took
+the most CPU. With pytest-xdist each worker writes its own lines; the main process sums them. Not counted:
+containers (podman's conmon is no child); a server that a module or session fixture starts (moto, the
+registry, dockerd) counts where it is stopped and waited for, in the test whose teardown does it.
 
     make test PYTEST_ADDOPTS="-p cpu_per_test --cpu-log=/tmp/cpu" PYTHONPATH=benchmarks
 """
@@ -19,6 +20,12 @@ def pytest_addoption(parser):
     parser.addoption(
         "--cpu-log", type=Path, help="an empty folder for each worker's lines (appended): test, wall s, CPU s, start"
     )
+
+
+def pytest_configure(config):
+    folder = config.getoption("--cpu-log")
+    if folder and not os.environ.get("PYTEST_XDIST_WORKER") and any(folder.glob("*.tsv")):
+        raise pytest.UsageError(f"--cpu-log {folder} holds an earlier run's lines: give an empty folder")
 
 
 def cpu_seconds() -> float:
@@ -47,6 +54,8 @@ def pytest_terminal_summary(terminalreporter, config):
     cpu, wall = defaultdict(float), defaultdict(float)
     for log in folder.glob("*.tsv"):
         for line in log.read_text().splitlines():
+            if line.count("\t") != 3:  # a worker killed mid-line
+                continue
             test, seconds, used, _ = line.split("\t")
             name = test.split("::")[0]
             cpu[name] += float(used)

@@ -149,16 +149,26 @@ import contextlib, importlib, json, os, sys
 names, folders = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 for folder in folders:
     os.chdir(folder)
-    with open("stages.log", "w") as log, contextlib.redirect_stdout(log):
-        for name in names:
-            importlib.import_module(f"pipeline.{name}").main()
+    print(f"== {folder}", file=sys.stderr, flush=True)
+    try:
+        with open("stages.log", "w") as log, contextlib.redirect_stdout(log):
+            for name in names:
+                importlib.import_module(f"pipeline.{name}").main()
+    except BaseException:
+        sys.stderr.write("stages.log ends:\\n" + open("stages.log").read()[-4000:])
+        raise
+    if "keras" in sys.modules:  # each project as a fresh process would start it
+        import keras
+        keras.backend.clear_session()
+        keras.mixed_precision.set_global_policy("float32")
 """
 
 
-def stages_in_one_process(names: list[str], projects: list[Path], timeout: int = 900) -> None:
+def stages_in_one_process(names: list[str], projects: list[Path], timeout: int = 840) -> None:
     """The stages' main() in each project in turn, in one Python process: TensorFlow is imported once (~12 s
     of CPU a process), for tests about what the stages make, not about their launcher (stage() is that).
-    Each project's printed lines are in its stages.log; the first project's code is the one imported."""
+    Each project's printed lines are in its stages.log (its tail on stderr when it fails); the first project's
+    code is the one imported. The timeout comes before pytest-timeout's 900 s, so the process is stopped."""
     run([sys.executable, "-c", IN_ONE_PROCESS, json.dumps(names), json.dumps([str(p) for p in projects])], projects[0],
         timeout=timeout)  # fmt: skip
 
@@ -178,7 +188,7 @@ def pytest_collection_modifyitems(items):
     else xdist puts the files with the most tests first): one file that needs the small run, so that its
     worker starts building the run (minutes) at once, then every file that does not need it, which the
     other workers work through meanwhile, then the rest. Within each group the files that take minutes
-    (a test marked slow, or a deploy test) go first: a long file handed out last is a tail the other
+    (a test marked slow or long, or a deploy test) go first: a long file handed out last is a tail the other
     workers wait out (test_deploy.py ran alone for the last 70 s of a fresh clone's run)."""
     waits = {item.path for item in items if "small_run" in item.fixturenames}
     # Not a deploy file where one can be had: a deploy test's fixtures build the Lambda-like base image
@@ -193,7 +203,8 @@ def pytest_collection_modifyitems(items):
     starter = min(candidates, key=lambda i: (i.path in deploy, -tests[i.path]), default=None)
     first = starter and starter.path
     # Within its file the starter goes first: the file's other tests may be slow ones that need no small run.
-    long = {item.path for item in items if "aws" in item.fixturenames or item.get_closest_marker("slow")}
+    marked = ("slow", "long")
+    long = {item.path for item in items if "aws" in item.fixturenames or any(map(item.get_closest_marker, marked))}
     group = {item.path: 0 if item.path == first else 2 if item.path in waits else 1 for item in items}
     items.sort(key=lambda item: (group[item.path], item.path not in long, item is not starter))
 
@@ -326,6 +337,7 @@ def serve_folder(folder: Path):
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture

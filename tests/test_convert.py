@@ -1,8 +1,10 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from conftest import clearest, copy_run, set_params, stage
 from serving.runtime import TFLiteModel
 
 VARIANTS = ["float32", "float16", "dynamic_int8", "full_int8"]
@@ -31,13 +33,46 @@ def test_variants_run_in_litert_with_float_io(small_run):
 
 
 def test_full_int8_stays_in_one_delegate_partition(small_run):
-    # LeakyReLU after the residual Adds (train.residual_activation) keeps XNNPACK on the whole graph (Keras' own
-    # ReLUs split it: test_load.py's plain-ReLU 75 px model, converted with uint8 I/O too).
+    # LeakyReLU after the residual Adds (train.residual_activation) keeps XNNPACK on the whole graph.
     coverage = TFLiteModel(small_run / "artifacts/tflite/full_int8.tflite").delegate_coverage()
     assert coverage == {"partitions": 1, "ops_outside_delegate": 0, "outside_ops": {}}
     # Dynamic-range int8 leaves its depthwise convolutions to the built-in kernels.
     dynamic = TFLiteModel(small_run / "artifacts/tflite/dynamic_int8.tflite").delegate_coverage()
     assert dynamic["ops_outside_delegate"] > 0 and "DEPTHWISE_CONV_2D" in dynamic["outside_ops"]
+
+
+def test_plain_relu_full_int8_splits_the_delegate_and_uint8_io(tmp_path, small_run):
+    """Two convert options in one conversion: Keras' own Xception ReLUs (the regression the coverage
+    numbers exist to catch) and uint8 input and output, on the small run's trained weights."""
+    import keras
+
+    from pipeline.model import build_model
+    from serving.images import load_image, scale
+
+    project = copy_run(small_run, tmp_path / "p", "tflite", "onnx", "model.keras")
+    trained = keras.models.load_model(small_run / "artifacts/model/model.keras", compile=False)
+    plain = build_model(10, 75, None, "relu", 0, 0.2, False)  # the small run's architecture, plain ReLU
+    plain.set_weights(trained.get_weights())  # LeakyReLU has no weights: the lists match one to one
+    plain.save(project / "artifacts/model/model.keras")
+    set_params(project, **{"convert.int8_io": "uint8", "convert.variants": ["full_int8"]})
+    stage("convert", project)
+    model = TFLiteModel(project / "artifacts/tflite/full_int8.tflite")
+    coverage = model.delegate_coverage()
+    # The 11 int8 ReLUs after the residual Adds run outside XNNPACK, splitting it into 12+ partitions.
+    assert coverage["outside_ops"]["RELU"] == 11 and coverage["partitions"] >= 12
+    assert model.input["dtype"] == np.uint8 and model.output["dtype"] == np.uint8
+    # The calibrating photos span (almost) all of [-1, 1]: 255 uint8 steps of at most 2/255 each.
+    assert 1.9 / 255 < model.input["quantization"][0] <= np.float32(2 / 255)
+    # Quantized through uint8 I/O, it still answers real photos as the float Keras model does where Keras is
+    # clear about its answer (the clearer half of the photos): a briefly trained model's top two classes are
+    # often within 0.01 of each other, where int8 may flip them (verify's parity test: the same rule).
+    manifest = pd.read_csv(small_run / "data/manifest.csv")
+    photos = manifest[manifest["split"] == "test"]["path"].iloc[::5]
+    x = scale(np.stack([load_image(photo, 75) for photo in photos]))
+    quantized = np.concatenate([model.logits(x[i : i + 1]) for i in range(len(x))]).argmax(1)
+    logits = plain.predict(x, verbose=0)
+    clear = clearest(logits, 0.5)
+    assert np.mean(quantized[clear] == logits.argmax(1)[clear]) >= 0.95
 
 
 def test_onnx_variants_float32_and_static_qdq_int8(small_run):

@@ -35,7 +35,7 @@ def test_small_training_run_with_progressive_resizing(small_run):
     assert metrics["val_accuracy"] == info["val_accuracy"]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_load_from_keras_file_and_from_url(tmp_path, dataset_dir, small_run, http_dir):
     import keras
     import numpy as np

@@ -75,7 +75,7 @@ def keras_logits(project: Path, photos: list[str]) -> np.ndarray:
     return model.predict(scale(np.stack([load_image(photo, size) for photo in photos])), batch_size=32, verbose=0)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_failing_gate_stops_the_stage_with_the_reason(tmp_path, small_run):
     """Keras' logits rolled by one class: every variant (converted from the original) disagrees with it on
     (nearly) every photo, whatever training gave - the gate fails for a known reason."""
