@@ -31,7 +31,7 @@ class SetupFailed(Exception):
 
 
 def step(cmd: list[str], what: str, timeout: float, **kwargs) -> subprocess.CompletedProcess:
-    """One set-up command, bounded: pytest-timeout does not cover fixture set-up (timeout_func_only),
+    """One set-up command, bounded: pytest-timeout stops a stuck fixture only at 900 s, and with a stack dump,
     so a stuck debootstrap or podman must end here, with the command's last words."""
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)

@@ -222,7 +222,8 @@ def build_small_run(folder: Path, dataset: Path) -> Path:
     }
     project = make_project(folder, small_params(dataset, **small, **SMALL_RUN_BATCH))
     run(["dvc", "init", "--no-scm", "-q"], project)
-    (project / "repro.log").write_text(run(["dvc", "repro"], project, timeout=1200, preexec_fn=first_in_line).stdout)
+    # 840 s: under pytest-timeout's 900 s, so a stuck run ends as a TimeoutExpired naming dvc repro.
+    (project / "repro.log").write_text(run(["dvc", "repro"], project, timeout=840, preexec_fn=first_in_line).stdout)
     return project
 
 

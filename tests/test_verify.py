@@ -67,6 +67,37 @@ def test_parity_numbers_on_real_test_images(small_run):
         assert per_class.loc[label, "keras"] == pytest.approx(np.mean(mine == label), abs=1e-4), label
 
 
+def test_float_variants_predictions_are_their_runtimes_own_answers(small_run):
+    """verify's predictions.csv for float32 (LiteRT) and onnx_float32 (ONNX Runtime), recomputed here with
+    each runtime's own API on the manifest's test photos, not through serving.runtime that verify uses."""
+    import onnxruntime
+    from ai_edge_litert.interpreter import Interpreter
+
+    manifest = pd.read_csv(small_run / "data/manifest.csv")
+    photos = manifest[manifest["split"] == "test"]["path"].tolist()
+    interpreter = Interpreter(model_path=str(small_run / "artifacts/tflite/float32.tflite"))
+    interpreter.allocate_tensors()
+    (tensor_in,), (tensor_out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    session = onnxruntime.InferenceSession(small_run / "artifacts/onnx/onnx_float32.onnx")
+    name = session.get_inputs()[0].name
+    lite, onnx = [], []
+    for photo in photos:
+        x = scale(load_image(photo, int(tensor_in["shape"][1]))[None]).astype(np.float32)
+        interpreter.set_tensor(tensor_in["index"], x)
+        interpreter.invoke()
+        lite.append(interpreter.get_tensor(tensor_out["index"])[0])
+        onnx.append(session.run(None, {name: x})[0][0])
+    predictions = pd.read_csv(small_run / "artifacts/verify/predictions.csv")
+    for model, logits in (("float32", lite), ("onnx_float32", onnx)):
+        logits = np.array(logits, dtype=np.float64)
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        rows = predictions[predictions["model"] == model].set_index("path").loc[photos]
+        # The CSV holds 6 decimals (5e-7 of rounding); the rest is float32 arithmetic of one model file.
+        np.testing.assert_allclose(rows[[f"p_{label}" for label in LABELS]].to_numpy(), probs, atol=2e-6)
+        assert (rows["predicted"].to_numpy() == np.array(LABELS)[probs.argmax(1)]).all(), model
+
+
 def keras_logits(project: Path, photos: list[str]) -> np.ndarray:
     import keras
 
