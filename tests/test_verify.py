@@ -74,11 +74,13 @@ def test_float_variants_predictions_are_their_runtimes_own_answers(small_run):
     from ai_edge_litert.interpreter import Interpreter
 
     manifest = pd.read_csv(small_run / "data/manifest.csv")
-    photos = manifest[manifest["split"] == "test"]["path"].tolist()
-    interpreter = Interpreter(model_path=str(small_run / "artifacts/tflite/float32.tflite"))
+    photos = manifest[manifest["split"] == "test"]["path"].iloc[::5].tolist()  # a bug shared by both shows on any
+    interpreter = Interpreter(model_path=str(small_run / "artifacts/tflite/float32.tflite"), num_threads=1)
     interpreter.allocate_tensors()
     (tensor_in,), (tensor_out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    session = onnxruntime.InferenceSession(small_run / "artifacts/onnx/onnx_float32.onnx")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # the suite's other workers hold the other core
+    session = onnxruntime.InferenceSession(small_run / "artifacts/onnx/onnx_float32.onnx", options)
     name = session.get_inputs()[0].name
     lite, onnx = [], []
     for photo in photos:
