@@ -138,6 +138,7 @@ def build_zip(d: params.Deploy) -> Path:
         "pip",
         "install",
         "--quiet",
+        "--no-compile",  # this Python's .pyc files are not zipped (Lambda's may be another): 2.4 of 4.7 s here
         "--target",
         str(ZIP_DIR),
         "--only-binary=:all:",
