@@ -136,7 +136,12 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, **pop
         "DVC_NO_ANALYTICS": "1",
         "PYTHONPATH": f"{cwd}:{cwd / 'lambda'}",
     }
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **popen)
+    try:
+        result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **popen)
+    except subprocess.TimeoutExpired as e:  # stopped: what it had said by then is all there is to go on
+        said = [(out or b"")[-3000:] for out in (e.stdout, e.stderr)]
+        said = [s.decode(errors="replace") if isinstance(s, bytes) else s for s in said]
+        raise AssertionError(f"{' '.join(cmd)}: no result after {timeout} s:\n{said[0]}\n{said[1]}") from None
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

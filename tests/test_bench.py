@@ -81,6 +81,8 @@ def test_the_handler_end_to_end_adds_up_and_a_phone_photo_costs_more(small_run):
         # 8.7 ms against the handler's 5.0 ms, in a fresh clone's make test).
         if m["threads"] == 1:
             assert abs(m["stages_ms"] - m["p50_ms"]) <= 3 * m["noise_ms"] + 0.15 * m["p50_ms"], what
+        else:  # coarsely: a stage left out or timed in other units is still caught
+            assert 1 / 3 < m["stages_ms"] / m["p50_ms"] < 3, what
         assert m["decode_share"] + m["model_share"] + m["rest_share"] == pytest.approx(1, abs=0.002), what
     phone = handler[handler["photo"] == "phone"].set_index(["runtime", "threads"])
     dataset = handler[handler["photo"] == "dataset"].set_index(["runtime", "threads"])
@@ -92,5 +94,4 @@ def test_the_handler_end_to_end_adds_up_and_a_phone_photo_costs_more(small_run):
     ).all()
     # So the whole handler costs more on it, on one thread (on two, a run with the dataset photo at 22.0 ms
     # and the phone's at 24.2 ms for float32: the busy machine, as above).
-    one = phone.index.get_level_values("threads") == 1
-    assert (phone["p50_ms"][one] > dataset["p50_ms"][one] + 5).all()
+    assert (phone["p50_ms"].xs(1, level="threads") > dataset["p50_ms"].xs(1, level="threads") + 5).all()

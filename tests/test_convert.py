@@ -41,7 +41,7 @@ def test_full_int8_stays_in_one_delegate_partition(small_run):
     assert dynamic["ops_outside_delegate"] > 0 and "DEPTHWISE_CONV_2D" in dynamic["outside_ops"]
 
 
-@pytest.mark.long  # a conversion of its own: ~30 s
+@pytest.mark.slow
 def test_plain_relu_full_int8_splits_the_delegate_and_uint8_io(tmp_path, small_run):
     """Two convert options in one conversion: Keras' own Xception ReLUs (the regression the coverage
     numbers exist to catch) and uint8 input and output, on the small run's trained weights."""

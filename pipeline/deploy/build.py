@@ -138,7 +138,7 @@ def build_zip(d: params.Deploy) -> Path:
         "pip",
         "install",
         "--quiet",
-        "--no-compile",  # this Python's .pyc files are not zipped (Lambda's may be another): 2.4 of 4.7 s here
+        "--no-compile",  # this Python's .pyc files are not zipped (Lambda's may be another): pip 4.7 -> 2.4 s
         "--target",
         str(ZIP_DIR),
         "--only-binary=:all:",
