@@ -24,8 +24,8 @@ lint: $(VENV)/.installed
 
 # Three workers on 2 cores, each taking whole files (module fixtures start once): the deploy and server tests
 # wait on subprocesses and servers, so a third worker fills the CPU they leave idle (fresh clones on one AMD
-# EPYC: pytest 856 s on two workers, 679-844 s on three before the suite was cut down, 480-536 s since; README). Files in the order tests/conftest.py
-# sorts them (xdist's default puts the files with the most tests first).
+# EPYC: pytest 856 s on two workers, 679-844 s on three before the suite was cut down, 480-536 s since;
+# README). Files in the order tests/conftest.py sorts them (xdist's default puts the most tests first).
 test: lint rie deploy-deps
 	pytest -n 3 --dist loadfile --no-loadscope-reorder
 

@@ -95,6 +95,19 @@ def clearest(scores: np.ndarray, share: float) -> np.ndarray:
     return np.argsort(top_two[:, 1] - top_two[:, 0])[-math.ceil(len(scores) * share) :]
 
 
+def split_photos(project: Path, split: str = "test") -> list[str]:
+    """The photos the data stage put in a split of the project's manifest, in its order."""
+    with open(project / "data/manifest.csv", newline="") as f:
+        return [row["path"] for row in csv.DictReader(f) if row["split"] == split]
+
+
+def softmax(logits) -> np.ndarray:
+    """The tests' own probabilities from logits (last axis), in float64, not the function's."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 def set_key(params: dict, key: str, value) -> None:
     """params["train"]["scratch"]["epochs"] = value for key "train.scratch.epochs"."""
     *sections, name = key.split(".")

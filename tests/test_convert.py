@@ -1,10 +1,9 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from conftest import clearest, copy_run, set_params, stage
+from conftest import clearest, copy_run, set_params, split_photos, stage
 from serving.runtime import TFLiteModel
 
 VARIANTS = ["float32", "float16", "dynamic_int8", "full_int8"]
@@ -67,8 +66,7 @@ def test_plain_relu_full_int8_splits_the_delegate_and_uint8_io(tmp_path, small_r
     # Quantized through uint8 I/O, it still answers real photos as the float Keras model does where Keras is
     # clear about its answer (the clearer half of the photos): a briefly trained model's top two classes are
     # often within 0.01 of each other, where int8 may flip them (verify's parity test: the same rule).
-    manifest = pd.read_csv(small_run / "data/manifest.csv")
-    photos = manifest[manifest["split"] == "test"]["path"].iloc[::5]
+    photos = split_photos(small_run)[::5]
     x = scale(np.stack([load_image(photo, 75) for photo in photos]))
     quantized = np.concatenate([model.logits(x[i : i + 1]) for i in range(len(x))]).argmax(1)
     logits = plain.predict(x, verbose=0)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import LABELS, SiteHandler, accepted_formats
+from conftest import LABELS, SiteHandler, accepted_formats, softmax
 from serving.images import preprocess
 
 VARIANT = "full_int8"
@@ -292,9 +292,7 @@ def test_every_accepted_format_of_a_photo_gets_the_jpegs_answer(handler, decided
 
 
 def keras_probabilities(model, photo: bytes) -> np.ndarray:
-    logits = np.asarray(model(preprocess(photo, model.input_shape[1]), training=False), dtype=np.float64)[0]
-    exp = np.exp(logits - logits.max())
-    return exp / exp.sum()
+    return softmax(np.asarray(model(preprocess(photo, model.input_shape[1]), training=False))[0])
 
 
 def served_by(handler, monkeypatch, variant: str, photo: bytes) -> dict:

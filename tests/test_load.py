@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import LABELS, make_project, run, small_params, stage, stages_in_one_process
+from conftest import LABELS, make_project, run, small_params, softmax, split_photos, stage, stages_in_one_process
 from serving.images import load_image, scale
 
 # Writes each tf.keras model of MODELS to an .h5 file and tf_keras's logits on the given photos to .npy.
@@ -93,8 +93,7 @@ def keras2_runs(tmp_path_factory, dataset_dir, keras2_models):
     stages_in_one_process(["data", "train", "convert", "verify"], list(projects.values()))
     runs = {}
     for key, project in projects.items():
-        manifest = pd.read_csv(project / "data/manifest.csv")
-        photos = manifest[manifest["split"] == "test"]["path"].tolist()
+        photos = split_photos(project)
         runs[key] = (project, photos, np.stack([keras2_models[key][1][p] for p in photos]))
     return runs
 
@@ -111,9 +110,7 @@ def assert_same_as_tf_keras(project, photos, expected, size):
     # verify read the same model: its Keras probabilities are tf_keras's, and float32 TFLite agrees on every photo.
     predictions = pd.read_csv(project / "artifacts/verify/predictions.csv")
     probs = predictions[predictions["model"] == "keras"].set_index("path").loc[photos]
-    softmax = np.exp(expected - expected.max(1, keepdims=True))
-    softmax /= softmax.sum(1, keepdims=True)
-    np.testing.assert_allclose(probs[[f"p_{label}" for label in LABELS]].to_numpy(), softmax, atol=1e-5)
+    np.testing.assert_allclose(probs[[f"p_{label}" for label in LABELS]].to_numpy(), softmax(expected), atol=1e-5)
     metrics = json.loads((project / "artifacts/metrics/verify.json").read_text())
     assert metrics["float32"]["agreement"] == 1.0 and metrics["float32"]["max_abs_prob_diff"] < 1e-3
     return metrics

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import LABELS, make_project, small_params, stage, stages_in_one_process
+from conftest import LABELS, make_project, small_params, split_photos, stage, stages_in_one_process
 
 
 def load_project(tmp_path, dataset_dir, **overrides):
@@ -54,8 +54,7 @@ def test_load_from_keras_file_and_from_url(tmp_path, dataset_dir, small_run, htt
 
     # The same photos through the saved model and both loaded ones: the same logits, and the stage's
     # validation accuracy is what those logits give against each photo's folder.
-    manifest = pd.read_csv(project / "data/manifest.csv")
-    photos = manifest[manifest["split"] == "validation"]["path"].tolist()
+    photos = split_photos(project, "validation")
     x = scale(np.stack([load_image(p, 75) for p in photos]))
     logits = {
         name: keras.models.load_model(path, compile=False).predict(x, batch_size=32, verbose=0)

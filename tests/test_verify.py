@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import LABELS, clearest, copy_run, set_params, stage
+from conftest import LABELS, clearest, copy_run, set_params, softmax, split_photos, stage
 from serving.images import load_image, scale
 
 
@@ -28,8 +28,7 @@ def test_parity_numbers_on_real_test_images(small_run):
 
     # Expectations of our own, not verify's: each photo's label is its folder's name, and Keras' answers
     # are recomputed here from model.keras on the manifest's test photos.
-    manifest = pd.read_csv(small_run / "data/manifest.csv")
-    photos = manifest[manifest["split"] == "test"]["path"].tolist()
+    photos = split_photos(small_run)
     folder_labels = np.array([Path(photo).parent.name for photo in photos])
     keras_top = np.array(LABELS)[keras_logits(small_run, photos).argmax(1)]
     assert metrics["test_images"] == len(photos)
@@ -73,8 +72,7 @@ def test_float_variants_predictions_are_their_runtimes_own_answers(small_run):
     import onnxruntime
     from ai_edge_litert.interpreter import Interpreter
 
-    manifest = pd.read_csv(small_run / "data/manifest.csv")
-    photos = manifest[manifest["split"] == "test"]["path"].iloc[::5].tolist()  # a bug shared by both shows on any
+    photos = split_photos(small_run)[::5]  # a bug shared by both runtime paths shows on any photo
     interpreter = Interpreter(model_path=str(small_run / "artifacts/tflite/float32.tflite"), num_threads=1)
     interpreter.allocate_tensors()
     (tensor_in,), (tensor_out,) = interpreter.get_input_details(), interpreter.get_output_details()
@@ -91,9 +89,7 @@ def test_float_variants_predictions_are_their_runtimes_own_answers(small_run):
         onnx.append(session.run(None, {name: x})[0][0])
     predictions = pd.read_csv(small_run / "artifacts/verify/predictions.csv")
     for model, logits in (("float32", lite), ("onnx_float32", onnx)):
-        logits = np.array(logits, dtype=np.float64)
-        probs = np.exp(logits - logits.max(1, keepdims=True))
-        probs /= probs.sum(1, keepdims=True)
+        probs = softmax(logits)
         rows = predictions[predictions["model"] == model].set_index("path").loc[photos]
         # The CSV holds 6 decimals (5e-7 of rounding); the rest is float32 arithmetic of one model file.
         np.testing.assert_allclose(rows[[f"p_{label}" for label in LABELS]].to_numpy(), probs, atol=2e-6)
