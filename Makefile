@@ -44,9 +44,9 @@ $(RIE): | $(VENV)/.installed
 	chmod +x $@
 
 # The handler under the real Lambda runtime interface on 127.0.0.1:8080 (Ctrl-C stops it).
-SERVE_MODEL ?= artifacts/tflite/full_int8.tflite
+# SERVE_MODEL: another model file than the recommended variant's (artifacts/recommend/recommendation.json).
 serve: $(VENV)/.installed $(RIE)
-	python -m pipeline.serve --model $(SERVE_MODEL) --port 8080
+	python -m pipeline.serve $(if $(SERVE_MODEL),--model $(SERVE_MODEL)) --port 8080
 
 # Ship the recommended variant (params.yaml: deploy) to Lambda + API Gateway; AWS_* from the environment.
 # make deploy FORCE=1 ships a variant less accurate than the live one (deploy.max_accuracy_drop).

@@ -10,9 +10,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 CELLS = [
     new_markdown_cell(
-        "# Keras vs TFLite on the clothing test split\n\n"
+        "# Keras vs TFLite on the test split\n\n"
         "Reads the pipeline's artifacts (`dvc repro` makes them): accuracy, agreement and size of every "
-        "variant, then times Keras and two TFLite variants on one real test photo, here and now."
+        "variant, then times Keras, TFLite float32 and the recommended variant on one real test photo, here and now."
     ),
     new_code_cell(
         "import json\n"
@@ -21,14 +21,19 @@ CELLS = [
         "import matplotlib.pyplot as plt\n"
         "import pandas as pd\n\n"
         "from serving.images import preprocess\n"
-        "from serving.runtime import TFLiteModel\n\n"
+        "from serving.runtime import load_model\n\n"
         "verify = json.loads(Path('artifacts/metrics/verify.json').read_text())\n"
         "info = json.loads(Path('artifacts/model/info.json').read_text())\n"
-        "print(f\"model: {info['source']}, weights {info['weights']}, input {info['input_size']} px\")"
+        "recommended = json.loads(Path('artifacts/recommend/recommendation.json').read_text())\n"
+        "print(f\"model: {info['source']}, weights {info['weights']}, input {info['input_size']} px, \"\n"
+        "      f\"{len(info['labels'])} classes: {', '.join(info['labels'])}\")"
     ),
     new_markdown_cell("## Accuracy, agreement and size"),
     new_code_cell(
-        "rows = {name: m for name, m in verify.items() if isinstance(m, dict)}\n"
+        "# Variants that missed a gate (verify.on_gate_failure: exclude) are listed apart, with why.\n"
+        "for why in verify.get('excluded', {}).values():\n"
+        "    print(f'excluded at verify: {why}')\n"
+        "rows = {name: m for name, m in verify.items() if isinstance(m, dict) and name != 'excluded'}\n"
         "table = pd.DataFrame(rows).T[['size_mb', 'accuracy', 'agreement', 'max_abs_prob_diff']]\n"
         "table"
     ),
@@ -54,9 +59,9 @@ CELLS = [
         "        times.append((time.perf_counter() - t) * 1000)\n"
         "    return sorted(times)[runs // 2]\n\n"
         "latency = {'keras': median_ms(model.predict_on_batch)}\n"
-        "for variant in ('float32', 'full_int8'):\n"
-        "    tflite = TFLiteModel(f'artifacts/tflite/{variant}.tflite', num_threads=2)\n"
-        "    latency[variant] = median_ms(tflite.logits)\n"
+        "timed = {'float32': 'artifacts/tflite/float32.tflite', recommended['variant']: recommended['model']}\n"
+        "for variant, path in timed.items():\n"
+        "    latency[variant] = median_ms(load_model(path, num_threads=2).logits)\n"
         "pd.Series(latency, name='ms per image').round(2).to_frame()"
     ),
 ]

@@ -12,10 +12,16 @@ from pipeline import cli, paths
 from serving.images import load_image
 
 
+def read_labelled(path: str) -> pd.DataFrame:
+    """A table with class names in it (the manifest, verify's predictions): a class folder named 1 stays
+    the label "1", one named NA or None stays that name, not a missing value."""
+    return pd.read_csv(path, dtype={"label": str, "predicted": str}, keep_default_na=False)
+
+
 def read_manifest(path: str = paths.MANIFEST) -> pd.DataFrame:
     if not Path(path).exists():
         raise cli.UserError(f"{path} not found: run the data stage first (dvc repro data)")
-    return pd.read_csv(path, dtype={"label": str})  # a class folder named 1 stays the label "1"
+    return read_labelled(path)
 
 
 def read_labels(path: str = paths.LABELS) -> list[str]:

@@ -254,7 +254,7 @@ def main() -> None:
     plot_accuracy_vs_size(table)
     plot_latency(table, bench["machine"]["threads"])
     plot_cold_start(table)
-    predictions = pd.read_csv(paths.PREDICTIONS, dtype={"label": str, "predicted": str})
+    predictions = dataset.read_labelled(paths.PREDICTIONS)
     confusion = plot_confusion(predictions, choice["variant"], dataset.model_labels())
     with files.atomic_path(OUT / "confusion.csv") as tmp:
         confusion.to_csv(tmp, index=False)

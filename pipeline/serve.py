@@ -8,6 +8,7 @@ the gateway (pipeline/gateway.py) serves the Invoke API's path and POST /predict
 import argparse
 import http.server
 import io
+import json
 import os
 import random
 import signal
@@ -19,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipeline import params
+from pipeline import params, paths
 from pipeline.gateway import INVOKE_PATH, SOCKET_TIMEOUT_S, make_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,9 +170,17 @@ def _start(model: Path, num_threads: int, log, port: int, emulator_port: int, ex
     )
 
 
+def recommended_model() -> Path:
+    """The variant deploy would ship (the recommend stage's), never one verify excluded."""
+    path = ROOT / paths.RECOMMENDATION
+    if not path.exists():
+        raise SystemExit(f"error: {paths.RECOMMENDATION} not found: run `dvc repro` first, or name a --model")
+    return ROOT / json.loads(path.read_text())["model"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help=".tflite file to serve")
+    parser.add_argument("--model", type=Path, help=f"model file to serve (default: {paths.RECOMMENDATION}'s)")
     parser.add_argument("--rie", type=Path, default=ROOT / ".cache/aws-lambda-rie-x86_64")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--emulator-port", type=int, default=8090, help="and the next one for the runtime API")
@@ -187,6 +196,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.function_timeout is None:
         args.function_timeout = params.load(ROOT / "params.yaml").deploy.timeout_s
+    if args.model is None:
+        args.model = recommended_model()
     for path, what in ((args.model, "model"), (args.rie, "runtime interface emulator (make rie)")):
         if not path.exists():
             raise SystemExit(f"error: {what} not found at {path}")

@@ -95,6 +95,8 @@ def model_labels(t: params.Train, model: Path) -> tuple[list[str], str]:
         labels = meta["labels"]
         if not isinstance(labels, list) or not all(isinstance(n, str) and n for n in labels):
             raise cli.UserError(f"{beside}: 'labels' must be a list of names, got {labels!r}")
+        if twice := sorted({n for n in labels if labels.count(n) > 1}):
+            raise cli.UserError(f"{beside}: 'labels' names {twice} more than once (one name per model output)")
         return labels, str(beside)
     if t.labels:
         return list(t.labels), "train.labels"

@@ -116,6 +116,9 @@ def test_direct_image_matches_the_verify_stage(handler, verified, capsys):
     assert probs == sorted(probs, reverse=True) and len(probs) == 10 and sum(probs) == pytest.approx(1, abs=1e-4)
     assert answer["model"]["variant"] == VARIANT and len(answer["model"]["sha256"]) == 64
     assert answer["inference_ms"] > 0
+    # The answer's shape, as it was before labels came from the data: the same keys, the clothing labels.
+    assert set(answer) == {"top", "probability", "predictions", "model", "inference_ms"}
+    assert set(answer["model"]) == {"variant", "sha256"} and {p["label"] for p in answer["predictions"]} == set(LABELS)
     log = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert log["status"] == 200 and log["event"] == "direct" and log["top"] == answer["top"]
 

@@ -6,16 +6,18 @@ without its labels; excluded variants and changed labels, as the stages and depl
 import base64
 import json
 import os
+import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
-from conftest import make_project, run, small_params, stage
-from pipeline import cli, data, gates, recommend, report
-from pipeline.deploy import commands, releases
-from pipeline.params import Recommend, Split, Verify
+from conftest import LABELS, make_project, run, small_params, stage
+from pipeline import cli, dataset, gates, recommend, report, sources
+from pipeline.deploy import commands, releases, smoke
+from pipeline.params import Recommend, Verify
 
 # The new classes, each from real photos of clothing classes, in the order data.classes gives (not sorted).
 MERGED = {"top": ["t-shirt", "shirt", "longsleeve"], "bottom": ["pants", "shorts", "skirt"]}
@@ -157,8 +159,10 @@ def test_the_function_answers_with_the_model_s_labels(own_run, monkeypatch, caps
 def test_the_report_s_confusion_matrix_has_the_new_classes(own_run, monkeypatch):
     project = own_run["project"]
     monkeypatch.chdir(project)
-    predictions = pd.read_csv("artifacts/verify/predictions.csv")
-    rows = report.plot_confusion(predictions, "full_int8", ORDER)
+    labels = dataset.model_labels()  # where report.main takes them: the model's info.json
+    assert labels == ORDER
+    predictions = dataset.read_labelled("artifacts/verify/predictions.csv")
+    rows = report.plot_confusion(predictions, "full_int8", labels)
     assert set(rows["actual"]) == set(ORDER) and len(rows) == sum(COUNTS["test"].values())
     assert Path("artifacts/report/confusion.png").stat().st_size > 1000
 
@@ -169,6 +173,10 @@ def test_a_loaded_model_takes_its_labels_from_train_labels_or_the_file_beside_it
     assert outcome["given"] is None and outcome["file"] is None
     given = json.loads((own_run["given"] / "artifacts/model/info.json").read_text())
     assert given["labels"] == ORDER and given["labels_from"] == "train.labels"
+    # The same model on the same validation photos, whose data set lists the classes in another order:
+    # matched by name, it scores exactly what it scored when it was trained.
+    trained = json.loads((own_run["project"] / "artifacts/model/info.json").read_text())
+    assert given["val_accuracy"] == trained["val_accuracy"]
     # Its data set is in sorted order, the model's is not: the model's order wins, labels matched by name.
     assert json.loads((own_run["given"] / "data/labels.json").read_text())["labels"] == sorted(ORDER)
     beside = json.loads((own_run["file"] / "artifacts/model/info.json").read_text())
@@ -198,8 +206,12 @@ def test_a_folder_per_class_is_split_deterministically_and_stratified(tmp_path, 
     assert manifests[0] == manifests[1]
     manifest = pd.read_csv(tmp_path / "once/data/manifest.csv")
     counts = manifest.groupby(["label", "split"]).size().unstack().to_dict("index")
-    for label, n in sizes.items():
-        assert counts[label] == data.split_counts(n, Split(validation=0.1, test=0.1, seed=42)), label
+    # 10% each, rounded, at least one photo: 20 -> 2 + 2, 11 -> 1.1 -> 1, 3 -> 0.3 -> 1.
+    assert counts == {
+        "outer wear": {"train": 16, "validation": 2, "test": 2},
+        "dress": {"train": 9, "validation": 1, "test": 1},
+        "hat": {"train": 1, "validation": 1, "test": 1},
+    }
     assert manifest["path"].is_unique and len(manifest) == sum(sizes.values())
     assert json.loads((tmp_path / "once/data/labels.json").read_text())["labels"] == ["dress", "hat", "outer wear"]
 
@@ -227,6 +239,46 @@ def test_a_class_missing_from_a_split_or_empty_is_one_line(tmp_path, dataset_dir
     result = stage("data", unknown, check=False)
     assert result.returncode == 2 and "data.classes names ['hats']" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_data_classes_keeps_a_subset_in_its_order_and_leaves_the_other_folders_out(tmp_path, dataset_dir):
+    photos = merged_dataset(tmp_path / "dataset", dataset_dir)
+    project = split_params(tmp_path / "subset", photos, **{"data.classes": ["head-wear", "top"]})
+    stage("data", project)
+    assert json.loads((project / "data/labels.json").read_text())["labels"] == ["head-wear", "top"]
+    manifest = dataset.read_manifest(str(project / "data/manifest.csv"))
+    counts = manifest.groupby(["split", "label"]).size().to_dict()
+    assert counts == {(split, label): COUNTS[split][label] for split in COUNTS for label in ("head-wear", "top")}
+
+
+@pytest.mark.fast
+def test_labels_beside_a_loaded_model_are_distinct_names(tmp_path):
+    model = tmp_path / "classifier.h5"
+    for labels, message in (
+        (["top", "bottom", "top"], "names ['top'] more than once"),
+        ("top,bottom", "'labels' must be a list of names"),
+        (["top", ""], "'labels' must be a list of names"),
+    ):
+        model.with_suffix(".json").write_text(json.dumps({"labels": labels}))
+        with pytest.raises(cli.UserError, match=re.escape(message)):
+            sources.model_labels(SimpleNamespace(labels=[]), model)
+    beside = model.with_suffix(".json")
+    beside.write_text(json.dumps({"labels": ["top", "bottom"]}))
+    assert sources.model_labels(SimpleNamespace(labels=[]), model) == (["top", "bottom"], str(beside))
+
+
+@pytest.mark.fast
+def test_class_names_that_read_as_numbers_or_missing_values_stay_names(tmp_path, monkeypatch):
+    """A class folder named 1, NA or None: the smoke test compares the function's answer with verify's by name."""
+    monkeypatch.chdir(tmp_path)
+    Path("artifacts/verify").mkdir(parents=True)
+    rows = [("a.jpg", "1", "NA"), ("b.jpg", "None", "1"), ("c.jpg", "NA", "None")]
+    pd.DataFrame(rows, columns=["path", "label", "predicted"]).assign(model="full_int8").to_csv(
+        "artifacts/verify/predictions.csv", index=False
+    )
+    assert smoke.expected_answer("full_int8") == (Path("a.jpg").resolve(), "NA")
+    table = smoke.predictions()
+    assert list(table["label"]) == ["1", "None", "NA"] and list(table["predicted"]) == ["NA", "1", "None"]
 
 
 VERIFY = {
@@ -288,11 +340,18 @@ def test_deploy_refuses_to_replace_a_live_model_with_other_labels_and_says_which
     with pytest.raises(cli.UserError, match="the same labels in another order"):
         commands.guard_labels(live(ORDER), sorted(ORDER), force=False)
     commands.guard_labels(live(ORDER), sorted(ORDER), force=True)
+    # The clothing set's 10 labels live, with a long smoke photo name: the names are kept, not the photo.
+    clothing = list(LABELS)
+    assert "labels_sha" not in live(clothing)["Description"]
+    with pytest.raises(cli.UserError) as e:
+        commands.guard_labels(live(clothing), ORDER, force=False)
+    assert "removed ['dress', 'hat', 'longsleeve', 'outwear', 'pants', 'shirt', 'shoes', 'shorts', " in str(e.value)
+    assert "added ['top', 'bottom', 'foot wear', 'head-wear']" in str(e.value)
     # Too many labels to name in 256 characters: the digest still tells a change.
     many = [f"class number {i}" for i in range(40)]
     assert "labels_sha" in live(many)["Description"]
     commands.guard_labels(live(many), many, force=False)
-    with pytest.raises(cli.UserError, match="too many to record by name"):
+    with pytest.raises(cli.UserError, match="too long to record by name"):
         commands.guard_labels(live(many), many[:-1], force=False)
     # A version published before labels were recorded: nothing to compare.
     old = {"Version": "1", "Description": json.dumps({"by": releases.MARK, "key": "k", "config": "c"})}

@@ -350,3 +350,14 @@ def test_a_well_formed_proxy_answer_passes_through_the_echo(echo_server):
     answer = {"statusCode": 201, "headers": {"Content-Type": "text/plain"}, "body": "bWFkZQ==", "isBase64Encoded": True}
     response = requests.post(echo_server + "/predict", data=json.dumps(answer).encode(), timeout=30)
     assert (response.status_code, response.headers["Content-Type"], response.text) == (201, "text/plain", "made")
+
+
+@pytest.mark.fast
+def test_make_serve_serves_the_recommended_variant_unless_told_another(tmp_path, monkeypatch):
+    monkeypatch.setattr(serve, "ROOT", tmp_path)
+    with pytest.raises(SystemExit, match="recommendation.json not found: run `dvc repro` first, or name a --model"):
+        serve.recommended_model()
+    (tmp_path / "artifacts/recommend").mkdir(parents=True)
+    choice = {"variant": "float16", "model": "artifacts/tflite/float16.tflite"}  # full int8 excluded, say
+    (tmp_path / "artifacts/recommend/recommendation.json").write_text(json.dumps(choice))
+    assert serve.recommended_model() == tmp_path / "artifacts/tflite/float16.tflite"

@@ -99,10 +99,11 @@ def describe(
     can check it again against its own answer."""
     meta = {"by": MARK, "key": key, "config": config, "variant": variant, "smoke": smoke, "photo": photo, "top": top}
     meta["accuracy"] = None if accuracy is None else round(accuracy, 4)
-    # What fits in the description: the labels' names (deploy can then say which changed), else their
-    # digest; then, with a long photo name, no photo (rollback checks verify's answer instead).
-    digest = meta | {"labels_sha": labels_digest(labels)}
-    for fitting in (meta | {"labels": labels}, digest, {k: v for k, v in digest.items() if k not in ("photo", "top")}):
+    # What fits in the description: the labels' names (deploy can then say which changed) before the
+    # smoke photo's (rollback checks verify's answer without it), their digest only when even that is too long.
+    no_photo = {k: v for k, v in meta.items() if k not in ("photo", "top")}
+    by_name, by_digest = {"labels": labels}, {"labels_sha": labels_digest(labels)}
+    for fitting in (meta | by_name, no_photo | by_name, meta | by_digest, no_photo | by_digest):
         text = json.dumps(fitting, separators=(",", ":"))
         if len(text) <= limits.DESCRIPTION_CHARS:
             break
@@ -121,7 +122,7 @@ def labels_changed(meta: dict, labels: list) -> "str | None":
             return f"the same labels in another order: live {was}, this model {labels}"
         return ", ".join(f"{what} {names}" for what, names in (("removed", removed), ("added", added)) if names)
     if "labels_sha" in meta and meta["labels_sha"] != labels_digest(labels):
-        return f"its labels (too many to record by name; digest {meta['labels_sha']}) are not this model's {labels}"
+        return f"its labels (too long to record by name; digest {meta['labels_sha']}) are not this model's {labels}"
     return None
 
 

@@ -13,7 +13,7 @@ import botocore.exceptions
 import pandas as pd
 import requests
 
-from pipeline import cli, params, paths
+from pipeline import cli, dataset, params, paths
 from pipeline.deploy import build
 from pipeline.gateway import INVOKE_PATH
 from pipeline.serve import free_port
@@ -26,7 +26,7 @@ RESTORING = ("CodeArtifactUserPendingException", "ResourceNotReadyException")
 def predictions() -> pd.DataFrame:
     if not Path(paths.PREDICTIONS).exists():
         raise cli.UserError(f"{paths.PREDICTIONS} not found: run `dvc repro` first (the smoke test checks its answer)")
-    return pd.read_csv(paths.PREDICTIONS)
+    return dataset.read_labelled(paths.PREDICTIONS)
 
 
 def expected_answer(variant: str) -> tuple[Path, str]:
