@@ -153,6 +153,21 @@ def test_a_server_error_is_counted_under_the_variant_beside_the_model(handler, p
     assert (document["function"], document["version"], document["variant"]) == ("local", "$LATEST", "float16")
 
 
+def test_powertools_settings_on_the_function_add_no_dimension(handler, photo, monkeypatch, capsys):
+    """POWERTOOLS_SERVICE_NAME (a usual Powertools setting, set on the function by hand) makes
+    Powertools add a "service" dimension of its own: the alarms read exactly function, version and
+    variant, and a set with one more dimension is another metric, which they would never see."""
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "clothes")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "elsewhere")
+    capsys.readouterr()
+    answer = handler.lambda_handler({"image": base64.b64encode(photo).decode()}, Context())
+    [document] = emf_lines(capsys)
+    assert answer["top"] and check_emf(document)["ServerError"] == ("Count", 0)
+    [directive] = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Dimensions"] == [["function", "version", "variant"]] and "service" not in document
+    assert directive["Namespace"] == "clothes-serverless"
+
+
 @pytest.mark.fast
 def test_the_check_refuses_what_is_not_emf():
     """The check can fail: no timestamp, a unit EMF does not know, a dimension named but not given."""

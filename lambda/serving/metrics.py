@@ -4,7 +4,8 @@ on the request's path, and still one JSON object per request.
 
 Powertools' EMF provider builds and checks the document (units, names, the 30-dimension limit);
 the log's fields go in as EMF properties (top-level keys that are not metrics), searchable in Logs
-Insights. Dimensions: function, version (what the canary's alarms tell apart) and variant.
+Insights. Dimensions: function, version (what the canary's alarms tell apart) and variant, and no
+other: Powertools' environment (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE) changes nothing.
 """
 
 import os
@@ -46,7 +47,10 @@ def where(context) -> dict:
 def document(log: dict, context, variant: str) -> dict:
     """The request's log fields (status, total_ms, inference_ms, probability, top, ...) as one EMF document."""
     global _cold
-    emf = AmazonCloudWatchEMFProvider(namespace=NAMESPACE)
+    # service="": Powertools otherwise takes POWERTOOLS_SERVICE_NAME from the environment and adds a
+    # "service" dimension, and the alarms' dimension set (function, version, variant) would get no
+    # data. An explicit choice wins over the environment; an empty one adds none.
+    emf = AmazonCloudWatchEMFProvider(namespace=NAMESPACE, service="")
     for name, value in {**where(context), "variant": variant}.items():
         emf.add_dimension(name, str(value))
     status = log["status"]
