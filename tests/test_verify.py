@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,47 @@ def test_a_failing_gate_stops_the_stage_with_the_reason(tmp_path, small_run):
     # The metrics are written before the gate fails: the numbers that failed are there to read.
     written = json.loads((project / "artifacts/metrics/verify.json").read_text())
     assert written["float32"]["agreement"] == 0.0 and written["full_int8"]["agreement"] < 0.1
+
+
+def roll_outputs(source: Path, dest: Path) -> None:
+    """The ONNX model's class scores moved one class along (a Gather after its output): a variant that
+    disagrees with Keras on every photo, while the TFLite ones stay as converted."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(source)
+    graph = model.graph
+    out = graph.output[0].name
+    classes = graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    for node in graph.node:
+        node.output[:] = [f"{o}_unrolled" if o == out else o for o in node.output]
+    order = np.array([(i - 1) % classes for i in range(classes)], dtype=np.int64)
+    graph.initializer.append(numpy_helper.from_array(order, "rolled_order"))
+    graph.node.append(helper.make_node("Gather", [f"{out}_unrolled", "rolled_order"], [out], axis=1))
+    onnx.save(model, dest)
+
+
+@pytest.mark.long
+def test_a_variant_that_misses_a_gate_is_excluded_and_the_others_go_on(tmp_path, small_run, monkeypatch):
+    """verify.on_gate_failure exclude: the stage passes with the others, verify.json says why, and
+    what bench measures and what deploy ships leave the excluded variant out."""
+    from pipeline import cli, gates, params
+    from pipeline.deploy import build
+
+    project = copy_run(small_run, tmp_path / "p", "onnx")
+    (project / "artifacts/onnx").mkdir()
+    roll_outputs(small_run / "artifacts/onnx/onnx_float32.onnx", project / "artifacts/onnx/onnx_float32.onnx")
+    shutil.copy(small_run / "artifacts/onnx/onnx_float32.json", project / "artifacts/onnx/onnx_float32.json")
+    gate = {"verify.min_agreement": 0.95, "verify.on_gate_failure": "exclude"}
+    set_params(project, **gate, **{"convert.variants": ["float32", "onnx_float32"], "deploy.variant": "onnx_float32"})
+    result = stage("verify", project)
+    reason = "onnx_float32: top-1 agreement 0.0 < verify.min_agreement 0.95"
+    assert reason in result.stdout + result.stderr
+    written = json.loads((project / "artifacts/metrics/verify.json").read_text())
+    assert written["excluded"] == {"onnx_float32": reason}
+    assert written["float32"]["agreement"] > 0.95 and written["onnx_float32"]["agreement"] == 0.0
+    monkeypatch.chdir(project)
+    p = params.load()
+    assert gates.kept(p.convert.variants, written) == ["float32"]  # what bench measures
+    with pytest.raises(cli.UserError, match=re.escape(f"onnx_float32 was excluded at verify ({reason})")):
+        build.chosen_model(p.deploy)
