@@ -153,8 +153,10 @@ class Deploy:
     canary_minutes: float  # canary: how long, then all of it
     linear_percent: int  # linear: the share added at each step
     linear_minutes: float  # linear: how long each step is watched
+    watch_after_minutes: float  # after the last step, how long the new version keeps its share (late metrics)
+    min_canary_requests: int  # fewer requests answered by the new version meanwhile: rolled back
     watch_every_s: float  # how often the alarms are read while a new version is watched
-    alarm_error_rate: float  # alarm: the new version's share of 5xx answers over a minute above this
+    alarm_error_rate: float  # alarms: the new version's share of 5xx answers, or of invocations failed in Lambda
     alarm_p90_ms: float  # alarm: its p90 latency (the whole request) over a minute above this
     alarm_probability_drop: float  # alarm: its mean top-class probability this much below the live version's
 

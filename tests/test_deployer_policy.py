@@ -49,12 +49,14 @@ IMPLIED = {
     "iam:PassRole", "ecr:GetRepositoryPolicy", "ecr:SetRepositoryPolicy",
     "ecr:TagResource", "iam:TagRole", "lambda:TagResource", "logs:TagResource", "cloudwatch:TagResource",
 }  # fmt: skip
-# The only actions that take no resource narrower than "*" (AWS's service authorization reference).
+# The only actions that take no resource narrower than "*" (AWS's service authorization reference;
+# GetMetricData: how many requests a canary's version answered).
 ANY_RESOURCE = {
     "sts:GetCallerIdentity",
     "ecr:GetAuthorizationToken",
     "s3:ListAllMyBuckets",
     "lambda:GetAccountSettings",
+    "cloudwatch:GetMetricData",
 }
 
 

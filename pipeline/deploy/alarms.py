@@ -1,16 +1,21 @@
 """The CloudWatch alarms that watch a new version while it takes part of the traffic (deploy.strategy
-canary or linear), on the metrics the function writes itself (serving/metrics.py, embedded in its
-log lines): its 5xx rate, its p90 latency, and its mean top-class probability against the live
-version's over the same minutes. They exist for the canary only: deploy deletes them when the
-canary ends, destroy deletes any a killed deploy left (they carry deploy's tag)."""
+canary or linear): on the metrics the function writes itself (serving/metrics.py, embedded in its
+log lines) its 5xx rate, its p90 latency, and its mean top-class probability against the live
+version's over the same minutes; on Lambda's own metrics its share of failed invocations (timeouts,
+out-of-memory kills, crashes: requests that never write a line). They exist for the canary only:
+deploy deletes them when the canary ends, and any a killed deploy left when the next canary starts;
+destroy deletes them too (they carry deploy's tag)."""
+
+from datetime import datetime, timedelta
 
 from pipeline import params
-from pipeline.deploy import limits
+from pipeline.deploy import limits, releases
 from pipeline.deploy.aws import pages, tag_list, tagged
 from serving import metric_names as metrics
 
 # What each alarm watches, by the suffix of its name.
-KINDS = ("server-errors", "p90-latency", "confidence")
+KINDS = ("server-errors", "p90-latency", "confidence", "function-errors")
+LAMBDA_NAMESPACE = "AWS/Lambda"
 
 
 def prefix(d: params.Deploy) -> str:
@@ -35,11 +40,32 @@ def stat(d: params.Deploy, version: str, variant: str, metric: str, statistic: s
     }
 
 
+def lambda_dimensions(d: params.Deploy, version: str) -> list[dict]:
+    """Lambda's own metrics for one version behind the alias: invocations through 'live' that ran
+    that version (Lambda publishes this set for a weighted alias; SAM's canary alarms use it)."""
+    return [
+        {"Name": "FunctionName", "Value": d.function_name},
+        {"Name": "Resource", "Value": f"{d.function_name}:{releases.ALIAS}"},
+        {"Name": "ExecutedVersion", "Value": version},
+    ]
+
+
+def lambda_sum(d: params.Deploy, version: str, metric: str) -> dict:
+    return {
+        "Metric": {"Namespace": LAMBDA_NAMESPACE, "MetricName": metric, "Dimensions": lambda_dimensions(d, version)},
+        "Period": limits.ALARM_PERIOD_S,
+        "Stat": "Sum",
+    }
+
+
 def definitions(d: params.Deploy, new: tuple[str, str], live: "tuple[str, str] | None") -> list[dict]:
     """PutMetricAlarm's arguments for each alarm on the new version (version, variant). Each is
     judged on one period of the function's metrics; no data (no request reached the new version
     yet) is not breaching. The confidence alarm needs the live version's metrics: not made when
-    the live version is not this deployer's (it writes none)."""
+    the live version is not this deployer's (it writes none). The function-errors alarm is a rate
+    (Errors / Invocations, errors filled with 0 where Lambda sent none) over the same threshold as
+    the 5xx one, not "any error": one cold request cut off by the timeout among hundreds is not a
+    broken version, and a version that cannot start fails every request (rate 1)."""
     version, variant = new
     common = {
         "EvaluationPeriods": 1,
@@ -92,7 +118,33 @@ def definitions(d: params.Deploy, new: tuple[str, str], live: "tuple[str, str] |
                 "Threshold": d.alarm_probability_drop,
             }
         )
+    found.append(
+        {
+            "AlarmName": name(d, version, "function-errors"),
+            "AlarmDescription": (
+                f"version {version}: more than {d.alarm_error_rate:.1%} of its invocations through "
+                f"'{releases.ALIAS}' failed in Lambda (timeouts, out of memory, crashes: AWS/Lambda Errors)"
+            ),
+            **common,
+            "Metrics": [
+                {"Id": "errors", "MetricStat": lambda_sum(d, version, "Errors"), "ReturnData": False},
+                {"Id": "invocations", "MetricStat": lambda_sum(d, version, "Invocations"), "ReturnData": False},
+                {"Id": "rate", "Expression": "FILL(errors, 0) / invocations", "Label": "failed", "ReturnData": True},
+            ],
+            "Threshold": d.alarm_error_rate,
+        }
+    )
     return found
+
+
+def answered(cw, d: params.Deploy, new: tuple[str, str], since: datetime, until: datetime) -> int:
+    """How many requests the new version (version, variant) answered between the two times: the
+    samples of its Latency metric (every request writes one, whatever its status), whole minutes."""
+    start = since.replace(second=0, microsecond=0)
+    end = until.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    query = {"Id": "answered", "MetricStat": stat(d, *new, metrics.LATENCY, "SampleCount"), "ReturnData": True}
+    found = pages(cw.get_metric_data, "MetricDataResults", MetricDataQueries=[query], StartTime=start, EndTime=end)
+    return round(sum(sum(result["Values"]) for result in found))
 
 
 def states(cw, names: list[str]) -> dict[str, tuple[str, str]]:

@@ -10,9 +10,11 @@ deploy does not start another one on top of it."""
 import contextlib
 import signal
 import time
+from datetime import UTC, datetime
 
 from pipeline import cli, params
 from pipeline.deploy import alarms, releases
+from pipeline.deploy.aws import aws_errors
 
 
 class Tripped(Exception):
@@ -60,6 +62,14 @@ def end(lam, cw, d: params.Deploy) -> "tuple[str, str] | None":
     """All traffic back on the released version, the canary's version rejected in the same
     UpdateAlias call, its alarms deleted: (released, rejected), or None when no canary runs.
     Read afresh (what the alias is now), so it also ends a canary another process runs."""
+    ended = unroute(lam, d)
+    if ended is not None:
+        alarms.delete(cw, [alarms.name(d, ended[1], kind) for kind in alarms.KINDS])
+    return ended
+
+
+def unroute(lam, d: params.Deploy) -> "tuple[str, str] | None":
+    """end() without deleting the alarms: the alias's part, in one UpdateAlias call."""
     alias = releases.live_alias(lam, d)
     history = releases.read(alias)
     new = in_progress(alias, history)
@@ -73,12 +83,12 @@ def end(lam, cw, d: params.Deploy) -> "tuple[str, str] | None":
         RoutingConfig={"AdditionalVersionWeights": {}},
         RevisionId=alias["RevisionId"],
     )
-    alarms.delete(cw, [alarms.name(d, new, kind) for kind in alarms.KINDS])
     return alias["FunctionVersion"], new
 
 
-def watch(lam, cw, d: params.Deploy, names: list[str], new: str, percent: int, seconds: float, steps: str) -> None:
-    """Read the alarms every watch_every_s until the step's time is up, saying where it stands."""
+def watch(lam, cw, d: params.Deploy, names: list[str], new: str, percent: int, seconds: float, steps: str) -> dict:
+    """Read the alarms every watch_every_s until the step's time is up, saying where it stands;
+    the alias as last read (promotion names its RevisionId)."""
     deadline = time.monotonic() + seconds
     while True:
         alias = releases.live_alias(lam, d)
@@ -98,7 +108,7 @@ def watch(lam, cw, d: params.Deploy, names: list[str], new: str, percent: int, s
             f"{alias['FunctionVersion']} the rest; {minutes(left)} left; alarms: {shown}"
         )
         if left <= 0:
-            return
+            return alias
         time.sleep(min(d.watch_every_s, left))
 
 
@@ -133,36 +143,123 @@ def uninterrupted():
 
 
 def release(lam, cw, d: params.Deploy, alias: dict, history: releases.History, new: tuple, live: "tuple | None"):
-    """Give the new version (version, variant) its shares in turn under its alarms, then all of the
-    traffic (returns the alias's ARN); roll back and stop with one line when an alarm fires or on
-    Ctrl-C. live: the released version and variant, None when it is not this deployer's."""
+    """Give the new version (version, variant) its shares in turn under its alarms, keep the last
+    one for watch_after_minutes (its last minutes' metrics arrive late), count the requests it
+    answered, then give it all of the traffic (returns the alias's ARN); roll back and stop with
+    one line when an alarm fires, on Ctrl-C or on any error meanwhile. live: the released version
+    and variant, None when it is not this deployer's."""
     version, released = new[0], alias["FunctionVersion"]
     steps, names = schedule(d), []
     marked = history.canary_started(int(version))
     try:
         with interrupts_as_keyboard():
+            clear_left(cw, d)
             for alarm in alarms.definitions(d, new, live):
                 cw.put_metric_alarm(**alarm)
                 names.append(alarm["AlarmName"])
             print(f"{d.strategy}: alarms {', '.join(names)} watch version {version}")
+            started = datetime.now(UTC)
             for i, (percent, seconds) in enumerate(steps, 1):
                 alias = route(lam, d, alias, version, percent, marked)
-                watch(lam, cw, d, names, version, percent, seconds, f" step {i}/{len(steps)}" if len(steps) > 1 else "")
-    except (Tripped, EndedElsewhere, KeyboardInterrupt) as e:
+                step = f" step {i}/{len(steps)}" if len(steps) > 1 else ""
+                alias = watch(lam, cw, d, names, version, percent, seconds, step)
+            late = " (waiting for its last minutes' metrics)"
+            alias = watch(lam, cw, d, names, version, steps[-1][0], d.watch_after_minutes * 60, late)
+            judged(cw, d, new, started)
+            with uninterrupted():  # once 'live' moves, its alarms go too: a Ctrl-C now would leave them
+                arn = promote(lam, d, version, history, alias)
+                drop(cw, names, f"version {version} is live, but")
+            return arn
+    except (Exception, KeyboardInterrupt) as e:
         with uninterrupted():
-            ended = end(lam, cw, d)
-            alarms.delete(cw, names)  # those made before an early Ctrl-C, when end() found no canary yet
-        why = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
-        if ended is None:
-            now = (releases.live_alias(lam, d) or {}).get("FunctionVersion")
-            raise cli.UserError(
-                f"{why}: the {d.strategy} of version {version} was ended elsewhere (make rollback?) or had not "
-                f"begun: 'live' is on version {now}"
-            ) from None
-        raise cli.UserError(
-            f"{why}: rolled back, all traffic on version {released}; version {version} is rejected "
-            "(deploy does not make it live again without --force)"
-        ) from None
-    alarms.delete(cw, names)
-    current = releases.live_alias(lam, d)  # the RevisionId of the last step's update
-    return releases.move_alias(lam, d, version, history.made_live(int(version)), current)
+            raise stopped(lam, cw, d, e, version, released, names) from None
+
+
+def clear_left(cw, d: params.Deploy) -> None:
+    """Deploy's alarms on other versions are leftovers (a deploy killed outright, an alarm that
+    could not be deleted): a deploy is refused while a canary runs, so none watches anything."""
+    found = alarms.left(cw, d)
+    if found:
+        alarms.delete(cw, found)
+        print(f"deleted {len(found)} alarm(s) an earlier deploy left: {', '.join(found)}")
+
+
+def judged(cw, d: params.Deploy, new: tuple, started: datetime) -> None:
+    """How many requests the new version answered while it took its share: quiet alarms over no
+    request judged nothing. Fewer than min_canary_requests: roll back; none (and none required):
+    promoted, with a warning."""
+    count = alarms.answered(cw, d, new, started, datetime.now(UTC))
+    if count < d.min_canary_requests:
+        raise Tripped(
+            f"version {new[0]} answered {count} request(s) during its {d.strategy}, fewer than "
+            f"deploy.min_canary_requests {d.min_canary_requests}: too few to judge it"
+        )
+    print(f"version {new[0]} answered {count} request(s) during its {d.strategy}")
+    if count == 0:
+        print(
+            f"warning: no request reached version {new[0]}, so no alarm judged it: promoting it anyway "
+            "(deploy.min_canary_requests 0)"
+        )
+
+
+def promote(lam, d: params.Deploy, version: str, history: releases.History, seen: dict) -> str:
+    """'live' to the new version, with the RevisionId of the alias as the watch last read it: a
+    `make rollback` that lands after that read makes AWS refuse this update instead of being
+    overwritten (the rejected version made live, the rollback's record lost). Read once more first,
+    for one clear line instead of AWS's refusal (and because moto ignores RevisionId)."""
+    now = releases.live_alias(lam, d)
+    if in_progress(now, releases.read(now)) != version:
+        raise EndedElsewhere(f"'live' no longer routes version {version} its share: not promoting it")
+    return releases.move_alias(lam, d, version, history.made_live(int(version)), seen)
+
+
+def drop(cw, names: list[str], what: str) -> None:
+    """Delete the alarms; a refusal is a warning, not a failure (what is done stays done)."""
+    try:
+        alarms.delete(cw, names)
+    except Exception as e:
+        print(
+            f"warning: {what} its alarms were not deleted ({reason(e)}): the next canary or make destroy deletes them"
+        )
+
+
+def reason(e: BaseException) -> str:
+    """What stopped the canary, in one line: AWS's refusals worded as everywhere else (aws_errors)."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(e, (Tripped, EndedElsewhere, cli.UserError)):
+        return " ".join(str(e).split())
+    try:
+        with aws_errors():
+            raise e
+    except cli.UserError as said:
+        return str(said)
+    except Exception:
+        return " ".join(f"{type(e).__name__}: {e}".split())[:400]
+
+
+def stopped(lam, cw, d: params.Deploy, e: BaseException, version: str, released: str, names: list) -> cli.UserError:
+    """Roll back (all traffic on the released version, the new one rejected, its alarms deleted)
+    and say why in one line."""
+    why = reason(e)
+    if not isinstance(e, (Tripped, EndedElsewhere, KeyboardInterrupt)):
+        why = f"the {d.strategy} stopped on an error ({why})"
+    try:
+        ended = unroute(lam, d)
+    except Exception as failed:
+        return cli.UserError(
+            f"{why}; rolling back failed too ({reason(failed)}): version {version} may still take a share of "
+            f"'{releases.ALIAS}': `make rollback` ends it"
+        )
+    # Those made before an early stop too, when no canary had begun yet.
+    drop(cw, [*names, *(alarms.name(d, version, kind) for kind in alarms.KINDS)], "the canary ended, but")
+    if ended is None:
+        now = (releases.live_alias(lam, d) or {}).get("FunctionVersion")
+        return cli.UserError(
+            f"{why}: the {d.strategy} of version {version} was ended elsewhere (make rollback?) or had not "
+            f"begun: '{releases.ALIAS}' is on version {now}"
+        )
+    return cli.UserError(
+        f"{why}: rolled back, all traffic on version {released}; version {version} is rejected "
+        "(deploy does not make it live again without --force)"
+    )

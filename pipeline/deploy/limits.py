@@ -67,5 +67,8 @@ def check(d: params.Deploy) -> None:
     for key in ("canary_minutes", "linear_minutes", "watch_every_s", "alarm_p90_ms"):
         if getattr(d, key) <= 0:
             problems.append(f"deploy.{key} must be more than 0, got {getattr(d, key)}")
+    for key in ("watch_after_minutes", "min_canary_requests"):
+        if getattr(d, key) < 0:
+            problems.append(f"deploy.{key} must be 0 or more, got {getattr(d, key)}")
     if problems:
         raise UserError("; ".join(problems))
