@@ -19,7 +19,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def fetch(url: str, download_dir: Path) -> Path:
-    """Download and unpack the data set's zip once; return the folder holding the splits."""
+    """Download and unpack the data set's zip once; return the folder holding the data set."""
     extracted = download_dir / "extracted"
     if not extracted.exists():
         archive = files.download(url, download_dir / "dataset.zip", timeout=60)
@@ -31,10 +31,28 @@ def fetch(url: str, download_dir: Path) -> Path:
             archive.unlink()
             raise cli.UserError(f"{url} did not give a zip archive; removed the download") from None
         tmp.rename(extracted)
-    roots = [p.parent for p in extracted.rglob("train") if p.is_dir()]
-    if not roots:
-        raise cli.UserError(f"no train/ folder inside the archive from {url}")
-    return roots[0]
+    return archive_root(extracted, url)
+
+
+def archive_root(extracted: Path, url: str) -> Path:
+    """The data set inside an unpacked archive: the folder that holds the split folders, else (a folder
+    per class) the first folder that holds more than one folder, under the archive's top folder."""
+    splits = [d for d in sorted(extracted.rglob("*")) if d.is_dir() and split_layout(d)]
+    if splits:
+        return splits[0]
+    root = extracted
+    while len(class_folders(root)) == 1:  # GitHub's archives: everything under <repo>-<branch>/
+        root = root / class_folders(root)[0]
+    if len(class_folders(root)) < 2:
+        raise cli.UserError(f"no train/ folder and no class folders inside the archive from {url}")
+    return root
+
+
+def split_layout(root: Path) -> bool:
+    """train/ (with validation/ and test/) holds the classes, rather than one folder per class (a class
+    may be named train: then there are other folders beside it)."""
+    folders = class_folders(root)
+    return "train" in folders and set(folders) <= set(SPLITS)
 
 
 def find_root(p: params.Data) -> Path:
@@ -73,10 +91,10 @@ def chosen_classes(found: list[str], wanted: list, where: Path) -> list[str]:
 
 
 def scan(root: Path, p: params.Data) -> tuple[pd.DataFrame, list[str]]:
-    """Every image file of the chosen classes, with its split, and the classes in order. A data set with
-    train/ holds the three splits as folders, each with the same class folders; one without is a folder
-    per class, split here (split_classes)."""
-    if not (root / "train").is_dir():
+    """Every image file of the chosen classes, with its split, and the classes in order. A data set of
+    train/, validation/ and test/ holds the same class folders in each; any other is a folder per
+    class, split here (split_classes)."""
+    if not split_layout(root):
         labels = chosen_classes(class_folders(root), p.classes, root)
         return split_classes({label: images_in(root / label) for label in labels}, p.split), labels
     labels = chosen_classes(class_folders(root / "train"), p.classes, root / "train")
@@ -189,7 +207,7 @@ def prepare(p: params.Data) -> dict:
     split = manifest["split"].value_counts()
     summary = {
         "root": str(root),
-        "layout": "split folders" if (root / "train").is_dir() else "split here (data.split)",
+        "layout": "split folders" if split_layout(root) else "split here (data.split)",
         "classes": len(labels),
         "images_found": len(found),
         "bad_images": len(bad),

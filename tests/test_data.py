@@ -70,6 +70,21 @@ def test_download_from_a_local_http_server(tmp_path):
 
         _, missing = run_data(tmp_path / "again", dataset, **{"data.source": "download", "data.url": url + "x"})
         assert missing.returncode == 2 and "404" in missing.stderr and "cannot download" in missing.stderr
+
+        # A folder per class under the archive's top folder (a class named train among them): split here.
+        flat = tmp_path / "flat" / "photos-main"
+        for k, label in enumerate(("train", "bus", "car")):
+            (flat / label).mkdir(parents=True)
+            for split in ("train", "validation", "test"):  # 3 photos a class: one for each split
+                shutil.copy(dataset / split / LABELS[k] / "0.jpg", flat / label / f"{split}.jpg")
+        shutil.make_archive(str(tmp_path / "www" / "flat"), "zip", tmp_path / "flat")
+        flat_url = f"http://127.0.0.1:{server.server_port}/flat.zip"
+        project, result = run_data(tmp_path / "flat-run", dataset, **{"data.source": "download", "data.url": flat_url})
+        assert result.returncode == 0, result.stderr
+        assert "of 3 classes (split here (data.split))" in result.stdout
+        assert json.loads((project / "data/labels.json").read_text())["labels"] == ["bus", "car", "train"]
+        manifest = pd.read_csv(project / "data/manifest.csv")
+        assert manifest.groupby("split").size().to_dict() == {"train": 3, "validation": 3, "test": 3}
     finally:
         server.shutdown()
 
