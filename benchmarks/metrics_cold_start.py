@@ -3,7 +3,7 @@
 them (serving.metrics replaced by a stand-in that passes the log line through, as the handler was
 before), alternating, side by side in one run.
 
-    python benchmarks/metrics_cold_start.py MODEL PHOTO [--runs 15] [--out benchmarks/results/metrics_cold_start.json]
+    python benchmarks/metrics_cold_start.py MODEL PHOTO [--runs 30] [--out benchmarks/results/metrics_cold_start.json]
 """
 
 import argparse
@@ -54,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
     parser.add_argument("photo", type=Path)
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=30)  # as in the recorded run (results/)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/metrics_cold_start.json")
     args = parser.parse_args()
     runs = {"with": [], "without": []}
