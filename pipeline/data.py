@@ -37,7 +37,8 @@ def fetch(url: str, download_dir: Path) -> Path:
 def archive_root(extracted: Path, url: str) -> Path:
     """The data set inside an unpacked archive: the folder that holds the split folders, else (a folder
     per class) the first folder that holds more than one folder, under the archive's top folder."""
-    splits = [d for d in sorted(extracted.rglob("*")) if d.is_dir() and split_layout(d)]
+    folders = [d for d in extracted.rglob("*") if d.is_dir() and not hidden(d.relative_to(extracted))]
+    splits = sorted((d for d in folders if split_layout(d)), key=lambda d: (len(d.parts), d))  # the outermost
     if splits:
         return splits[0]
     root = extracted
@@ -49,10 +50,14 @@ def archive_root(extracted: Path, url: str) -> Path:
 
 
 def split_layout(root: Path) -> bool:
-    """train/ (with validation/ and test/) holds the classes, rather than one folder per class (a class
-    may be named train: then there are other folders beside it)."""
-    folders = class_folders(root)
-    return "train" in folders and set(folders) <= set(SPLITS)
+    """train/ (with validation/ and test/) holds class folders, rather than one folder per class (a
+    class may be named train: it holds photos)."""
+    return (root / "train").is_dir() and bool(class_folders(root / "train"))
+
+
+def hidden(path: Path) -> bool:
+    """Not the data set's: dot folders and files, and the __MACOSX/ copies (._* files) of a zip made on a Mac."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in path.parts)
 
 
 def find_root(p: params.Data) -> Path:
@@ -69,11 +74,15 @@ def find_root(p: params.Data) -> Path:
 
 def class_folders(folder: Path) -> list[str]:
     """The class names under folder, sorted as Keras' image_dataset_from_directory sorts them."""
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not hidden(Path(p.name)))
 
 
 def images_in(folder: Path) -> list[str]:
-    found = [str(f) for f in sorted(folder.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    found = [
+        str(f)
+        for f in sorted(folder.iterdir())
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not hidden(Path(f.name))
+    ]
     if not found:
         raise cli.UserError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}): an empty class")
     return found

@@ -171,10 +171,14 @@ def _start(model: Path, num_threads: int, log, port: int, emulator_port: int, ex
 
 
 def recommended_model() -> Path:
-    """The variant deploy would ship (the recommend stage's), never one verify excluded."""
+    """The recommend stage's choice (what deploy ships unless deploy.variant names another), never a
+    variant verify excluded."""
     path = ROOT / paths.RECOMMENDATION
     if not path.exists():
-        raise SystemExit(f"error: {paths.RECOMMENDATION} not found: run `dvc repro` first, or name a --model")
+        raise SystemExit(
+            f"error: {paths.RECOMMENDATION} not found: run `dvc repro` first, or name a model (make serve "
+            "SERVE_MODEL=..., --model)"
+        )
     return ROOT / json.loads(path.read_text())["model"]
 
 

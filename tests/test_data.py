@@ -56,6 +56,8 @@ def test_wrong_image_count_is_reported(tmp_path):
 
 def test_download_from_a_local_http_server(tmp_path):
     dataset = make_dataset(tmp_path / "src" / "clothing-dataset-small-master", per_class=1)
+    (dataset / "extras").mkdir()  # a folder beside the splits (notes, scripts) leaves them split folders
+    (dataset / "extras" / "notes.txt").write_text("not photos")
     shutil.make_archive(str(tmp_path / "www" / "master"), "zip", tmp_path / "src")
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -77,6 +79,9 @@ def test_download_from_a_local_http_server(tmp_path):
             (flat / label).mkdir(parents=True)
             for split in ("train", "validation", "test"):  # 3 photos a class: one for each split
                 shutil.copy(dataset / split / LABELS[k] / "0.jpg", flat / label / f"{split}.jpg")
+        apple_double = tmp_path / "flat" / "__MACOSX" / "photos-main" / "bus"  # a zip made on a Mac
+        apple_double.mkdir(parents=True)
+        (apple_double / "._train.jpg").write_bytes(b"\x00\x05\x16\x07")
         shutil.make_archive(str(tmp_path / "www" / "flat"), "zip", tmp_path / "flat")
         flat_url = f"http://127.0.0.1:{server.server_port}/flat.zip"
         project, result = run_data(tmp_path / "flat-run", dataset, **{"data.source": "download", "data.url": flat_url})

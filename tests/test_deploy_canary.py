@@ -18,6 +18,7 @@ import io
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -262,13 +263,15 @@ def test_an_alarm_mid_way_rolls_back_quiet_alarms_promote_and_linear_steps(proje
     assert f"deleted 1 alarm(s) an earlier deploy left: {name}-v9-server-errors\n" in quiet
     assert canary_alarms(aws, name, 9) == {} and list(canary_alarms(aws, name, 8)) == ["someone-elses"]
     watched = [line for line in quiet.splitlines() if line.startswith("canary: version 3 takes 10%")]
-    assert (
-        "version 1 the rest; 0:02 left; alarms: server-errors OK, p90-latency OK, confidence OK, function-errors OK"
-        in watched[0]
+    # The time left as it was at the first read (its calls take a moment on a busy machine).
+    assert re.search(
+        r"version 1 the rest; 0:0[0-2] left; alarms: server-errors OK, p90-latency OK, confidence OK, "
+        "function-errors OK",
+        watched[0],
     )
     assert "0:00 left" in watched[-1] and len(watched) > 3  # read every 0.2 s until its time was up
     late = [line for line in quiet.splitlines() if line.startswith("canary (waiting for its last minutes' metrics)")]
-    assert "0:03 left" in late[0] and "0:00 left" in late[-1] and len(late) > 3
+    assert re.search(r"0:0[0-3] left", late[0]) and "0:00 left" in late[-1] and len(late) > 3
     assert "version 3 answered 3 request(s) during its canary\n" in quiet and "warning" not in quiet
     assert quiet.index("0:00 left") < quiet.index("answered 3") < quiet.index("version 3 (live)")
     assert alias(aws, name) == {
@@ -369,13 +372,12 @@ def test_a_rollback_just_before_promotion_an_aws_error_or_no_requests_leave_all_
     # Fewer requests than deploy.min_canary_requests: too little evidence, rolled back.
     set_params(project, **{"deploy.memory_mb": 2560, "deploy.min_canary_requests": 5, "deploy.canary_minutes": 0.05})
     zip_invokes_answer(aws, released)
-    running = Deploying(project, aws)
-    running.wait_for("canary: version 3 takes 10%")
-    answered(aws, name, "3", 4)
-    code, stderr = running.finish()
-    assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    with on_first_call(aws, "GetMetricData", lambda: answered(aws, name, "3", 4)):  # just before it counts
+        few = deploy(project, aws)
+    stderr = one_line_error(few)
     assert "version 3 answered 4 request(s) during its canary, fewer than deploy.min_canary_requests 5" in stderr
-    assert "rolled back, all traffic on version 1; version 3 is rejected" in stderr
+    # Nothing judged it bad: not rejected, so deploying it again tries again.
+    assert "rolled back, all traffic on version 1; version 3 is not rejected" in stderr
     assert alias(aws, name)["version"] == "1" and alias(aws, name)["weights"] == {}
     assert canary_alarms(aws, name, 3) == {}
 
@@ -389,11 +391,11 @@ def test_a_rollback_just_before_promotion_an_aws_error_or_no_requests_leave_all_
     code, stderr = running.finish()
     assert code == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
     assert "the canary stopped on an error (AWS refused UpdateAlias: ResourceNotFoundException" in stderr, stderr
-    assert "rolled back, all traffic on version 1; version 4 is rejected" in stderr
+    assert "rolled back, all traffic on version 1; version 4 is not rejected" in stderr
     assert alias(aws, name) == {
         "version": "1",
         "weights": {},
-        "history": {"by": "clothes-serverless", "live": [1], "rejected": [2, 3, 4]},
+        "history": {"by": "clothes-serverless", "live": [1], "rejected": [2]},
     }
     assert canary_alarms(aws, name, 4) == {}
 

@@ -355,7 +355,7 @@ def test_a_well_formed_proxy_answer_passes_through_the_echo(echo_server):
 @pytest.mark.fast
 def test_make_serve_serves_the_recommended_variant_unless_told_another(tmp_path, monkeypatch):
     monkeypatch.setattr(serve, "ROOT", tmp_path)
-    with pytest.raises(SystemExit, match="recommendation.json not found: run `dvc repro` first, or name a --model"):
+    with pytest.raises(SystemExit, match="recommendation.json not found: run `dvc repro` first, or name a model"):
         serve.recommended_model()
     (tmp_path / "artifacts/recommend").mkdir(parents=True)
     choice = {"variant": "float16", "model": "artifacts/tflite/float16.tflite"}  # full int8 excluded, say

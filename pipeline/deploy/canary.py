@@ -25,6 +25,10 @@ class EndedElsewhere(Exception):
     """The alias no longer routes the canary's share: `make rollback` (or a person) changed it."""
 
 
+class Unjudged(Exception):
+    """Too few requests reached the new version for its alarms to judge it (deploy.min_canary_requests)."""
+
+
 def schedule(d: params.Deploy) -> list[tuple[int, float]]:
     """(percent of the traffic to the new version, seconds it is watched at that share), in order;
     after the last step it gets all of it. all_at_once: no step."""
@@ -68,8 +72,9 @@ def end(lam, cw, d: params.Deploy) -> "tuple[str, str] | None":
     return ended
 
 
-def unroute(lam, d: params.Deploy) -> "tuple[str, str] | None":
-    """end() without deleting the alarms: the alias's part, in one UpdateAlias call."""
+def unroute(lam, d: params.Deploy, reject: bool = True) -> "tuple[str, str] | None":
+    """end() without deleting the alarms: the alias's part, in one UpdateAlias call. reject False: the
+    canary's version is not recorded rejected (nothing judged it bad: a later deploy may try it again)."""
     alias = releases.live_alias(lam, d)
     history = releases.read(alias)
     new = in_progress(alias, history)
@@ -79,7 +84,7 @@ def unroute(lam, d: params.Deploy) -> "tuple[str, str] | None":
         FunctionName=d.function_name,
         Name=releases.ALIAS,
         FunctionVersion=alias["FunctionVersion"],
-        Description=history.canary_rejected().text(),
+        Description=(history.canary_rejected() if reject else history.canary_ended()).text(),
         RoutingConfig={"AdditionalVersionWeights": {}},
         RevisionId=alias["RevisionId"],
     )
@@ -190,7 +195,7 @@ def judged(cw, d: params.Deploy, new: tuple, started: datetime) -> None:
     promoted, with a warning."""
     count = alarms.answered(cw, d, new, started, datetime.now(UTC))
     if count < d.min_canary_requests:
-        raise Tripped(
+        raise Unjudged(
             f"version {new[0]} answered {count} request(s) during its {d.strategy}, fewer than "
             f"deploy.min_canary_requests {d.min_canary_requests}: too few to judge it"
         )
@@ -227,7 +232,7 @@ def reason(e: BaseException) -> str:
     """What stopped the canary, in one line: AWS's refusals worded as everywhere else (aws_errors)."""
     if isinstance(e, KeyboardInterrupt):
         return "interrupted"
-    if isinstance(e, (Tripped, EndedElsewhere, cli.UserError)):
+    if isinstance(e, (Tripped, EndedElsewhere, Unjudged, cli.UserError)):
         return " ".join(str(e).split())
     try:
         with aws_errors():
@@ -239,13 +244,15 @@ def reason(e: BaseException) -> str:
 
 
 def stopped(lam, cw, d: params.Deploy, e: BaseException, version: str, released: str, names: list) -> cli.UserError:
-    """Roll back (all traffic on the released version, the new one rejected, its alarms deleted)
-    and say why in one line."""
+    """Roll back (all traffic on the released version, its alarms deleted) and say why in one line.
+    The new version is recorded rejected when an alarm judged it or a person stopped it (Ctrl-C), not
+    when too few requests or an AWS error stopped the canary: deploying it again then tries again."""
     why = reason(e)
-    if not isinstance(e, (Tripped, EndedElsewhere, KeyboardInterrupt)):
+    if not isinstance(e, (Tripped, EndedElsewhere, Unjudged, KeyboardInterrupt)):
         why = f"the {d.strategy} stopped on an error ({why})"
+    reject = isinstance(e, (Tripped, KeyboardInterrupt))
     try:
-        ended = unroute(lam, d)
+        ended = unroute(lam, d, reject)
     except Exception as failed:
         return cli.UserError(
             f"{why}; rolling back failed too ({reason(failed)}): version {version} may still take a share of "
@@ -258,6 +265,11 @@ def stopped(lam, cw, d: params.Deploy, e: BaseException, version: str, released:
         return cli.UserError(
             f"{why}: the {d.strategy} of version {version} was ended elsewhere (make rollback?) or had not "
             f"begun: '{releases.ALIAS}' is on version {now}"
+        )
+    if not reject:
+        return cli.UserError(
+            f"{why}: rolled back, all traffic on version {released}; version {version} is not rejected "
+            "(nothing judged it bad: deploy again to try it again)"
         )
     return cli.UserError(
         f"{why}: rolled back, all traffic on version {released}; version {version} is rejected "

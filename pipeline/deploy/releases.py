@@ -52,6 +52,10 @@ class History:
     def canary_started(self, version: int) -> "History":
         return History(self.live, self.rejected, canary=version)
 
+    def canary_ended(self) -> "History":
+        """A canary rolled back that nothing judged (too few requests, an AWS error): not rejected."""
+        return History(self.live, self.rejected)
+
     def canary_rejected(self) -> "History":
         """A canary rolled back: 'live' never left its version, the canary's is rejected."""
         return History(self.live, sorted({*self.rejected, self.canary}))
@@ -99,11 +103,13 @@ def describe(
     can check it again against its own answer."""
     meta = {"by": MARK, "key": key, "config": config, "variant": variant, "smoke": smoke, "photo": photo, "top": top}
     meta["accuracy"] = None if accuracy is None else round(accuracy, 4)
-    # What fits in the description: the labels' names (deploy can then say which changed) before the
-    # smoke photo's (rollback checks verify's answer without it), their digest only when even that is too long.
+    # What fits in the description: the labels' names (deploy can then say which changed), else their
+    # digest (a change is still refused, unnamed: the clothing set's 10 names and a photo's 40-character
+    # name do not fit together), the smoke photo last (without it rollback checks today's verify answer,
+    # which a retrained model may not give).
     no_photo = {k: v for k, v in meta.items() if k not in ("photo", "top")}
     by_name, by_digest = {"labels": labels}, {"labels_sha": labels_digest(labels)}
-    for fitting in (meta | by_name, no_photo | by_name, meta | by_digest, no_photo | by_digest):
+    for fitting in (meta | by_name, meta | by_digest, no_photo | by_name, no_photo | by_digest):
         text = json.dumps(fitting, separators=(",", ":"))
         if len(text) <= limits.DESCRIPTION_CHARS:
             break
