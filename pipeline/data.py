@@ -37,14 +37,14 @@ def fetch(url: str, download_dir: Path) -> Path:
 def archive_root(extracted: Path, url: str) -> Path:
     """The data set inside an unpacked archive: the folder that holds the split folders, else (a folder
     per class) the first folder that holds more than one folder, under the archive's top folder."""
-    folders = [d for d in extracted.rglob("*") if d.is_dir() and not hidden(d.relative_to(extracted))]
+    folders = [d for d in extracted.rglob("*") if d.is_dir() and not any(map(hidden, d.relative_to(extracted).parts))]
     splits = sorted((d for d in folders if split_layout(d)), key=lambda d: (len(d.parts), d))  # the outermost
     if splits:
         return splits[0]
     root = extracted
-    while len(class_folders(root)) == 1:  # GitHub's archives: everything under <repo>-<branch>/
-        root = root / class_folders(root)[0]
-    if len(class_folders(root)) < 2:
+    while len(inside := class_folders(root)) == 1:  # GitHub's archives: everything under <repo>-<branch>/
+        root = root / inside[0]
+    if len(inside) < 2:
         raise cli.UserError(f"no train/ folder and no class folders inside the archive from {url}")
     return root
 
@@ -55,9 +55,9 @@ def split_layout(root: Path) -> bool:
     return (root / "train").is_dir() and bool(class_folders(root / "train"))
 
 
-def hidden(path: Path) -> bool:
+def hidden(name: str) -> bool:
     """Not the data set's: dot folders and files, and the __MACOSX/ copies (._* files) of a zip made on a Mac."""
-    return any(part.startswith(".") or part == "__MACOSX" for part in path.parts)
+    return name.startswith(".") or name == "__MACOSX"
 
 
 def find_root(p: params.Data) -> Path:
@@ -74,14 +74,14 @@ def find_root(p: params.Data) -> Path:
 
 def class_folders(folder: Path) -> list[str]:
     """The class names under folder, sorted as Keras' image_dataset_from_directory sorts them."""
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not hidden(Path(p.name)))
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not hidden(p.name))
 
 
 def images_in(folder: Path) -> list[str]:
     found = [
         str(f)
         for f in sorted(folder.iterdir())
-        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not hidden(Path(f.name))
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not hidden(f.name)
     ]
     if not found:
         raise cli.UserError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}): an empty class")

@@ -155,6 +155,17 @@ def canary_alarms(aws, name, version) -> dict:
     return {a["AlarmName"].removeprefix(f"{name}-v{version}-"): a for a in found}
 
 
+def ended(aws, name: str, canary: int, live: list, rejected: list) -> None:
+    """The canary of version `canary` is over: no weights, 'live' on the last version of live, the
+    release history exactly as given, the canary's alarms gone."""
+    assert alias(aws, name) == {
+        "version": str(live[-1]),
+        "weights": {},
+        "history": {"by": "clothes-serverless", "live": live, "rejected": rejected},
+    }
+    assert canary_alarms(aws, name, canary) == {}
+
+
 def dimensions(name: str, version: str) -> list[dict]:
     """The function's own metrics' dimensions for one version of the full int8 variant (serving/metrics.py)."""
     return [
@@ -233,12 +244,7 @@ def test_an_alarm_mid_way_rolls_back_quiet_alarms_promote_and_linear_steps(proje
     assert code == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
     assert f"alarm {name}-v2-confidence is in ALARM (Threshold Crossed" in stderr
     assert "rolled back, all traffic on version 1; version 2 is rejected" in stderr
-    assert alias(aws, name) == {
-        "version": "1",
-        "weights": {},
-        "history": {"by": "clothes-serverless", "live": [1], "rejected": [2]},
-    }
-    assert canary_alarms(aws, name, 2) == {}
+    ended(aws, name, 2, live=[1], rejected=[2])
 
     # Quiet alarms: after its time (2 s here) and the wait for its last metrics (3 s), with its share
     # kept meanwhile, 'live' moves to the new version and its alarms go. Alarms an earlier deploy left
@@ -274,12 +280,7 @@ def test_an_alarm_mid_way_rolls_back_quiet_alarms_promote_and_linear_steps(proje
     assert re.search(r"0:0[0-3] left", late[0]) and "0:00 left" in late[-1] and len(late) > 3
     assert "version 3 answered 3 request(s) during its canary\n" in quiet and "warning" not in quiet
     assert quiet.index("0:00 left") < quiet.index("answered 3") < quiet.index("version 3 (live)")
-    assert alias(aws, name) == {
-        "version": "3",
-        "weights": {},
-        "history": {"by": "clothes-serverless", "live": [1, 3], "rejected": [2]},
-    }
-    assert canary_alarms(aws, name, 3) == {}
+    ended(aws, name, 3, live=[1, 3], rejected=[2])
 
     # Linear: 40%, then 80%, then all of it.
     set_params(project, **{"deploy.memory_mb": 2560, "deploy.strategy": "linear", "deploy.linear_percent": 40,
@@ -306,12 +307,7 @@ def test_ctrl_c_or_make_rollback_during_a_canary_leave_all_traffic_on_the_old_ve
     running.process.send_signal(signal.SIGINT)
     code, stderr = running.finish()
     assert code == 2 and "interrupted: rolled back, all traffic on version 1; version 2 is rejected" in stderr, stderr
-    assert alias(aws, name) == {
-        "version": "1",
-        "weights": {},
-        "history": {"by": "clothes-serverless", "live": [1], "rejected": [2]},
-    }
-    assert canary_alarms(aws, name, 2) == {}
+    ended(aws, name, 2, live=[1], rejected=[2])
 
     # make rollback while a canary runs (in another terminal): all traffic back on version 1 at once;
     # the canary's deploy sees it, stops and says so. A deploy meanwhile is refused.
@@ -327,12 +323,7 @@ def test_ctrl_c_or_make_rollback_during_a_canary_leave_all_traffic_on_the_old_ve
     )
     code, stderr = running.finish()
     assert code == 2 and "was ended elsewhere" in stderr and "'live' is on version 1" in stderr, stderr
-    assert alias(aws, name) == {
-        "version": "1",
-        "weights": {},
-        "history": {"by": "clothes-serverless", "live": [1], "rejected": [2, 3]},
-    }
-    assert canary_alarms(aws, name, 3) == {}
+    ended(aws, name, 3, live=[1], rejected=[2, 3])
 
     # A deploy killed outright (no chance to roll back) leaves its canary and alarms: destroy deletes the alarms.
     set_params(project, **{"deploy.memory_mb": 2560})
@@ -362,12 +353,7 @@ def test_a_rollback_just_before_promotion_an_aws_error_or_no_requests_leave_all_
     assert "'live' no longer routes version 2 its share: not promoting it" in stderr, stderr
     assert "was ended elsewhere" in stderr and "'live' is on version 1" in stderr
     assert "version 2 (live)" not in racing.stdout
-    assert alias(aws, name) == {
-        "version": "1",
-        "weights": {},
-        "history": {"by": "clothes-serverless", "live": [1], "rejected": [2]},
-    }
-    assert canary_alarms(aws, name, 2) == {}
+    ended(aws, name, 2, live=[1], rejected=[2])
 
     # Fewer requests than deploy.min_canary_requests: too little evidence, rolled back.
     set_params(project, **{"deploy.memory_mb": 2560, "deploy.min_canary_requests": 5, "deploy.canary_minutes": 0.05})
@@ -392,12 +378,7 @@ def test_a_rollback_just_before_promotion_an_aws_error_or_no_requests_leave_all_
     assert code == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
     assert "the canary stopped on an error (AWS refused UpdateAlias: ResourceNotFoundException" in stderr, stderr
     assert "rolled back, all traffic on version 1; version 4 is not rejected" in stderr
-    assert alias(aws, name) == {
-        "version": "1",
-        "weights": {},
-        "history": {"by": "clothes-serverless", "live": [1], "rejected": [2]},
-    }
-    assert canary_alarms(aws, name, 4) == {}
+    ended(aws, name, 4, live=[1], rejected=[2])
 
 
 @pytest.mark.fast

@@ -32,12 +32,17 @@ def dimensions(d: params.Deploy, version: str, variant: str) -> list[dict]:
     return [{"Name": n, "Value": values[n]} for n in metrics.DIMENSIONS]
 
 
-def stat(d: params.Deploy, version: str, variant: str, metric: str, statistic: str) -> dict:
+def metric_stat(namespace: str, metric: str, dims: list[dict], statistic: str) -> dict:
+    """A MetricStat over one alarm period (PutMetricAlarm's and GetMetricData's queries)."""
     return {
-        "Metric": {"Namespace": metrics.NAMESPACE, "MetricName": metric, "Dimensions": dimensions(d, version, variant)},
+        "Metric": {"Namespace": namespace, "MetricName": metric, "Dimensions": dims},
         "Period": limits.ALARM_PERIOD_S,
         "Stat": statistic,
     }
+
+
+def stat(d: params.Deploy, version: str, variant: str, metric: str, statistic: str) -> dict:
+    return metric_stat(metrics.NAMESPACE, metric, dimensions(d, version, variant), statistic)
 
 
 def lambda_dimensions(d: params.Deploy, version: str) -> list[dict]:
@@ -51,11 +56,7 @@ def lambda_dimensions(d: params.Deploy, version: str) -> list[dict]:
 
 
 def lambda_sum(d: params.Deploy, version: str, metric: str) -> dict:
-    return {
-        "Metric": {"Namespace": LAMBDA_NAMESPACE, "MetricName": metric, "Dimensions": lambda_dimensions(d, version)},
-        "Period": limits.ALARM_PERIOD_S,
-        "Stat": "Sum",
-    }
+    return metric_stat(LAMBDA_NAMESPACE, metric, lambda_dimensions(d, version), "Sum")
 
 
 def definitions(d: params.Deploy, new: tuple[str, str], live: "tuple[str, str] | None") -> list[dict]:

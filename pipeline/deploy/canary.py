@@ -29,6 +29,10 @@ class Unjudged(Exception):
     """Too few requests reached the new version for its alarms to judge it (deploy.min_canary_requests)."""
 
 
+# What ends a canary on its own terms (its message is the reason); anything else is an error it stopped on.
+OUTCOMES = (Tripped, EndedElsewhere, Unjudged)
+
+
 def schedule(d: params.Deploy) -> list[tuple[int, float]]:
     """(percent of the traffic to the new version, seconds it is watched at that share), in order;
     after the last step it gets all of it. all_at_once: no step."""
@@ -232,7 +236,7 @@ def reason(e: BaseException) -> str:
     """What stopped the canary, in one line: AWS's refusals worded as everywhere else (aws_errors)."""
     if isinstance(e, KeyboardInterrupt):
         return "interrupted"
-    if isinstance(e, (Tripped, EndedElsewhere, Unjudged, cli.UserError)):
+    if isinstance(e, (*OUTCOMES, cli.UserError)):
         return " ".join(str(e).split())
     try:
         with aws_errors():
@@ -248,7 +252,7 @@ def stopped(lam, cw, d: params.Deploy, e: BaseException, version: str, released:
     The new version is recorded rejected when an alarm judged it or a person stopped it (Ctrl-C), not
     when too few requests or an AWS error stopped the canary: deploying it again then tries again."""
     why = reason(e)
-    if not isinstance(e, (Tripped, EndedElsewhere, Unjudged, KeyboardInterrupt)):
+    if not isinstance(e, (*OUTCOMES, KeyboardInterrupt)):
         why = f"the {d.strategy} stopped on an error ({why})"
     reject = isinstance(e, (Tripped, KeyboardInterrupt))
     try:
@@ -266,12 +270,9 @@ def stopped(lam, cw, d: params.Deploy, e: BaseException, version: str, released:
             f"{why}: the {d.strategy} of version {version} was ended elsewhere (make rollback?) or had not "
             f"begun: '{releases.ALIAS}' is on version {now}"
         )
-    if not reject:
-        return cli.UserError(
-            f"{why}: rolled back, all traffic on version {released}; version {version} is not rejected "
-            "(nothing judged it bad: deploy again to try it again)"
-        )
-    return cli.UserError(
-        f"{why}: rolled back, all traffic on version {released}; version {version} is rejected "
-        "(deploy does not make it live again without --force)"
+    verdict = (
+        "is rejected (deploy does not make it live again without --force)"
+        if reject
+        else "is not rejected (nothing judged it bad: deploy again to try it again)"
     )
+    return cli.UserError(f"{why}: rolled back, all traffic on version {released}; version {version} {verdict}")
