@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: all repro test test-fast lint serve rie notebook deploy rollback destroy tune deploy-deps clean
+.PHONY: all repro test test-fast lint serve rie notebook deploy rollback destroy tune deploy-deps emulators clean
 
 all: $(VENV)/.installed repro
 
@@ -69,6 +69,15 @@ deploy-deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(DEPLOY_TOOLS); \
 	fi
+
+# qemu in user mode (Debian's qemu-user-static) runs the function's runtimes on Lambda's CPUs: x86_64
+# without AVX-512/VNNI, and arm64 registered with binfmt_misc for containers (root; lasts until reboot).
+emulators: $(VENV)/.installed
+	@if ! command -v qemu-aarch64-static >/dev/null || ! command -v qemu-x86_64-static >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q qemu-user-static; \
+	fi
+	$(BIN)/python -m pipeline.emulators
 
 # The Keras-vs-TFLite notebook, executed headless on this project's artifacts (outputs stay out of git).
 notebook: $(VENV)/.installed
