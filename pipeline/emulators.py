@@ -6,6 +6,7 @@ Emulation proves arithmetic, never speed: integer kernels take other code paths 
 `make emulators` installs qemu-user-static and registers arm64 with binfmt_misc (root only); a
 machine without them gets one line saying what to do."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -50,10 +51,8 @@ def register_arm64() -> None:
     entries = [line for line in BINFMT_CONF.read_text().splitlines() if line.strip() and not line.startswith("#")]
     if not entries:
         raise UserError(f"{BINFMT_CONF} has no binfmt entry: reinstall qemu-user-static")
-    try:
+    with contextlib.suppress(FileExistsError):  # another process registered it meanwhile
         (BINFMT / "register").write_text(entries[0])
-    except FileExistsError:  # another process registered it meanwhile
-        pass
     if not arm64_registered():
         raise UserError("qemu-aarch64 did not register with binfmt_misc (is it disabled?)")
 
