@@ -3,6 +3,8 @@ requirements. The one place convert, verify, bench, recommend, report and deploy
 
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from pipeline import paths
 
 ONNX_PREFIX = "onnx_"
@@ -48,3 +50,23 @@ def variant_of_row(row: str) -> str:
 def requirements(variant: str) -> str:
     """The requirements file the function image or zip installs for this variant: only its runtime."""
     return RUNTIMES[runtime(variant)]["requirements"]
+
+
+# Lambda's architecture names and what Python's platform_machine says on each.
+MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
+
+
+def pins(requirements_file: "str | Path", architecture: str) -> list[str]:
+    """The requirements file's lines that apply on the architecture, markers evaluated for it (pip
+    evaluates them for the machine it runs on, even with --platform), without their markers."""
+    environment = {"platform_machine": MACHINES[architecture]}
+    chosen = []
+    for line in Path(requirements_file).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate(environment):
+            requirement.marker = None
+            chosen.append(str(requirement))
+    return chosen
