@@ -1,7 +1,10 @@
 """docs/deployer-policy.json grants what pipeline/deploy/ calls, and nothing else: every boto3 call
 in the code (read from its source, so rarely taken paths count too) is mapped to the IAM action it
 needs, with the actions no single call shows (the registry protocol docker push speaks, PassRole,
-the repository policy Lambda sets for an image function) named and explained below."""
+the repository policy Lambda sets for an image function, the zip Lambda reads with the caller's
+credentials) named and explained below. parliament lints it, and the conditions that keep a deployer
+from granting itself more (attach any policy to a role it passes, let any principal invoke, write
+any API's stage) are asserted as written."""
 
 import ast
 import json
@@ -9,6 +12,7 @@ import json
 import botocore.session
 import pytest
 from botocore import xform_name
+from parliament import analyze_policy_string
 
 from conftest import ROOT
 
@@ -42,12 +46,14 @@ UPLOAD_FILE = {"s3:PutObject", "s3:AbortMultipartUpload"}
 # registry protocol, which ECR authorizes as these actions; PassRole goes with CreateFunction and
 # UpdateFunctionConfiguration's Role; Lambda reads and sets the repository's policy so that it can
 # pull an image function's image (it needs the caller's permission for that); creating a resource
-# with tags needs the service's tagging permission too.
+# with tags needs the service's tagging permission too; Lambda reads a zip given as S3Bucket/S3Key
+# with the caller's credentials ("make sure your request credentials have permission to GetObject").
 IMPLIED = {
     "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
     "iam:PassRole", "ecr:GetRepositoryPolicy", "ecr:SetRepositoryPolicy",
     "ecr:TagResource", "iam:TagRole", "lambda:TagResource", "logs:TagResource", "cloudwatch:TagResource",
+    "s3:GetObject",
 }  # fmt: skip
 # The only actions that take no resource narrower than "*" (AWS's service authorization reference;
 # GetMetricData: how many requests a canary's version answered).
@@ -152,3 +158,46 @@ def test_only_actions_without_resources_are_granted_on_every_resource():
     for statement in json.loads(POLICY.read_text())["Statement"]:
         if "*" in listed(statement["Resource"]):
             assert set(listed(statement["Action"])) <= ANY_RESOURCE, statement
+
+
+def test_parliament_finds_nothing():
+    """A well-kept IAM linter (unknown actions, condition keys an action does not take, malformed
+    ARNs, resources an action cannot be limited to): none in the policy."""
+    findings = analyze_policy_string(POLICY.read_text()).findings
+    assert not findings, [(f.issue, f.detail) for f in findings]
+
+
+def granting(action: str) -> list[dict]:
+    return [s for s in json.loads(POLICY.read_text())["Statement"] if action in listed(s["Action"])]
+
+
+def test_what_could_grant_the_deployer_more_is_conditioned():
+    """Attaching a policy to the role the deployer passes to Lambda would let it run code as anything
+    (attach AdministratorAccess, ship code); a permission for another principal would open the function
+    to it; stages carry tags (routes and integrations cannot), so only deploy's are written."""
+    basic = {"ArnEquals": {"iam:PolicyARN": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}}
+    for action in ("iam:AttachRolePolicy", "iam:DetachRolePolicy"):
+        assert [s.get("Condition") for s in granting(action)] == [basic], action
+    principal = {"StringEquals": {"lambda:Principal": "apigateway.amazonaws.com"}}
+    assert [s.get("Condition") for s in granting("lambda:AddPermission")] == [principal]
+    ours = "clothes-classifier"
+    for verb in ("POST", "PATCH", "DELETE"):
+        for statement in granting(f"apigateway:{verb}"):
+            if any("/stages" in r for r in listed(statement["Resource"])):
+                assert statement["Condition"]["StringEquals"] in (
+                    {"aws:RequestTag/clothes-serverless": ours},
+                    {"aws:ResourceTag/clothes-serverless": ours},
+                ), statement
+    writes = {(v, r) for v in ("POST", "PATCH", "DELETE") for s in granting(f"apigateway:{v}") for r in
+              listed(s["Resource"]) if "/stages" in r}  # fmt: skip
+    assert writes == {
+        ("POST", "arn:aws:apigateway:*::/apis/*/stages"),
+        ("PATCH", "arn:aws:apigateway:*::/apis/*/stages/*"),
+        ("DELETE", "arn:aws:apigateway:*::/apis/*/stages/*"),
+    }
+
+
+def test_the_zip_bucket_is_readable_by_the_caller():
+    """Lambda fetches an S3Bucket/S3Key zip with the deploying caller's credentials."""
+    [statement] = granting("s3:GetObject")
+    assert listed(statement["Resource"]) == ["arn:aws:s3:::clothes-classifier-*", "arn:aws:s3:::clothes-classifier-*/*"]
