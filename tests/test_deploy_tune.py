@@ -181,3 +181,26 @@ def test_a_sweep_is_summarized_and_priced_exactly():
 def test_the_tune_table_in_git_is_the_header_tune_writes():
     """The report stage reads artifacts/tune/tune.csv (a dvc.yaml dep): git holds its header until make tune runs."""
     assert (ROOT / "artifacts/tune/tune.csv").read_text().splitlines() == [",".join(tune.COLUMNS)]
+
+
+@pytest.mark.fast
+def test_init_inside_billed_duration_is_counted_once():
+    """An image function's REPORT line bills Init inside Billed Duration (ceil(Duration + Init Duration));
+    the cold invocation's billed ms beyond the warm p50 is then its whole extra cost, Init not added again."""
+    rows = pd.DataFrame(
+        {
+            "memory_mb": [1024, 1024, 1024],
+            "duration_ms": [300.5, 40.2, 41.7],
+            "billed_ms": [551.0, 41.0, 42.0],  # 300.5 + 250.0 = 550.5, billed as 551
+            "init_ms": [250.0, 0.0, 0.0],
+            "max_memory_used_mb": [140.0, 141.0, 141.0],
+        }
+    )
+    c = Cost(
+        memory_mb=[1024], photo="phone", cold_start_share=0.01, mb_per_vcpu=1769, prices_region="us-east-1",
+        prices_date="2026-12-02", x86_64_price_per_gb_second=0.0000166667, arm64_price_per_gb_second=0.0000133334,
+        price_per_million_requests=0.2, api_price_per_million=1.0,
+    )  # fmt: skip
+    table = tune.summarize(rows, "full_int8", "litert_full_int8", "x86_64", c).set_index("memory_mb")
+    assert table.loc[1024, "init_ms"] == 551.0 - 41.5
+    assert table.loc[1024, "usd_init"] == round(0.01 * 1e6 * 0.510 * 1.0 * 0.0000166667, 4)
