@@ -29,4 +29,4 @@ def main() -> None:
         teardown.destroy(p, args.yes)
 
 
-cli.run(main)
+cli.run(main, takes_arguments=True)
