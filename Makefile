@@ -4,9 +4,9 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: all repro test test-fast lint serve rie notebook deploy rollback destroy tune deploy-deps emulators clean
+.PHONY: all repro test test-fast test-targets lint emulators-where-root serve rie notebook deploy rollback destroy tune deploy-deps emulators clean
 
-all: $(VENV)/.installed repro
+all: $(VENV)/.installed emulators-where-root repro
 
 $(VENV)/.installed: requirements.txt lambda/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +28,11 @@ lint: $(VENV)/.installed
 # README). Files in the order tests/conftest.py sorts them (xdist's default puts the most tests first).
 test: lint rie deploy-deps
 	pytest -n 3 --dist loadfile --no-loadscope-reorder
+
+# The targets stage under qemu (Lambda's x86_64 and arm64 CPUs): a variant whose answers change on a target is
+# excluded there. Minutes; the arm64 Python is made once (root) in .cache/targets. .ci/run runs it after make test.
+test-targets: emulators
+	pytest -m targets tests/test_targets_emulated.py
 
 # Pure functions only (gate rule, recommendation, cost table, params, event parsing, dvc.yaml's map): seconds.
 test-fast: $(VENV)/.installed
@@ -72,6 +77,11 @@ deploy-deps:
 
 # qemu in user mode (Debian's qemu-user-static) runs the function's runtimes on Lambda's CPUs: x86_64
 # without AVX-512/VNNI, and arm64 registered with binfmt_misc for containers (root; lasts until reboot).
+# make all checks the variants on Lambda's CPUs (the targets stage) where it can: as root it sets up the emulators
+# first; elsewhere, or where that fails, the stage marks the targets unchecked and says what to do.
+emulators-where-root: $(VENV)/.installed
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory emulators || echo "make all: no emulators (the targets stage marks Lambda's CPUs unchecked)"; fi
+
 emulators: $(VENV)/.installed
 	@if ! command -v qemu-aarch64-static >/dev/null || ! command -v qemu-x86_64-static >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \

@@ -7,9 +7,12 @@ Emulation proves arithmetic, never speed: integer kernels take other code paths 
 machine without them gets one line saying what to do."""
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from pipeline.cli import UserError
@@ -21,6 +24,10 @@ QEMU = {"x86_64": "qemu-x86_64-static", "arm64": "qemu-aarch64-static"}
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 BINFMT_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")  # Debian's qemu-user-static entry
 INSTALL_HINT = "run `make emulators` as root (apt-get install qemu-user-static, then binfmt_misc for arm64)"
+# The arm64 Python: Debian 12's, 3.11 like the build machine's venv, so the same cp311 wheels exist for it.
+ARM64_SUITE = "bookworm"
+ARM64_PYTHON = "3.11"
+ARM64_PLATFORMS = ["manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"]
 
 
 def qemu(architecture: str) -> str:
@@ -67,6 +74,78 @@ def emulated(architecture: str, command: list[str], root: "Path | None" = None) 
         raise ValueError("arm64 programs need their root file system")
     # -L: the arm64 program's dynamic loader and libraries come from its root, not this machine's.
     return [qemu("arm64"), "-cpu", cpu, "-L", str(root), *command], {"QEMU_LD_PREFIX": str(root)}
+
+
+def debian_mirror() -> "list[str]":
+    """This machine's Debian mirror from its apt sources, as debootstrap's last argument (the project
+    names none; [] leaves debootstrap's own default)."""
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    text = "\n".join(f.read_text() for f in sources if f.is_file())
+    found = re.findall(r"^\s*(?:URIs:|deb(?:\s+\[[^\]]*\])?)\s+(\S+/debian)/?\s", text, re.MULTILINE)
+    return found[:1]
+
+
+# What a Graviton2 (Neoverse N1) says in /proc/cpuinfo, one block per CPU. qemu-user 7.2 shows an arm64 program
+# this machine's x86 /proc/cpuinfo, on which ONNX Runtime's cpuinfo crashes at import (SIGSEGV); with -L the
+# root's own copy is read instead. (In a chroot without /proc it fails to parse, warns and goes on, as on Lambda.)
+NEOVERSE_N1_CPUINFO = """processor\t: {n}
+BogoMIPS\t: 243.75
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x3
+CPU part\t: 0xd0c
+CPU revision\t: 1
+
+"""
+
+
+def arm64_root(cache: Path) -> Path:
+    """A minimal Debian arm64 root with Python under cache, made once with debootstrap (root only: it
+    makes device files and runs arm64 programs in a chroot through binfmt_misc); ~3 minutes on an idle
+    machine, 10 on a busy one. Its /proc/cpuinfo is a Neoverse N1's (NEOVERSE_N1_CPUINFO)."""
+    root = cache / "arm64-root"
+    if (root / "usr/bin/python3").exists():
+        cpuinfo = "".join(NEOVERSE_N1_CPUINFO.format(n=n) for n in range(os.cpu_count() or 1))
+        if not (root / "proc/cpuinfo").exists() or (root / "proc/cpuinfo").read_text() != cpuinfo:
+            (root / "proc").mkdir(exist_ok=True)
+            (root / "proc/cpuinfo").write_text(cpuinfo)
+        return root
+    qemu("arm64")
+    if os.geteuid() != 0:
+        raise UserError(f"no arm64 Python in {root}, and making one needs root: {INSTALL_HINT}")
+    if not shutil.which("debootstrap"):
+        raise UserError("debootstrap not found: apt-get install debootstrap (make deploy-deps)")
+    register_arm64()
+    partial = cache / "arm64-root.partial"  # renamed when complete: a stopped debootstrap is never taken for one
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    command = ["debootstrap", "--arch=arm64", "--variant=minbase", "--include=python3", ARM64_SUITE, str(partial)]
+    made = subprocess.run(command + debian_mirror(), capture_output=True, text=True, timeout=1200)
+    if made.returncode != 0:
+        last = (made.stderr or made.stdout).strip().splitlines()[-1:] or [f"exit status {made.returncode}"]
+        raise UserError(f"debootstrap of the arm64 Python failed: {last[0]}")
+    os.replace(partial, root)
+    return arm64_root(cache)
+
+
+def arm64_packages(cache: Path, pins: list) -> Path:
+    """The pinned packages' aarch64 wheels installed from this machine into a folder under cache (pip
+    chooses the wheels for the target; it never runs under emulation), once per set of pins."""
+    site = cache / f"arm64-site-{hashlib.sha256(' '.join(sorted(pins)).encode()).hexdigest()[:12]}"
+    if site.exists():
+        return site
+    partial = site.with_name(f"{site.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    platforms = [f"--platform={p}" for p in ARM64_PLATFORMS]
+    wheels = ["--only-binary=:all:", "--implementation=cp", f"--python-version={ARM64_PYTHON}", *platforms]
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(partial), *wheels]
+    done = subprocess.run([*command, *pins], capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")] or [done.stderr.strip()]
+        raise UserError(f"installing the arm64 wheels {pins} failed: {errors[-1]}")
+    os.replace(partial, site)
+    return site
 
 
 def main() -> None:

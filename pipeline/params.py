@@ -88,6 +88,19 @@ class Verify:
 
 
 @dataclass(frozen=True)
+class Targets:
+    """The variants verify kept, run in the function's runtime on Lambda's CPUs under qemu (docs/targets.md)."""
+
+    architectures: list  # x86_64 (as Haswell: AVX2, no AVX-512/VNNI) and/or arm64 (as Neoverse N1, Graviton2)
+    int8_photos: int  # test photos per int8 variant: integer kernels take other paths on other CPUs
+    float_photos: int  # per float variant: float kernels differ in rounding only
+    min_agreement: float  # top-1 agreement with the build machine's answers (same runtime and photos)
+    max_prob_diff: float  # largest probability difference from them allowed
+    timeout_s: int  # per target; no answer by then fails the stage
+    cache_dir: str  # the arm64 Python (debootstrap) and its wheels, made once
+
+
+@dataclass(frozen=True)
 class Bench:
     num_threads: int  # 0 = every core
     warm_runs: int
@@ -167,6 +180,7 @@ class Params:
     train: Train
     convert: Convert
     verify: Verify
+    targets: Targets
     bench: Bench
     recommend: Recommend
     cost: Cost
@@ -195,10 +209,12 @@ VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8", "full_int8_leaky"
 AT_LEAST_ONE = {
     "epochs", "batch_size", "representative_images", "warm_runs", "cold_start_repeats",
     "mb_per_vcpu", "memory_mb", "timeout_s", "log_retention_days", "invocations", "handler_runs",
+    "int8_photos", "float_photos",
 }  # fmt: skip
 FRACTIONS = {
     "dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy",
     "leaky_slope", "alarm_error_rate", "alarm_probability_drop", "cold_start_share", "validation", "test",
+    "max_prob_diff",
 }  # fmt: skip
 
 
@@ -269,6 +285,12 @@ def load(path: "str | Path" = "params.yaml") -> Params:
                 f"params.yaml: '{key}.train_sizes' must be sizes from 71 to its input_size ({r.input_size}), "
                 f"got {r.train_sizes!r}"
             )
+    unknown = [a for a in params.targets.architectures if a not in CHOICES["deploy.architecture"]]
+    if unknown or len(set(params.targets.architectures)) != len(params.targets.architectures):
+        raise UserError(
+            f"params.yaml: 'targets.architectures' must be distinct names from {CHOICES['deploy.architecture']}, "
+            f"got {params.targets.architectures!r}"
+        )
     for key, names in (("data.classes", params.data.classes), ("train.labels", params.train.labels)):
         if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
             raise UserError(f"params.yaml: '{key}' must be distinct non-empty names, got {names!r}")

@@ -18,6 +18,10 @@ VERIFY_METRICS = "artifacts/metrics/verify.json"
 PER_CLASS = "artifacts/verify/per_class.csv"
 PREDICTIONS = "artifacts/verify/predictions.csv"
 
+TARGETS = "artifacts/targets/targets.json"  # per architecture: checked or why not, variants excluded with why
+TARGETS_TABLE = "artifacts/targets/targets.csv"  # variant x target: agreement, probability difference, verdict
+TARGETS_METRICS = "artifacts/metrics/targets.json"  # headline numbers per target
+
 BENCH_METRICS = "artifacts/metrics/bench.json"  # headline numbers per runtime
 BENCH_TABLE = "artifacts/bench/results.csv"  # every number per runtime
 BENCH_ENVIRONMENT = "artifacts/bench/environment.json"  # machine, model, runtime environment sizes

@@ -18,13 +18,27 @@ def model_path(variant: str) -> str:
     return variant_path(variant).as_posix()
 
 
-def recommend(results: pd.DataFrame, verify: dict, variants: list, r: params.Recommend) -> dict:
+def on_target(targets: dict, architecture: str) -> dict:
+    """The targets stage's outcome for the deploy's architecture (targets.json), its name added; a target
+    it left out (targets.architectures) is unchecked, not failed."""
+    left_out = {"checked": False, "unchecked": "targets.architectures leaves it out", "excluded": {}}
+    return {"architecture": architecture, **targets.get(architecture, left_out)}
+
+
+def recommend(
+    results: pd.DataFrame, verify: dict, variants: list, r: params.Recommend, target: "dict | None" = None
+) -> dict:
     """The variant with the lowest `prefer` measure among those that pass the gate, across runtimes
-    (LiteRT and ONNX Runtime rows of one bench run); ties go to the earlier variant in convert.variants."""
+    (LiteRT and ONNX Runtime rows of one bench run); ties go to the earlier variant in convert.variants.
+    target (on_target): a variant whose answers change on the deploy's architecture's CPU is rejected."""
     passing, rejected = [], []
+    target = target or {}
     for variant in variants:
         excluded = verify.get("excluded", {}).get(variant)
         reasons = [f"excluded at verify: {excluded}"] if excluded else []
+        if not reasons and variant in target.get("excluded", {}):
+            where = f"{target['architecture']} ({target['cpu']})"
+            reasons = [f"{variant}: excluded on {where} by the targets stage: {target['excluded'][variant]}"]
         reasons = reasons or gates.failures(verify, variant, r.max_accuracy_drop, r.min_agreement, "recommend")
         (rejected if reasons else passing).append((variant, reasons))
     if not passing:
@@ -41,6 +55,10 @@ def recommend(results: pd.DataFrame, verify: dict, variants: list, r: params.Rec
         f"agreement: {verify[variant]['agreement']})"
         + (f"; rejected: {', '.join(v for v, _ in rejected)}" if rejected else "")
     )
+    if target.get("checked"):
+        reason += f"; answers the same on {target['architecture']} ({target['cpu']}, targets stage)"
+    elif target:
+        reason += f"; unchecked on {target['architecture']}: {target['unchecked']}"
     return {
         "variant": variant,
         "model": model_path(variant),
@@ -89,14 +107,15 @@ def deploy_costs(table: pd.DataFrame, d: params.Deploy) -> pd.Series:
 
 def main() -> None:
     p = params.load()
-    for path in (paths.VERIFY_METRICS, paths.BENCH_TABLE, paths.BENCH_HANDLER):
+    for path in (paths.VERIFY_METRICS, paths.BENCH_TABLE, paths.BENCH_HANDLER, paths.TARGETS):
         if not Path(path).exists():
-            raise cli.UserError(f"{path} not found: run the verify and bench stages first (dvc repro bench)")
+            raise cli.UserError(f"{path} not found: run the verify, targets and bench stages first (dvc repro bench)")
     verify = json.loads(Path(paths.VERIFY_METRICS).read_text())
     results = pd.read_csv(paths.BENCH_TABLE).set_index("runtime")
     costs = cost_table(pd.read_csv(paths.BENCH_HANDLER), results, p.cost, p.deploy.memory_mb)
     results["usd_per_million"] = deploy_costs(costs, p.deploy)  # Keras has no handler row: NaN, never shipped
-    choice = recommend(results, verify, p.convert.variants, p.recommend)
+    target = on_target(json.loads(Path(paths.TARGETS).read_text()), p.deploy.architecture)
+    choice = recommend(results, verify, p.convert.variants, p.recommend, target)
     files.write_json(paths.RECOMMENDATION, choice)
     with files.atomic_path(paths.COST) as tmp:
         costs.to_csv(tmp, index=False)

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from filelock import FileLock
@@ -82,6 +83,8 @@ def small_params(dataset: Path, **overrides) -> dict:
     # One fresh process per runtime: the tests check a cold start's parts, not a median of several.
     params["bench"].update(warm_runs=20, cold_start_repeats=1, batch_size=4, handler_runs=15)
     params["recommend"].update(max_accuracy_drop=1.0, min_agreement=0.0)
+    # No target CPU in the small run: emulating them takes minutes (make test-targets runs the stage under qemu).
+    params["targets"].update(architectures=[])
     for key, value in overrides.items():
         set_key(params, key, value)
     return params
@@ -106,6 +109,28 @@ def softmax(logits) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     z = np.exp(z - z.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
+
+
+def tiny_project(project: Path, dataset_dir: Path, model: bytes) -> list:
+    """What the targets stage reads, made by hand: verify kept one variant, onnx_int8 (model: ONNX bytes), and
+    Keras' probabilities say class 0 for each of 4 test photos of the real data set. Returns the photos."""
+    photos = sorted((dataset_dir / "test" / LABELS[0]).glob("*.jpg"))[:4]
+    (project / "data").mkdir(exist_ok=True)
+    pd.DataFrame({"path": [str(p) for p in photos], "label": LABELS[0], "split": "test"}).to_csv(
+        project / "data/manifest.csv", index=False
+    )
+    (project / "artifacts/model").mkdir(parents=True)
+    (project / "artifacts/model/info.json").write_text(json.dumps({"labels": list(LABELS)}))
+    (project / "artifacts/metrics").mkdir()
+    (project / "artifacts/metrics/verify.json").write_text(json.dumps({"keras": {"accuracy": 1.0}}))
+    keras = {f"p_{name}": 1.0 if i == 0 else 0.0 for i, name in enumerate(LABELS)}
+    rows = pd.DataFrame([{"path": str(p), "label": LABELS[0], "model": "keras", "predicted": LABELS[0], **keras}
+                         for p in photos])  # fmt: skip
+    (project / "artifacts/verify").mkdir()
+    rows.to_csv(project / "artifacts/verify/predictions.csv", index=False)
+    (project / "artifacts/onnx").mkdir()
+    (project / "artifacts/onnx/onnx_int8.onnx").write_bytes(model)
+    return photos
 
 
 def set_key(params: dict, key: str, value) -> None:

@@ -1,0 +1,192 @@
+"""The targets stage's rule on hand-made answers (expected values worked out by hand), what recommend and
+deploy do with its outcome, and the stage on a machine without the emulators (unchecked, not failed).
+The stage under qemu itself is tests/test_targets_emulated.py (make test-targets)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import LABELS, ROOT, make_project, small_params, tiny_project
+from pipeline import params, recommend, targets
+from pipeline.cli import UserError
+
+T = params.Targets(
+    architectures=["x86_64", "arm64"], int8_photos=4, float_photos=2, min_agreement=0.75, max_prob_diff=0.1,
+    timeout_s=60, cache_dir=".cache/targets",
+)  # fmt: skip
+
+
+def logits_for(probabilities) -> np.ndarray:
+    """Logits whose softmax is the given rows (log of the probabilities)."""
+    return np.log(np.asarray(probabilities, dtype=np.float64))
+
+
+@pytest.mark.fast
+def test_spread_takes_every_class_share_and_never_more_photos_than_there_are():
+    assert targets.spread(10, 4) == [0, 3, 6, 9]
+    assert targets.spread(10, 1) == [0]
+    assert targets.spread(3, 10) == [0, 1, 2]
+    assert targets.spread(372, 150)[:3] == [0, 2, 5] and len(targets.spread(372, 150)) == 150
+
+
+@pytest.mark.fast
+def test_compare_counts_agreement_with_the_build_machine_and_keras_on_the_same_photos():
+    # 4 photos, 2 classes; the target flips photo 3 (0.55/0.45 -> 0.45/0.55) and moves photo 0 by 0.02.
+    build = logits_for([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.55, 0.45]])
+    target = logits_for([[0.88, 0.12], [0.2, 0.8], [0.7, 0.3], [0.45, 0.55]])
+    keras = np.array([[0.95, 0.05], [0.1, 0.9], [0.4, 0.6], [0.6, 0.4]])
+    labels = np.array([0, 1, 1, 1])
+    row = targets.compare(build, target, keras, labels)
+    assert row == {
+        "photos": 4,
+        "agreement_build": 0.75,  # photo 3
+        "max_prob_diff": 0.1,  # photo 3: 0.55 -> 0.45
+        "agreement_keras": 0.5,  # photos 0 and 1 (Keras says 1 for photo 2, 0 for photo 3)
+        "build_agreement_keras": 0.75,  # photos 0, 1, 3
+        "accuracy": 0.75,  # photos 0, 1, 3
+        "build_accuracy": 0.5,  # photos 0, 1
+    }
+
+
+@pytest.mark.fast
+def test_a_target_fails_below_the_agreement_or_over_the_probability_difference_and_at_them_passes():
+    at = {"agreement_build": 0.75, "max_prob_diff": 0.1}
+    assert targets.failures(at, T) == []
+    assert targets.failures({"agreement_build": 0.7499, "max_prob_diff": 0.1}, T) == [
+        "top-1 agreement with the build machine 0.7499 < targets.min_agreement 0.75"
+    ]
+    assert targets.failures({"agreement_build": 1.0, "max_prob_diff": 0.29}, T) == [
+        "probabilities 0.29 from the build machine's > targets.max_prob_diff 0.1"
+    ]
+
+
+TABLE = pd.DataFrame(
+    [
+        {"variant": "full_int8", "architecture": "x86_64", "cpu": "Haswell", "agreement_build": 1.0,
+         "max_prob_diff": 0.0, "verdict": "holds", "reason": ""},
+        {"variant": "onnx_int8", "architecture": "x86_64", "cpu": "Haswell", "agreement_build": 0.917,
+         "max_prob_diff": 0.29, "verdict": "excluded", "reason": "top-1 agreement ... 0.917 < ..."},
+        {"variant": "full_int8", "architecture": "arm64", "cpu": "neoverse-n1", "verdict": "unchecked",
+         "reason": "qemu-aarch64-static not found: run `make emulators` as root"},
+        {"variant": "onnx_int8", "architecture": "arm64", "cpu": "neoverse-n1", "verdict": "unchecked",
+         "reason": "qemu-aarch64-static not found: run `make emulators` as root"},
+    ]
+)  # fmt: skip
+
+
+@pytest.mark.fast
+def test_the_outcome_lists_exclusions_per_architecture_and_unchecked_is_not_excluded():
+    assert targets.outcome(TABLE) == {
+        "x86_64": {"cpu": "Haswell", "checked": True, "excluded": {"onnx_int8": "top-1 agreement ... 0.917 < ..."}},
+        "arm64": {
+            "cpu": "neoverse-n1",
+            "checked": False,
+            "unchecked": "qemu-aarch64-static not found: run `make emulators` as root",
+            "excluded": {},
+        },
+    }
+    assert targets.headline(TABLE) == {
+        "x86_64": {"checked": True, "min_agreement_build": 0.917, "max_prob_diff": 0.29, "excluded": 1},
+        "arm64": {"checked": False, "excluded": 0},
+    }
+
+
+VERIFY = {"keras": {"accuracy": 0.8}, **{v: {"accuracy": 0.8, "agreement": 1.0} for v in ("float32", "onnx_int8")}}
+RESULTS = pd.DataFrame({"runtime": ["litert_float32", "onnxruntime_int8"], "p50_ms": [12.0, 3.0]}).set_index("runtime")
+RULE = params.Recommend(max_accuracy_drop=0.005, min_agreement=0.97, prefer="warm_p50")
+
+
+@pytest.mark.fast
+def test_recommend_rejects_a_variant_excluded_on_the_deploys_architecture_only():
+    outcome = targets.outcome(TABLE)
+    on_x86 = recommend.recommend(
+        RESULTS, VERIFY, ["float32", "onnx_int8"], RULE, recommend.on_target(outcome, "x86_64")
+    )
+    assert on_x86["variant"] == "float32"  # onnx_int8 is faster but answers otherwise on Haswell
+    assert "rejected: onnx_int8" in on_x86["reason"]
+    assert on_x86["reason"].endswith("; answers the same on x86_64 (Haswell, targets stage)")
+    # On arm64 nothing was checked: the fastest is chosen, and the reason says the choice is unchecked there.
+    on_arm = recommend.recommend(RESULTS, VERIFY, ["float32", "onnx_int8"], RULE, recommend.on_target(outcome, "arm64"))
+    assert on_arm["variant"] == "onnx_int8"
+    assert on_arm["reason"].endswith(
+        "; unchecked on arm64: qemu-aarch64-static not found: run `make emulators` as root"
+    )
+    left_out = recommend.on_target({"x86_64": outcome["x86_64"]}, "arm64")
+    assert recommend.recommend(RESULTS, VERIFY, ["onnx_int8"], RULE, left_out)["reason"].endswith(
+        "; unchecked on arm64: targets.architectures leaves it out"
+    )
+    with pytest.raises(UserError, match="onnx_int8: excluded on x86_64 \\(Haswell\\) by the targets stage: top-1"):
+        recommend.recommend(RESULTS, VERIFY, ["onnx_int8"], RULE, recommend.on_target(outcome, "x86_64"))
+
+
+def test_deploy_refuses_a_variant_excluded_on_its_architecture(tmp_path, monkeypatch):
+    from pipeline.deploy import build
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "artifacts/onnx").mkdir(parents=True)
+    (tmp_path / "artifacts/onnx/onnx_int8.onnx").write_bytes(b"a model")
+    (tmp_path / "artifacts/targets").mkdir()
+    (tmp_path / "artifacts/targets/targets.json").write_text(json.dumps(targets.outcome(TABLE)))
+    deploy = params.load(ROOT / "params.yaml").deploy
+    x86, arm = (
+        params.dataclasses.replace(deploy, variant="onnx_int8", architecture=arch) for arch in ("x86_64", "arm64")
+    )
+    with pytest.raises(UserError) as refused:
+        build.chosen_model(x86)
+    assert (
+        str(refused.value) == "onnx_int8 was excluded on x86_64 by the targets stage: top-1 agreement ... 0.917 < ..."
+    )
+    assert build.chosen_model(arm) == ("onnx_int8", Path("artifacts/onnx/onnx_int8.onnx"))  # unchecked there
+
+
+def test_without_the_emulators_every_variant_is_unchecked_with_one_line_saying_what_to_do(tmp_path, dataset_dir):
+    """PATH without qemu (and not root for the arm64 Python): the stage still writes its outputs."""
+    project = make_project(
+        tmp_path / "p",
+        small_params(dataset_dir, **{"convert.variants": ["onnx_int8"], "targets.architectures": ["x86_64", "arm64"]}),
+    )
+    tiny_project(project, dataset_dir, tiny_float_model(8))
+    # The venv's bin alone on PATH: no qemu-*-static, no debootstrap.
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent), "PYTHONPATH": f"{project}:{project / 'lambda'}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.targets"], cwd=project, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stdout.splitlines() if line.startswith("targets:")]
+    assert said == [
+        "targets: x86_64 unchecked: qemu-x86_64-static not found: run `make emulators` as root "
+        "(apt-get install qemu-user-static, then binfmt_misc for arm64)",
+        "targets: arm64 unchecked: qemu-aarch64-static not found: run `make emulators` as root "
+        "(apt-get install qemu-user-static, then binfmt_misc for arm64)",
+    ]
+    table = pd.read_csv(project / "artifacts/targets/targets.csv")
+    assert list(table["verdict"]) == ["unchecked", "unchecked"]
+    outcome = json.loads((project / "artifacts/targets/targets.json").read_text())
+    assert {a: (o["checked"], o["excluded"]) for a, o in outcome.items()} == {
+        "x86_64": (False, {}),
+        "arm64": (False, {}),
+    }
+
+
+def tiny_float_model(size: int) -> bytes:
+    """A float ONNX model of the photos' shape whose logits are the mean colour and zeros (runs anywhere)."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2], keepdims=0),
+        helper.make_node("Pad", ["m", "pads"], ["logits"]),
+    ]
+    pads = helper.make_tensor("pads", TensorProto.INT64, [4], [0, 0, 0, len(LABELS) - 3])
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, size, size, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, len(LABELS)])], [pads],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model.SerializeToString()
