@@ -81,7 +81,8 @@ def convert_all(model, p, representative, labels: list, saved_model: Path, logs:
         print(f"converting {variant} ...", flush=True)
         started = time.time()
         if variants.runtime(variant) == "onnxruntime":
-            metrics[variant] = convert_onnx(model, variant, representative, onnx_log, "onnx_float32" in metrics)
+            done = "onnx_float32" in metrics
+            metrics[variant] = convert_onnx(model, variant, representative, onnx_log, done, p.convert.onnx_reduce_range)
             metrics[variant]["convert_seconds"] = round(time.time() - started, 1)
             write_metadata(variant, labels, size)
             print(f"  {variants.model_path(variant)}: {metrics[variant]['size_mb']} MiB")
@@ -116,19 +117,21 @@ def write_metadata(variant: str, labels: list, input_size: int) -> None:
     files.write_json(variants.metadata_path(variant), meta)
 
 
-def convert_onnx(model, variant: str, representative: np.ndarray, log: Path, float32_done: bool) -> dict:
+def convert_onnx(
+    model, variant: str, representative: np.ndarray, log: Path, float32_done: bool, reduce_range: bool
+) -> dict:
     """float32_done: onnx_float32 was exported earlier in this run (int8 quantizes that export, never a
-    file left by an earlier run)."""
+    file left by an earlier run); reduce_range: convert.onnx_reduce_range."""
     dest = variants.model_path(variant)
     try:
         if variant == "onnx_float32":
             onnx_convert.export_float32(model, dest, log)
         elif float32_done:
-            onnx_convert.quantize_int8(variants.model_path("onnx_float32"), dest, representative, log)
+            onnx_convert.quantize_int8(variants.model_path("onnx_float32"), dest, representative, log, reduce_range)
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 onnx_convert.export_float32(model, Path(tmp) / "float32.onnx", log)
-                onnx_convert.quantize_int8(Path(tmp) / "float32.onnx", dest, representative, log)
+                onnx_convert.quantize_int8(Path(tmp) / "float32.onnx", dest, representative, log, reduce_range)
     except Exception as e:
         raise cli.UserError(f"converting {variant} failed: {type(e).__name__}: {e} (details in {log})") from e
     return {"size_mb": round(dest.stat().st_size / 2**20, 2)}

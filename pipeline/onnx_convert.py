@@ -16,6 +16,11 @@ What makes ONNX Runtime's int8 fast on x86 CPUs (measured, docs/toolchain.md and
   BatchNorms and the graph cannot fuse.
 - static calibration (MinMax) on the representative photos the LiteRT full int8 uses. Dynamic
   quantization is slower than float32 here (activations quantized at run time).
+- reduce_range (convert.onnx_reduce_range): 7-bit weights. x86 CPUs without VNNI (AVX2, and AVX-512
+  without VNNI) multiply uint8 by int8 with vpmaddubsw, which adds each pair of products into 16
+  bits and saturates: 255 x 127 x 2 overflows, 255 x 63 x 2 cannot. Without it the same model
+  answers differently on an AVX2-only Lambda host than on a VNNI or arm64 one (the targets stage,
+  docs/targets.md has the numbers).
 """
 
 import tempfile
@@ -57,8 +62,9 @@ def export_float32(model, dest: Path, log: Path) -> None:
         model.export(str(tmp), format="onnx", verbose=False)
 
 
-def quantize_int8(float_path: Path, dest: Path, representative: np.ndarray, log: Path) -> None:
-    """Static QDQ quantization: per-channel int8 weights, uint8 activations, calibrated on photos."""
+def quantize_int8(float_path: Path, dest: Path, representative: np.ndarray, log: Path, reduce_range: bool) -> None:
+    """Static QDQ quantization: per-channel int8 weights (7-bit with reduce_range), uint8 activations,
+    calibrated on photos."""
     import onnx
 
     if len(representative) == 0:
@@ -77,4 +83,5 @@ def quantize_int8(float_path: Path, dest: Path, representative: np.ndarray, log:
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
+                reduce_range=reduce_range,
             )

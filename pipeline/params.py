@@ -77,6 +77,7 @@ class Convert:
     representative_images: int
     int8_io: str  # float | int8 | uint8
     leaky_slope: float  # full_int8_leaky: the LeakyReLU slope that replaces the residual ReLUs
+    onnx_reduce_range: bool  # onnx_int8: 7-bit weights, so x86 without VNNI cannot saturate (docs/targets.md)
 
 
 @dataclass(frozen=True)

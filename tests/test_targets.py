@@ -190,3 +190,30 @@ def tiny_float_model(size: int) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     return model.SerializeToString()
+
+
+@pytest.mark.parametrize("reduce_range, widest", [(False, 127), (True, 64)])
+def test_reduce_range_keeps_onnx_int8_weights_where_a_pair_of_products_fits_16_bits(tmp_path, reduce_range, widest):
+    """255 x 127 x 2 = 64770 overflows the int16 that AVX2's vpmaddubsw adds each pair into; 255 x 64 x 2 =
+    32640 fits. convert.onnx_reduce_range quantizes the weights to 7 bits."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pipeline import onnx_convert
+
+    weights = np.linspace(-1, 1, 40, dtype=np.float32).reshape(4, 10)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], [numpy_helper.from_array(weights, "w")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / "float32.onnx")
+    photos = np.random.default_rng(0).uniform(0, 1, (8, 4)).astype(np.float32)
+    onnx_convert.quantize_int8(
+        tmp_path / "float32.onnx", tmp_path / "int8.onnx", photos, tmp_path / "log", reduce_range
+    )
+    quantized = onnx.load(tmp_path / "int8.onnx").graph.initializer
+    int8 = [numpy_helper.to_array(t) for t in quantized if t.data_type == TensorProto.INT8 and len(t.dims) == 2]
+    assert len(int8) == 1 and int(np.abs(int8[0].astype(int)).max()) == widest
