@@ -183,6 +183,42 @@ def excluded_lines(verify: dict) -> list[str]:
     return [f"excluded at verify: {reasons}" for reasons in verify.get("excluded", {}).values()]
 
 
+def verdict(row: pd.Series, reduce_range: bool) -> str:
+    """holds / fixed / excluded / unchecked: onnx_int8 holding with convert.onnx_reduce_range is the fix for
+    x86 without VNNI (without it the AVX2 kernel saturates: docs/targets.md has the before and after)."""
+    if row["verdict"] == "holds" and row["variant"] == "onnx_int8" and reduce_range:
+        return "fixed (convert.onnx_reduce_range)"
+    return row["verdict"]
+
+
+def targets_section(targets: pd.DataFrame, reduce_range: bool) -> list:
+    """Each variant on each of Lambda's CPUs (the targets stage): its answers against the build machine's."""
+    lines = ["## Lambda's CPUs (the targets stage, docs/targets.md)", ""]
+    if targets.empty:
+        return [*lines, "No target CPU checked (targets.architectures is empty).", ""]
+    shown = targets.assign(
+        target=targets["architecture"] + " (" + targets["cpu"] + ")",
+        verdict=[verdict(row, reduce_range) for _, row in targets.iterrows()],
+    )
+    columns = {"variant": "variant", "target": "target", "runtime": "runtime", "photos": "photos",
+               "agreement_build": "agr. build machine", "max_prob_diff": "max prob diff",
+               "agreement_keras": "agr. Keras", "build_agreement_keras": "build agr. Keras", "accuracy": "acc",
+               "verdict": "verdict"}  # fmt: skip
+    shown = shown[list(columns)].astype(object)
+    shown = shown.where(shown.notna(), None)  # an unchecked target's numbers: blank, not nan
+    lines += [
+        "The function's runtime on emulated CPUs (qemu: x86_64 as Haswell, AVX2 without AVX-512 or VNNI; arm64 as "
+        "Neoverse N1, Graviton2), on test photos spread over the split, against the same runtime on the build "
+        "machine and against Keras. Arithmetic, not speed.",
+        "",
+        shown.rename(columns=columns).to_markdown(index=False, floatfmt="g", missingval=""),
+        "",
+    ]
+    why = targets[targets["verdict"] != "holds"].drop_duplicates(["architecture", "reason"])  # unchecked: once a target
+    lines += [f"- {r['variant']} on {r['architecture']}: {r['verdict']}: {r['reason']}" for _, r in why.iterrows()]
+    return [*lines, ""]
+
+
 def summary(table: pd.DataFrame, choice: dict, verify: dict) -> str:
     """The few numbers a person compares between runs, narrow enough for a terminal (make all ends with it)."""
     shown = table[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
@@ -190,7 +226,16 @@ def summary(table: pd.DataFrame, choice: dict, verify: dict) -> str:
 
 
 def markdown(
-    table, bench: dict, info: dict, choice: dict, costs, handler, c: params.Cost, d: params.Deploy, verify: dict
+    table,
+    bench: dict,
+    info: dict,
+    choice: dict,
+    costs,
+    handler,
+    c: params.Cost,
+    d: params.Deploy,
+    verify: dict,
+    targets: list = (),
 ) -> str:
     machine = bench["machine"]
     columns = {
@@ -229,6 +274,7 @@ def markdown(
         f"ONNX Runtime + numpy + Pillow {bench['environment_mb']['onnxruntime']} MiB, "
         f"TensorFlow {bench['environment_mb']['tensorflow']} MiB. The function carries only its variant's runtime.",
         "",
+        *targets,
         *cost_section(costs, handler, choice, c, d),
         "",
         "Plots: accuracy_vs_size.png, latency.png, cold_start.png, confusion.png, training.png, cost.png.",
@@ -265,7 +311,8 @@ def main() -> None:
     costs = measured_costs(pd.read_csv(paths.COST), tune)
     plot_cost(costs, p.deploy)
     handler = pd.read_csv(paths.BENCH_HANDLER)
-    report = markdown(table, bench, info, choice, costs, handler, p.cost, p.deploy, verify)
+    on_targets = targets_section(pd.read_csv(paths.TARGETS_TABLE), p.convert.onnx_reduce_range)
+    report = markdown(table, bench, info, choice, costs, handler, p.cost, p.deploy, verify, on_targets)
     files.write_text(OUT / "report.md", report)
     files.write_text(OUT / "summary.txt", summary(table, choice, verify))
     print(report)

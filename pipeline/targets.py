@@ -23,8 +23,9 @@ from serving.images import scale, softmax
 from serving.runtime import load_model
 
 PACKAGES = {"litert": "ai-edge-litert", "onnxruntime": "onnxruntime"}  # each runtime's package in its requirements
-COLUMNS = ["variant", "architecture", "cpu", "runtime", "photos", "agreement_build", "max_prob_diff", "agreement_keras",
-           "build_agreement_keras", "accuracy", "build_accuracy", "seconds", "verdict", "reason"]  # fmt: skip
+COLUMNS = ["variant", "architecture", "cpu", "runtime", "photos", "agreement_build", "max_prob_diff",
+           "agreement_keras", "build_agreement_keras", "accuracy", "build_accuracy", "seconds", "cpu_seconds",
+           "verdict", "reason"]  # fmt: skip
 
 
 def spread(total: int, count: int) -> list:
@@ -83,11 +84,13 @@ def start(architecture: str, kept: list, job: Path, t: params.Targets) -> subpro
 
 
 def answers(out: Path, variant: str, cpu: str) -> tuple:
-    """(logits, seconds) the probe wrote for the variant, or (None, why it has none)."""
+    """(logits, their wall and CPU seconds) the probe wrote for the variant, or (None, why it has none)."""
     if (out / f"{variant}.npy").exists():
-        return np.load(out / f"{variant}.npy"), float((out / f"{variant}.seconds").read_text())
+        return np.load(out / f"{variant}.npy"), json.loads((out / f"{variant}.json").read_text())
     said = (out / f"{variant}.error") if (out / f"{variant}.error").exists() else (out / "log.txt")
-    last = [line for line in said.read_text().splitlines() if line.strip()][-1:] or ["no output"]
+    # qemu warns once per CPU feature TCG lacks (pcid, x2apic...): harmless, and never the reason
+    lines = [line for line in said.read_text().splitlines() if line.strip() and "TCG doesn't support" not in line]
+    last = lines[-1:] or ["no output"]
     return None, f"cannot run on {cpu}: {last[0]}"
 
 
@@ -114,31 +117,30 @@ def check(p: params.Params) -> pd.DataFrame:
             build = {v: np.concatenate([native[v].logits(x[i : i + 1]) for i in photos[v]]) for v in kept}
             rows = []
             for architecture in t.architectures:
-                cpu, out = emulators.CPU_MODELS[architecture], Path(work) / architecture
+                out = Path(work) / architecture
                 if architecture in runs:
                     wait(runs[architecture], architecture, t.timeout_s)
                 for v in kept:
-                    row = {
-                        "variant": v,
-                        "architecture": architecture,
-                        "cpu": cpu,
-                        "runtime": runtime_pin(v, architecture),
-                    }
-                    logits, seconds = (
-                        (None, unchecked[architecture]) if architecture in unchecked else answers(out, v, cpu)
-                    )
-                    if logits is None:
-                        verdict = "unchecked" if architecture in unchecked else "excluded"
-                        rows.append({**row, "verdict": verdict, "reason": seconds})
-                        continue
-                    measured = compare(build[v], logits, keras[photos[v]], labels[photos[v]])
-                    reasons = failures(measured, t)
-                    verdict = {"verdict": "excluded" if reasons else "holds", "reason": "; ".join(reasons)}
-                    rows.append({**row, **measured, "seconds": seconds, **verdict})
+                    why = unchecked.get(architecture)
+                    rows.append(judge(v, architecture, out, why, build[v], keras[photos[v]], labels[photos[v]], t))
         finally:  # a failure here leaves no emulator running
             for process, _ in runs.values():
                 process.kill()
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def judge(variant, architecture, out: Path, unchecked, build, keras, labels, t: params.Targets) -> dict:
+    """One row of the table: the variant's numbers on the target (the probe's answers in out) and its verdict."""
+    cpu = emulators.CPU_MODELS[architecture]
+    row = {"variant": variant, "architecture": architecture, "cpu": cpu, "runtime": runtime_pin(variant, architecture)}
+    if unchecked:
+        return {**row, "verdict": "unchecked", "reason": unchecked}
+    logits, seconds = answers(out, variant, cpu)
+    if logits is None:  # it could not run there: excluded, with the error's last line
+        return {**row, "verdict": "excluded", "reason": seconds}
+    measured = compare(build, logits, keras, labels)
+    reasons = failures(measured, t)
+    return {**row, **measured, **seconds, "verdict": "excluded" if reasons else "holds", "reason": "; ".join(reasons)}
 
 
 def start_all(t: params.Targets, kept: list, photos: dict, x: np.ndarray, work: Path) -> tuple:

@@ -4,6 +4,7 @@ The stage under qemu itself is tests/test_targets_emulated.py (make test-targets
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +218,26 @@ def test_reduce_range_keeps_onnx_int8_weights_where_a_pair_of_products_fits_16_b
     quantized = onnx.load(tmp_path / "int8.onnx").graph.initializer
     int8 = [numpy_helper.to_array(t) for t in quantized if t.data_type == TensorProto.INT8 and len(t.dims) == 2]
     assert len(int8) == 1 and int(np.abs(int8[0].astype(int)).max()) == widest
+
+
+@pytest.mark.fast
+def test_the_report_gives_each_variant_and_target_its_verdict_and_says_why_once():
+    from pipeline import report
+
+    table = TABLE.assign(runtime="onnxruntime==1.32.0", photos=[150, 150, None, None], agreement_keras=1.0,
+                         build_agreement_keras=1.0, accuracy=0.8)  # fmt: skip
+    on_x86 = table.iloc[1].copy()
+    assert report.verdict(on_x86, reduce_range=True) == "excluded"  # an excluded variant stays excluded
+    holding = table.iloc[0].copy()
+    assert report.verdict(holding, reduce_range=True) == "holds"  # full_int8: nothing to fix
+    holding["variant"] = "onnx_int8"
+    assert report.verdict(holding, reduce_range=True) == "fixed (convert.onnx_reduce_range)"
+    assert report.verdict(holding, reduce_range=False) == "holds"
+    text = re.sub(" +", " ", "\n".join(report.targets_section(table, reduce_range=True)))
+    assert "| full_int8 | x86_64 (Haswell) | onnxruntime==1.32.0 | 150 | 1 | 0 | 1 | 1 | 0.8 | holds |" in text
+    assert "| full_int8 | arm64 (neoverse-n1) | onnxruntime==1.32.0 | | | | 1 | 1 | 0.8 | unchecked |" in text
+    assert text.count("| unchecked |") == 2  # both variants on arm64
+    assert text.count("qemu-aarch64-static not found") == 1  # the reason once per target
+    assert "- onnx_int8 on x86_64: excluded: top-1 agreement ... 0.917 < ..." in text
+    empty = report.targets_section(pd.DataFrame(columns=targets.COLUMNS), reduce_range=True)
+    assert "No target CPU checked (targets.architectures is empty)." in empty
