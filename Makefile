@@ -48,6 +48,13 @@ $(RIE): | $(VENV)/.installed
 	$(BIN)/python -c "import glob, zipfile; w = zipfile.ZipFile(glob.glob('.cache/sam/aws_sam_cli-$(SAM_CLI_VERSION)-*.whl')[0]); open('$@', 'wb').write(w.read('samcli/local/rapid/aws-lambda-rie-x86_64'))"
 	chmod +x $@
 
+# The same wheel's arm64 emulator, for the arm64 stand-in base (make test-arm64).
+RIE_ARM64 := .cache/aws-lambda-rie-arm64
+rie-arm64: $(RIE_ARM64)
+$(RIE_ARM64): $(RIE)
+	$(BIN)/python -c "import glob, zipfile; w = zipfile.ZipFile(glob.glob('.cache/sam/aws_sam_cli-$(SAM_CLI_VERSION)-*.whl')[0]); open('$@', 'wb').write(w.read('samcli/local/rapid/aws-lambda-rie-arm64'))"
+	chmod +x $@
+
 # The handler under the real Lambda runtime interface on 127.0.0.1:8080 (Ctrl-C stops it).
 # SERVE_MODEL: another model file than the recommended variant's (artifacts/recommend/recommendation.json).
 serve: $(VENV)/.installed $(RIE)

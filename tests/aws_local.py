@@ -15,11 +15,20 @@ from pathlib import Path
 import requests
 from filelock import FileLock
 
+from pipeline import emulators
 from pipeline.serve import free_port, wait_until_up
 
-STANDIN_BASE = "localhost/lambda-python-standin:3.11"
-# Each bounded (see step): ~30 s, ~10 s and ~5 s when they work; a mirror or podman that hangs is cut off.
-DEBOOTSTRAP_S, PIP_S, IMPORT_S = 600, 300, 300
+# One stand-in base per Lambda architecture; the arm64 one is built and run under qemu (binfmt_misc).
+STANDIN_BASES = {
+    "x86_64": "localhost/lambda-python-standin:3.11",
+    "arm64": "localhost/lambda-python-standin:3.11-arm64",
+}
+STANDIN_BASE = STANDIN_BASES["x86_64"]
+DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}  # Debian's name, also the image config's
+# Each bounded (see step): ~30 s, ~10 s and ~5 s when they work natively; a mirror or podman that hangs is cut
+# off. arm64's debootstrap runs every package's scripts under qemu: 3 min on a quiet machine, over 10 min
+# beside a training run.
+DEBOOTSTRAP_S, PIP_S, IMPORT_S = {"x86_64": 600, "arm64": 1500}, 300, 300
 ENTRYPOINT = '#!/bin/sh\nexec /usr/local/bin/aws-lambda-rie /var/lang/bin/python3 -m awslambdaric "$@"\n'
 
 
@@ -112,35 +121,57 @@ def apt_mirror() -> tuple[str, str]:
     raise RuntimeError(f"no apt source for this machine's release ({suite!r}) in /etc/apt: debootstrap needs one")
 
 
-def build_standin_base(rie: Path) -> str:
-    """A minimal Debian with Python, awslambdaric and the runtime interface emulator, laid out like
-    the AWS Lambda Python base image (/var/task, /lambda-entrypoint.sh). Built once per machine; one
-    pytest-xdist worker builds it while any other waits."""
-    with FileLock("/var/tmp/lambda-python-standin.lock"):
-        return _build_standin_base(rie)
+def unmount_under(root: Path) -> None:
+    """Unmount what a stopped debootstrap left mounted in its root (its /proc): the temporary folder's
+    clean-up would otherwise delete through it, into this machine's /proc."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for point in sorted((m for m in mounts if m.startswith(f"{root}/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=60)
 
 
-def _build_standin_base(rie: Path) -> str:
+def build_standin_base(rie: Path, architecture: str = "x86_64") -> str:
+    """A minimal Debian with Python, awslambdaric and the runtime interface emulator (`rie`, built for
+    the architecture), laid out like the AWS Lambda Python base image (/var/task, /lambda-entrypoint.sh),
+    for one Lambda architecture: arm64 is debootstrapped and its pip run under qemu (binfmt_misc). Built
+    once per machine and architecture; one pytest-xdist worker builds it while any other waits."""
+    suffix = "" if architecture == "x86_64" else f"-{architecture}"  # x86's lock keeps its name: older checkouts
+    with FileLock(f"/var/tmp/lambda-python-standin{suffix}.lock"):
+        return _build_standin_base(rie, architecture)
+
+
+def _build_standin_base(rie: Path, architecture: str) -> str:
+    image = STANDIN_BASES[architecture]
     try:
-        if subprocess.run(["podman", "image", "exists", STANDIN_BASE], capture_output=True, timeout=60).returncode == 0:
-            return STANDIN_BASE
+        if subprocess.run(["podman", "image", "exists", image], capture_output=True, timeout=60).returncode == 0:
+            return image
     except subprocess.TimeoutExpired:
         raise SetupFailed("podman image exists: no answer after 60 s") from None
+    if not rie.exists():
+        raise SetupFailed(f"{rie} not found: `make rie rie-arm64` extracts it from the aws-sam-cli wheel")
+    # A foreign root's dpkg and pip run only where binfmt_misc hands its programs to qemu.
+    if architecture != "x86_64" and not emulators.arm64_registered():
+        raise SetupFailed(f"arm64 programs do not run here: {emulators.INSTALL_HINT}")
     suite, mirror = apt_mirror()
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        step(
-            ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", suite, str(rootfs),
-             mirror],
-            f"debootstrap {suite} from {mirror}",
-            timeout=DEBOOTSTRAP_S,
-        )  # fmt: skip
+        try:
+            step(
+                ["debootstrap", f"--arch={DEBIAN_ARCH[architecture]}", "--variant=minbase",
+                 "--include=python3,python3-venv,ca-certificates", suite, str(rootfs), mirror],
+                f"debootstrap {suite} {DEBIAN_ARCH[architecture]} from {mirror}",
+                timeout=DEBOOTSTRAP_S[architecture],
+            )  # fmt: skip
+        finally:
+            unmount_under(rootfs)
         # pip inside the chroot and inside image builds needs this machine's resolver, CA bundle and pip config.
         for f in ("/etc/resolv.conf", "/etc/pip.conf", "/etc/ssl/certs/ca-certificates.crt"):
             if Path(f).exists():
                 shutil.copyfile(f, rootfs / f.lstrip("/"))
         install = "python3 -m venv /var/lang && /var/lang/bin/pip install -q awslambdaric==4.2.2"
-        step(["chroot", str(rootfs), "sh", "-c", install], "pip install awslambdaric in the stand-in base", PIP_S)
+        # QEMU_CPU: Lambda's arm64 CPU for what runs under qemu (ignored by x86 programs, which run natively).
+        env = {**os.environ, "QEMU_CPU": emulators.CPU_MODELS[architecture]}
+        step(["chroot", str(rootfs), "sh", "-c", install], "pip install awslambdaric in the stand-in base", PIP_S,
+             env=env)  # fmt: skip
         shutil.copyfile(rie, rootfs / "usr/local/bin/aws-lambda-rie")
         (rootfs / "usr/local/bin/aws-lambda-rie").chmod(0o755)
         (rootfs / "lambda-entrypoint.sh").write_text(ENTRYPOINT)
@@ -151,9 +182,11 @@ def _build_standin_base(rie: Path) -> str:
             tar.add(rootfs, arcname=".")
         changes = ['ENTRYPOINT ["/lambda-entrypoint.sh"]', "ENV LAMBDA_TASK_ROOT=/var/task",
                    "ENV PATH=/var/lang/bin:/usr/local/bin:/usr/bin:/bin", "WORKDIR /var/task"]  # fmt: skip
+        # --arch: the image config names the architecture its programs are built for (registry.check reads it).
         step(
-            ["podman", "import", *(a for c in changes for a in ("--change", c)), str(archive), STANDIN_BASE],
+            ["podman", "import", "--arch", DEBIAN_ARCH[architecture], *(a for c in changes for a in ("--change", c)),
+             str(archive), image],
             "podman import of the stand-in base",
             timeout=IMPORT_S,
-        )
-    return STANDIN_BASE
+        )  # fmt: skip
+    return image
