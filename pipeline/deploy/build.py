@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -136,23 +137,28 @@ def build_zip(d: params.Deploy) -> Path:
     version = d.zip_runtime.removeprefix("python")
     arch = PIP_PLATFORMS[d.architecture]
     platforms = [f"--platform=manylinux_2_{n}_{arch}" for n in (28, 27, 17)] + [f"--platform=manylinux2014_{arch}"]
-    sh(
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-compile",  # this Python's .pyc files are not zipped (Lambda's may be another): pip 4.7 -> 2.4 s
-        "--target",
-        str(ZIP_DIR),
-        "--only-binary=:all:",
-        "--implementation=cp",
-        f"--python-version={version}",
-        *platforms,
-        "-r",
-        str(requirements()),
-        what=f"installing {requirements()} for the zip package",
-    )
+    # pip evaluates markers for this machine even with --platform: the requirements resolved for the
+    # function's architecture (ai-edge-litert's pin differs on arm64), written out for pip -r.
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="requirements-") as pinned:
+        pinned.write("\n".join(variants.pins(requirements(), d.architecture)) + "\n")
+        pinned.flush()
+        sh(
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",  # this Python's .pyc files are not zipped (Lambda's may be another): pip 4.7 -> 2.4 s
+            "--target",
+            str(ZIP_DIR),
+            "--only-binary=:all:",
+            "--implementation=cp",
+            f"--python-version={version}",
+            *platforms,
+            "-r",
+            pinned.name,
+            what=f"installing {requirements()} ({d.architecture}) for the zip package",
+        )
     shutil.copytree(SERVING, ZIP_DIR / "serving", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(MODEL_DIR, ZIP_DIR / "model")
     unzipped = sum(f.stat().st_size for f in ZIP_DIR.rglob("*") if f.is_file()) / 2**20
