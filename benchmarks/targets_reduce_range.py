@@ -25,6 +25,8 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ["photos", "accuracy", "agreement_keras", "build_accuracy", "build_agreement_keras", "agreement_build",
+           "max_prob_diff", "seconds", "cpu_seconds", "verdict"]  # fmt: skip
 
 
 def scratch_project(project: Path, folder: Path, model: Path, photos: int) -> Path:
@@ -56,15 +58,15 @@ def main() -> None:
     project = args.project.resolve()
     os.chdir(project)  # the pipeline's paths are relative to a project's root
     sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
-    from pipeline import dataset, onnx_convert, params
+    from pipeline import dataset, onnx_convert
     from serving.images import scale, softmax
     from serving.runtime import load_model
 
-    p = params.load()
+    representative_images = yaml.safe_load(Path("params.yaml").read_text())["convert"]["representative_images"]
     float_model = project / "artifacts/onnx/onnx_float32.onnx"
     size, labels_of = load_model(float_model).input_size, dataset.model_labels()
     images, _, _ = dataset.load_split(dataset.read_manifest(), "train", size, labels_of)
-    representative = scale(images[np.random.default_rng(0).permutation(len(images))[: p.convert.representative_images]])
+    representative = scale(images[np.random.default_rng(0).permutation(len(images))[:representative_images]])
     test, labels, paths = dataset.load_split(dataset.read_manifest(), "test", size, labels_of)
     predictions = dataset.read_labelled("artifacts/verify/predictions.csv")
     keras = predictions[predictions["model"] == "keras"].set_index("path").loc[paths]
@@ -76,8 +78,8 @@ def main() -> None:
             onnx_convert.quantize_int8(float_model, model, representative, Path(tmp) / "convert.log", reduce_range)
             runner = load_model(model, num_threads=1)
             predicted = softmax(np.concatenate([runner.logits(scale(test[i : i + 1])) for i in range(len(test))]))
-            build = {"accuracy": float(np.mean(predicted.argmax(1) == labels)),
-                     "agreement_keras": float(np.mean(predicted.argmax(1) == keras))}  # fmt: skip
+            build = {"accuracy": round(float(np.mean(predicted.argmax(1) == labels)), 4),
+                     "agreement_keras": round(float(np.mean(predicted.argmax(1) == keras)), 4)}  # fmt: skip
             rows.append({"reduce_range": reduce_range, "where": "build machine (all test photos)",
                          "photos": len(test), **build})  # fmt: skip
             folder = scratch_project(project, Path(tmp) / f"project-{reduce_range}", model, args.photos)
@@ -86,9 +88,8 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "pipeline.targets"], cwd=folder, env=env, check=True)
             print(f"reduce_range={reduce_range}: targets stage {time.monotonic() - started:.0f} s", flush=True)
             for _, row in pd.read_csv(folder / "artifacts/targets/targets.csv").iterrows():
-                rows.append({"reduce_range": reduce_range, "where": f"{row['architecture']} ({row['cpu']})",
-                             **row[["photos", "accuracy", "agreement_keras", "build_accuracy", "build_agreement_keras",
-                                    "agreement_build", "max_prob_diff", "seconds", "verdict"]].to_dict()})  # fmt: skip
+                where = {"reduce_range": reduce_range, "where": f"{row['architecture']} ({row['cpu']})"}
+                rows.append({**where, **row[COLUMNS].to_dict()})
     table = pd.DataFrame(rows)
     out = ROOT / "benchmarks/results" / f"{args.out}.csv"
     table.to_csv(out, index=False)
