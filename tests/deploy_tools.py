@@ -59,17 +59,17 @@ def deploy(project, aws, *args, env=None):
     )
 
 
-def client(aws, service):
+def client(aws, service, region: str = "us-east-1"):
     """A client of what deploy talks to (moto through the Lambda-like proxy)."""
-    return moto_client(aws, service, endpoint=aws["env"]["AWS_ENDPOINT_URL"])
+    return moto_client(aws, service, endpoint=aws["env"]["AWS_ENDPOINT_URL"], region=region)
 
 
-def moto_client(aws, service, endpoint: "str | None" = None):
+def moto_client(aws, service, endpoint: "str | None" = None, region: str = "us-east-1"):
     """A client of moto itself (no proxy): for setting up what a test needs, fast."""
     return boto3.client(
         service,
         endpoint_url=endpoint or aws["moto"],
-        region_name="us-east-1",
+        region_name=region,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )

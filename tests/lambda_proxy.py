@@ -10,6 +10,12 @@ and passes every other call through unchanged:
 - PublishVersion when code and configuration did not change since the last version hands back
   that version, as Lambda does (moto publishes a new one after any update call).
 - GetAccountSettings (moto has none) answers with an account's concurrency limits.
+- Each request is answered in the region it was signed for (moto keeps functions per region).
+- A version's GetFunction and Invoke name the image it was published with (moto's versions share
+  $LATEST's Code, so they follow a later UpdateFunctionCode).
+- TagResource on an HTTP API's stage is answered (moto routes it for an API's ARN only).
+- Given the caller's IAM policy (caller_policy), CreateFunction/UpdateFunctionCode from an S3 zip
+  it cannot s3:GetObject is refused as Lambda refuses it (Lambda reads the zip as the caller).
 - On request, the refusals and states a real account shows: a new role Lambda cannot assume yet,
   an Inactive version (its first Invoke fails while Lambda restores it), an update in progress (in
   GetFunction's answer, or refusing DeleteFunction), a function whose creation Failed.
@@ -27,6 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
 import requests
+from moto.iam.access_control import IAMPolicy, PermissionResult  # moto's own IAM policy evaluation
 
 from pipeline.gateway import INVOKE_PATH
 from pipeline.serve import free_port
@@ -36,7 +43,14 @@ FUNCTION = re.compile(r"^/2015-03-31/functions/([^/]+)(/configuration)?/?$")
 INVOCATIONS = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?$")
 VERSIONS = re.compile(r"^/2015-03-31/functions/([^/]+)/versions/?$")
 ACCOUNT_SETTINGS = re.compile(r"^/2016-08-19/account-settings/?$")
+FUNCTION_CODE = re.compile(r"^/2015-03-31/functions/[^/]+/code/?$")
+STAGE_TAGS = re.compile(r"^/v2/tags/(arn:[^/]+::/apis/[^/]+/stages/[^/]+)$")  # TagResource on an HTTP API's stage
+SIGNED_REGION = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/")  # SigV4: .../DATE/REGION/SERVICE/aws4_request
 # AWS's own words for each refusal the proxy can make.
+S3_ZIP_DENIED = (
+    "Your access has been denied by S3, please make sure your request credentials have permission to GetObject for "
+    "{bucket}/{key}. S3 Error Code: AccessDenied. S3 Error Message: Access Denied"
+)
 ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."
 RESTORING = "ERROR: Lambda is initializing your function. It will be ready to invoke shortly."
 # What PublishVersion compares: the code and the configuration a version freezes.
@@ -54,13 +68,8 @@ class LambdaProxy:
     def __init__(self, moto: str, registry: str):
         self.moto, self.registry = moto, registry
         self.creds: str | None = None  # user:password, for a registry that asks for a login
-        self.lam = boto3.client(
-            "lambda",
-            endpoint_url=moto,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        self.lams = {}  # region -> a client of moto's Lambda there (moto keeps functions per region)
+        self.signed = threading.local()  # the region the request being answered was signed for
         self.lock = threading.Lock()
         self.containers = {}  # (image, environment, memory) -> (container id, port, the image's repo digests)
         self.busy = defaultdict(threading.Lock)  # container id -> held during an invoke (one at a time, as Lambda)
@@ -73,6 +82,9 @@ class LambdaProxy:
         self.fail_creation = {}  # function -> reason: the next CreateFunction leaves it Failed
         self.refuse_delete = defaultdict(int)  # function -> DeleteFunction calls still refused (update in progress)
         self.account = {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 1000}
+        self.caller_policy = None  # the caller's IAM policy (JSON), if a test gives one: S3 zips it cannot read fail
+        self.images = {}  # (function, CodeSha256) -> the ImageUri it was published with (remember_image)
+        self.stage_tags = {}  # stage ARN -> tags: moto routes TagResource for an API's ARN only, not a stage's
         self.calls = []  # every request, in order: method, path, X-Amz-Target (JSON APIs), body
         proxy = self
 
@@ -122,13 +134,33 @@ class LambdaProxy:
         return answer.status_code, {k: v for k, v in answer.headers.items() if k.lower() not in drop}, answer.content
 
     # ------------------------------------------------------------------ what Lambda answers itself
+    @property
+    def lam(self):
+        """moto's Lambda in the region of the request being answered (us-east-1 outside a request)."""
+        region = getattr(self.signed, "region", "us-east-1")
+        with self.lock:
+            if region not in self.lams:
+                self.lams[region] = boto3.session.Session().client(
+                    "lambda", endpoint_url=self.moto, region_name=region, aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                )  # fmt: skip
+            return self.lams[region]
+
     def answer(self, method: str, path: str, query: dict, body: bytes, headers) -> "tuple[int, dict, bytes] | None":
         qualifier = (query.get("Qualifier") or ["$LATEST"])[0]
+        signed = SIGNED_REGION.search(headers.get("Authorization", ""))
+        self.signed.region = signed.group(1) if signed else "us-east-1"
+        if denied := self.s3_zip_denied(method, path, body):
+            return denied
+        if method == "POST" and (m := STAGE_TAGS.match(path)):
+            self.stage_tags.setdefault(m.group(1), {}).update(json.loads(body).get("tags", {}))
+            return 201, {"Content-Type": "application/json"}, b"{}"
         if method == "POST" and FUNCTIONS.match(path):
             return self.create(json.loads(body))
         if method == "POST" and (m := INVOCATIONS.match(path)):
             return self.invoke(m.group(1), qualifier, body, tail=headers.get("X-Amz-Log-Type") == "Tail")
         if method == "POST" and (m := VERSIONS.match(path)):
+            self.remember_image(m.group(1))
             return self.publish(m.group(1))
         if method == "GET" and ACCOUNT_SETTINGS.match(path):
             return reply(200, {"AccountLimit": self.account, "AccountUsage": {"FunctionCount": 0}})
@@ -145,6 +177,26 @@ class LambdaProxy:
                 return error(409, "ResourceConflictException", message)
             self.failed.pop(name, None)
         return None
+
+    def s3_zip_denied(self, method: str, path: str, body: bytes) -> "tuple[int, dict, bytes] | None":
+        """AWS's refusal of CreateFunction or UpdateFunctionCode from an S3 zip that the caller's policy
+        cannot read: Lambda fetches the object with the caller's credentials, not its own."""
+        if self.caller_policy is None:
+            return None
+        if method == "POST" and FUNCTIONS.match(path):
+            code = json.loads(body).get("Code") or {}
+        elif method == "PUT" and FUNCTION_CODE.match(path):
+            code = json.loads(body)
+        else:
+            return None
+        if "S3Bucket" not in code:
+            return None
+        readable = IAMPolicy(self.caller_policy).is_action_permitted(
+            "s3:GetObject", f"arn:aws:s3:::{code['S3Bucket']}/{code['S3Key']}"
+        )
+        if readable == PermissionResult.PERMITTED:
+            return None
+        return error(403, "AccessDeniedException", S3_ZIP_DENIED.format(bucket=code["S3Bucket"], key=code["S3Key"]))
 
     def create(self, spec: dict) -> "tuple[int, dict, bytes] | None":
         name = spec.get("FunctionName")
@@ -168,7 +220,7 @@ class LambdaProxy:
         elif self.pending_reads[(name, qualifier)] > 0:
             self.pending_reads[(name, qualifier)] -= 1
             patch = {"State": "Pending"} if version else {"LastUpdateStatus": "InProgress"}
-        if not patch:
+        if not patch and (configuration or version is None):  # a version's image: moto's may be $LATEST's
             return None
         try:
             if configuration:
@@ -178,8 +230,26 @@ class LambdaProxy:
         except self.lam.exceptions.ResourceNotFoundException:
             return None  # moto's own answer
         document.pop("ResponseMetadata", None)
+        if not configuration:
+            self.published_image(name, qualifier, document)
         (document if configuration else document["Configuration"]).update(patch)
         return reply(200, document)
+
+    def remember_image(self, name: str) -> None:
+        """The image $LATEST runs as it is published: moto's versions share $LATEST's Code, so after an
+        UpdateFunctionCode a version reports (and would run) the new image instead of its own."""
+        try:
+            fn = self.lam.get_function(FunctionName=name)
+        except self.lam.exceptions.ResourceNotFoundException:
+            return
+        if "ImageUri" in fn.get("Code", {}):
+            self.images[(name, fn["Configuration"]["CodeSha256"])] = fn["Code"]["ImageUri"]
+
+    def published_image(self, name: str, qualifier: str, fn: dict) -> None:
+        """A version's (or alias's) GetFunction answer with the image it was published with, as Lambda answers."""
+        known = self.images.get((name, fn["Configuration"].get("CodeSha256")))
+        if qualifier != "$LATEST" and known and "ImageUri" in fn.get("Code", {}):
+            fn["Code"]["ImageUri"] = known
 
     def publish(self, name: str) -> "tuple[int, dict, bytes] | None":
         try:
@@ -199,6 +269,7 @@ class LambdaProxy:
             fn = self.lam.get_function(FunctionName=name, Qualifier=qualifier)
         except self.lam.exceptions.ResourceNotFoundException:
             return None  # moto's own answer
+        self.published_image(name, qualifier, fn)
         config = fn["Configuration"]
         if config.get("PackageType") != "Image":
             return None  # zip functions: moto's configurable answer

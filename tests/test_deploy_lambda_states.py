@@ -1,33 +1,55 @@
 """What a real account does to a deploy and moto does not, played by the proxy in front of moto: a
 function whose creation Failed, an update in progress, an account with little concurrency to
-spare; and what deploy must do first on a new account (log group, concurrency cap before the
-first invocation)."""
+spare (a new one's limit is 10), another partition (aws-cn); what deploy must do first on a new
+account (log group, concurrency cap before the first invocation); and a stand-in for AWS that
+does not serve GetAccountSettings (plain moto)."""
 
+import json
+
+import pytest
+import yaml
 from deploy_tools import (
     client,
     deploy,
-    functions_named,
     live,
+    moto_client,
     one_line_error,
 )
 
-from conftest import set_params
+from conftest import ROOT, set_params
+from pipeline import params
+from pipeline.deploy import functions, resources
+from pipeline.deploy.aws import partition
 
 pytest_plugins = ["deploy_env"]  # the fixtures: aws, names, project, built_image, seeded
 # AWS's words when Lambda cannot pull a new image function's image.
 IMAGE_DENIED = "Lambda does not have permission to access the ECR image. Check the ECR permissions."
 
 
-def test_a_failed_function_is_recreated_and_an_update_in_progress_is_waited_for(project, aws, names, seeded):
-    lam, proxy, name = client(aws, "lambda"), aws["proxy"], names["function"]
+def test_a_new_china_account_a_failed_function_and_an_update_in_progress(project, aws, names, seeded):
+    """A new account (concurrency limit 10) in the aws-cn partition, with the default params: the
+    partition is the caller's in every ARN deploy writes, and no concurrency is reserved (a warning)."""
+    lam, proxy, name = client(aws, "lambda", "cn-north-1"), aws["proxy"], names["function"]
+    set_params(project, **{"deploy.region": "cn-north-1"})
+    assert yaml.safe_load((project / "params.yaml").read_text())["deploy"]["reserved_concurrency"] == 10
     proxy.fail_creation[name] = IMAGE_DENIED
-    failed = one_line_error(deploy(project, aws))
-    assert "did not become ready" in failed and IMAGE_DENIED in failed
+    proxy.account.update(ConcurrentExecutions=10, UnreservedConcurrentExecutions=10)
+    try:
+        failed = one_line_error(deploy(project, aws))
+        assert "did not become ready" in failed and IMAGE_DENIED in failed
 
-    again = deploy(project, aws)
+        again = deploy(project, aws)
+    finally:
+        proxy.account.update(ConcurrentExecutions=1000, UnreservedConcurrentExecutions=1000)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{name} is Failed (ImageAccessDenied: {IMAGE_DENIED}) and no version of it was published" in again.stdout
     assert "deleting it and creating it again" in again.stdout and live(lam, name) == "1"
+    assert "warning: this account runs at most 10 at once" in again.stdout
+    assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName=name)
+    attached = client(aws, "iam", "cn-north-1").list_attached_role_policies(RoleName=names["role"])["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == ["arn:aws-cn:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+    [permission] = json.loads(lam.get_policy(FunctionName=name, Qualifier="live")["Policy"])["Statement"]
+    assert '"arn:aws-cn:execute-api:cn-north-1:123456789012:' in json.dumps(permission["Condition"]), permission
 
     proxy.pending_reads[(name, "$LATEST")] = 2  # someone's update still running: InProgress twice
     set_params(project, **{"deploy.memory_mb": 2048})
@@ -39,15 +61,7 @@ def test_a_failed_function_is_recreated_and_an_update_in_progress_is_waited_for(
 def test_concurrency_is_checked_first_and_capped_with_the_log_group_before_the_first_invoke(
     project, aws, names, seeded
 ):
-    lam, proxy, name = client(aws, "lambda"), aws["proxy"], names["function"]
-    proxy.account["UnreservedConcurrentExecutions"] = 50  # a new account: 10 or 50, not 1,000
-    try:
-        refused = one_line_error(deploy(project, aws))
-    finally:
-        proxy.account["UnreservedConcurrentExecutions"] = 1000
-    assert "50 of them unreserved" in refused and "set deploy.reserved_concurrency: 0" in refused, refused
-    assert functions_named(lam, name) == []
-
+    proxy, name = aws["proxy"], names["function"]
     set_params(project, **{"deploy.smoke_test": "aws"})
     first = deploy(project, aws)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -63,3 +77,49 @@ def test_concurrency_is_checked_first_and_capped_with_the_log_group_before_the_f
     order = [o for o in order if o]
     assert order.index("Invoke") > max(order.index(o) for o in ("CreateLogGroup", "PutRetentionPolicy"))
     assert order.index("PutFunctionConcurrency") < order.index("Invoke") < order.index("PublishVersion"), order
+
+
+@pytest.mark.fast
+def test_the_partition_is_read_from_the_callers_arn():
+    """China and GovCloud accounts write their ARNs in aws-cn and aws-us-gov: deploy writes none of its own in aws."""
+    assert partition("arn:aws-cn:sts::123456789012:assumed-role/deployer/ci") == "aws-cn"
+    assert partition("arn:aws-us-gov:iam::123456789012:user/ci") == "aws-us-gov"
+    assert partition("arn:aws:sts::123456789012:user/moto") == "aws"
+    assert resources.basic_execution("aws-cn") == "arn:aws-cn:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+
+class Account:
+    """GetAccountSettings and GetFunctionConcurrency as Lambda answers them, for a given account."""
+
+    def __init__(self, limit: int, unreserved: int, mine: "int | None" = None):
+        self.limit, self.unreserved, self.mine = limit, unreserved, mine
+
+    def get_account_settings(self):
+        return {"AccountLimit": {"ConcurrentExecutions": self.limit, "UnreservedConcurrentExecutions": self.unreserved}}
+
+    def get_function_concurrency(self, FunctionName):
+        return {"ReservedConcurrentExecutions": self.mine} if self.mine is not None else {}
+
+
+@pytest.mark.fast
+def test_a_reservation_the_account_cannot_spare_is_not_made_with_a_warning(capsys):
+    """Lambda keeps 100 of an account's limit unreserved: a new account (limit 10) can reserve none, and
+    the default reserved_concurrency 10 must not stop its first deploy."""
+    d = params.load(ROOT / "params.yaml").deploy
+    assert d.reserved_concurrency == 10  # the default this is about
+    assert functions.reservation(Account(1000, 1000), d, exists=False) == 10
+    assert functions.reservation(Account(1000, 95, mine=10), d, exists=True) == 0  # 95 + its own 10 - 100 = 5
+    assert functions.reservation(Account(1000, 110), d, exists=False) == 10  # 110 - 100: exactly 10 to spare
+    assert capsys.readouterr().out.count("warning: ") == 1
+    assert functions.reservation(Account(10, 10), d, exists=False) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("warning: ") and "runs at most 10 at once" in out and "reserving none" in out, out
+    assert "deploy.reserved_concurrency 10" in out and out.count("\n") == 1
+
+
+def test_an_account_settings_call_a_stand_in_does_not_serve_is_a_warning(aws, capsys):
+    """Plain moto (no proxy) answers GetAccountSettings with 404: deploy goes on, reserving what the params say."""
+    d = params.load(ROOT / "params.yaml").deploy
+    assert functions.reservation(moto_client(aws, "lambda"), d, exists=False) == 10
+    out = capsys.readouterr().out
+    assert out.startswith("warning: ") and "GetAccountSettings" in out and "404" in out, out

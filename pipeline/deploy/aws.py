@@ -17,6 +17,17 @@ def client(service: str, region: str):
     return boto3.client(service, region_name=region)
 
 
+def partition(arn: str) -> str:
+    """The partition an ARN is written in (arn:PARTITION:...): aws, aws-cn (China), aws-us-gov (GovCloud)."""
+    return arn.split(":")[1]
+
+
+def caller(region: str) -> tuple[str, str]:
+    """The caller's account and partition: every ARN deploy writes is in the caller's partition, not aws."""
+    identity = client("sts", region).get_caller_identity()
+    return identity["Account"], partition(identity["Arn"])
+
+
 def tags(d: params.Deploy) -> dict:
     return {TAG: d.function_name}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipeline import cli, files, params
 from pipeline.deploy import build, canary, functions, image, limits, releases, resources, smoke
-from pipeline.deploy.aws import aws_errors, client
+from pipeline.deploy.aws import aws_errors, caller, client
 
 RECORD = Path("artifacts/deploy.json")  # what the last deploy shipped, for people; decisions read AWS
 
@@ -80,11 +80,11 @@ def ship_zip(d: params.Deploy, key: str, expected: tuple[Path, str], account: st
     return resources.upload_zip(client("s3", d.region), d, account, archive, f"{d.function_name}/{key}.zip"), sha
 
 
-def settle(d: params.Deploy, lam, alias_arn: str, account: str) -> str:
+def settle(d: params.Deploy, lam, alias_arn: str, account: str, partition: str) -> str:
     """What is not versioned, made to match the params on every deploy: logs, concurrency, API."""
     resources.ensure_log_group(client("logs", d.region), d)
-    functions.cap_concurrency(lam, d)
-    return resources.ensure_api(client("apigatewayv2", d.region), lam, d, alias_arn, account)
+    functions.cap_concurrency(lam, d, functions.reservation(lam, d, exists=True))
+    return resources.ensure_api(client("apigatewayv2", d.region), lam, d, alias_arn, account, partition)
 
 
 def deploy(p: params.Params, force: bool = False) -> dict:
@@ -97,7 +97,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
     photo, answer = smoke.expected_answer(variant)
     with aws_errors():
         lam = client("lambda", d.region)
-        account = client("sts", d.region).get_caller_identity()["Account"]
+        account, partition = caller(d.region)
         alias = releases.live_alias(lam, d)
         history = releases.read(alias)
         live = releases.live(lam, d, alias)
@@ -111,7 +111,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
         guard_labels(live, labels, force)  # before the accuracy guard: scores on other classes do not compare
         guard_accuracy(d, live, variant, accuracy, force)
         if was and (was["key"], was["config"]) == (key, config):
-            url = settle(d, lam, alias["AliasArn"], account)
+            url = settle(d, lam, alias["AliasArn"], account, partition)
             print(f"nothing to deploy: {variant} ({key}) is live as version {live['Version']}")
             return write_record(lam, d, variant, key, live["Version"], url)
         published = releases.versions(lam, d)
@@ -123,9 +123,9 @@ def deploy(p: params.Params, force: bool = False) -> dict:
             )
         latest = functions.ready(lam, d, functions.latest(lam, d))
         functions.check_package(d, latest)
-        functions.check_concurrency(lam, d, latest)
+        reserved = functions.reservation(lam, d, exists=latest is not None)
         same_code = bool(was and was["key"] == key and latest and latest["CodeSha256"] == live["CodeSha256"])
-        role_arn = resources.ensure_role(client("iam", d.region), d)
+        role_arn = resources.ensure_role(client("iam", d.region), d, partition)
         # Before the function's first invocation (Lambda would make the group itself, never expiring)
         # and, with the cap on concurrency, before anything is published.
         resources.ensure_log_group(client("logs", d.region), d)
@@ -138,7 +138,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
             code, sha = ship_zip(d, key, (photo, answer), account)
         functions.ensure_function(lam, d, latest, code, build.function_config(d, p.cost.mb_per_vcpu, role_arn))
         code_sha, revision = functions.shipped(lam, d, code, sha)  # before any invoke
-        functions.cap_concurrency(lam, d)
+        functions.cap_concurrency(lam, d, reserved)
         # Only Lambda can test a configuration (memory, timeout): a new configuration (the first
         # deploy's included) is always invoked there, with or without new code; new code where
         # smoke_test says so.
@@ -151,7 +151,8 @@ def deploy(p: params.Params, force: bool = False) -> dict:
             # A new deploy key for the same bytes and configuration (a Dockerfile-only edit for a zip,
             # a deployment made before the key's formula changed): 'live' and its history stay.
             print(f"nothing new to publish: identical to live version {version}")
-            url = resources.ensure_api(client("apigatewayv2", d.region), lam, d, alias["AliasArn"], account)
+            apigw = client("apigatewayv2", d.region)
+            url = resources.ensure_api(apigw, lam, d, alias["AliasArn"], account, partition)
             return write_record(lam, d, variant, key, version, url)
         if not new:
             print(
@@ -171,7 +172,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
             if d.strategy != "all_at_once":
                 print(f"first release: all the traffic at once (deploy.strategy {d.strategy} needs a live version)")
             alias_arn = releases.move_alias(lam, d, version, history.made_live(int(version)), alias)
-        url = resources.ensure_api(client("apigatewayv2", d.region), lam, d, alias_arn, account)
+        url = resources.ensure_api(client("apigatewayv2", d.region), lam, d, alias_arn, account, partition)
     print(
         f"deployed {variant} as {'version' if new else 'the existing version'} {version} (live)\n  {url}\n"
         f"  curl -XPOST {url} --data-binary @photo.jpg -H 'Content-Type: image/jpeg'"

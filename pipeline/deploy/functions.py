@@ -59,26 +59,52 @@ def check_package(d: params.Deploy, latest: "dict | None") -> None:
     )
 
 
-def check_concurrency(lam, d: params.Deploy, latest: "dict | None") -> None:
-    """Read the account's limits before anything is created: a reservation the account cannot
-    spare would fail after the function exists, on an account whose limit is 10 always."""
+UNSERVED = (404, 501)  # HTTP statuses of a call an endpoint does not serve (plain moto: 404)
+
+
+def account_limit(lam, d: params.Deploy) -> "dict | None":
+    """The account's concurrency limits; None, with a warning, where the endpoint does not serve
+    GetAccountSettings (a stand-in for AWS: plain moto answers 404). AWS itself always serves it, so
+    any other refusal (AccessDenied) still stops the deploy."""
+    try:
+        return lam.get_account_settings()["AccountLimit"]
+    except botocore.exceptions.ClientError as e:
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status not in UNSERVED:
+            raise
+        print(
+            f"warning: the endpoint does not serve GetAccountSettings (HTTP {status}; a stand-in for AWS?): the "
+            f"account's concurrency limit is not read, deploy.reserved_concurrency {d.reserved_concurrency} is "
+            "reserved as it is"
+        )
+        return None
+
+
+def reservation(lam, d: params.Deploy, exists: bool) -> int:
+    """The concurrency to reserve, read before anything is created: deploy.reserved_concurrency where
+    the account can spare it (Lambda keeps UNRESERVED_MIN of its limit unreserved), else none, with a
+    warning. A new account's limit is 10, so it can reserve none: its first deploy with the default
+    params must not stop for a cap (the function then shares the account's unreserved pool)."""
     if d.reserved_concurrency == 0:
-        return
-    limit = lam.get_account_settings()["AccountLimit"]
+        return 0
+    limit = account_limit(lam, d)
+    if limit is None:
+        return d.reserved_concurrency
     mine = (
         lam.get_function_concurrency(FunctionName=d.function_name).get("ReservedConcurrentExecutions", 0)
-        if latest
+        if exists
         else 0
     )
     spare = limit["UnreservedConcurrentExecutions"] + (mine or 0) - limits.UNRESERVED_MIN
-    if d.reserved_concurrency > spare:
-        fix = f" to {spare} or less" if spare > 0 else ": 0 (reserves none)"
-        raise cli.UserError(
-            f"deploy.reserved_concurrency is {d.reserved_concurrency}, but this account runs at most "
-            f"{limit['ConcurrentExecutions']} at once, {limit['UnreservedConcurrentExecutions']} of them unreserved, "
-            f"and Lambda keeps {limits.UNRESERVED_MIN} unreserved: set deploy.reserved_concurrency{fix}, or ask "
-            "AWS for a higher limit"
-        )
+    if d.reserved_concurrency <= spare:
+        return d.reserved_concurrency
+    print(
+        f"warning: this account runs at most {limit['ConcurrentExecutions']} at once, "
+        f"{limit['UnreservedConcurrentExecutions']} of them unreserved, and Lambda keeps {limits.UNRESERVED_MIN} "
+        f"unreserved: deploy.reserved_concurrency {d.reserved_concurrency} cannot be had, reserving none (ask AWS "
+        "for a higher limit to cap the function)"
+    )
+    return 0
 
 
 def ready(lam, d: params.Deploy, found: "dict | None") -> "dict | None":
@@ -160,16 +186,17 @@ def shipped(lam, d: params.Deploy, code: "dict | None", expected_sha: str) -> tu
     return config["CodeSha256"], config.get("RevisionId", "")  # Lambda always has one; moto has none
 
 
-def cap_concurrency(lam, d: params.Deploy) -> None:
-    """Reserved concurrency caps what one function (one slow client) can take of the account."""
-    if d.reserved_concurrency == 0:
+def cap_concurrency(lam, d: params.Deploy, reserved: int) -> None:
+    """Reserved concurrency caps what one function (one slow client) can take of the account;
+    `reserved` is reservation()'s answer (0: none, a reservation left from before removed)."""
+    if reserved == 0:
         lam.delete_function_concurrency(FunctionName=d.function_name)
         return
     try:
-        lam.put_function_concurrency(FunctionName=d.function_name, ReservedConcurrentExecutions=d.reserved_concurrency)
+        lam.put_function_concurrency(FunctionName=d.function_name, ReservedConcurrentExecutions=reserved)
     except lam.exceptions.InvalidParameterValueException as e:
         raise cli.UserError(
-            f"AWS refused reserved concurrency {d.reserved_concurrency}: {e.response['Error']['Message']} "
+            f"AWS refused reserved concurrency {reserved}: {e.response['Error']['Message']} "
             "(accounts whose concurrency limit is 10 cannot reserve any: set deploy.reserved_concurrency: 0, "
             "or ask AWS for a higher limit)"
         ) from None

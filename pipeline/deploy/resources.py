@@ -2,7 +2,7 @@
 zips, log group, HTTP API. Each ensure_* makes its resource match the params, however it was
 left (created, half-created, or changed since). Whatever deploy creates carries the TAG (value:
 the function's name); what it finds already there under the same name it uses but never tags,
-and destroy deletes only what carries the tag."""
+and destroy deletes only what carries the tag. ARNs are written in the caller's partition."""
 
 import contextlib
 import json
@@ -18,7 +18,6 @@ TRUST_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
-BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 PERMISSION_ID = "apigateway-predict"
 ROUTE = "POST /predict"
 
@@ -54,6 +53,11 @@ def ensure_repository(ecr, d: params.Deploy) -> str:
 
 
 # ---------------------------------------------------------------- IAM
+def basic_execution(partition: str) -> str:
+    """The AWS-managed policy the function's role needs (its logs), in the caller's partition."""
+    return f"arn:{partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+
 def trusts_lambda(document: dict) -> bool:
     for s in document.get("Statement", []):
         services = s.get("Principal", {}).get("Service", [])
@@ -65,7 +69,7 @@ def trusts_lambda(document: dict) -> bool:
     return False
 
 
-def ensure_role(iam, d: params.Deploy) -> str:
+def ensure_role(iam, d: params.Deploy, partition: str) -> str:
     try:
         role = iam.get_role(RoleName=d.role_name)["Role"]
         if not trusts_lambda(role["AssumeRolePolicyDocument"]):
@@ -77,7 +81,8 @@ def ensure_role(iam, d: params.Deploy) -> str:
         role = iam.create_role(
             RoleName=d.role_name, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY), Tags=tag_list(d)
         )["Role"]
-    iam.attach_role_policy(RoleName=d.role_name, PolicyArn=BASIC_EXECUTION)  # again: a run may have died before
+    # Again on every deploy: a run may have died before.
+    iam.attach_role_policy(RoleName=d.role_name, PolicyArn=basic_execution(partition))
     return role["Arn"]
 
 
@@ -182,9 +187,9 @@ def ensure_log_group(logs, d: params.Deploy) -> None:
     logs.put_retention_policy(logGroupName=log_group(d), retentionInDays=d.log_retention_days)
 
 
-def delete_log_group(logs, d: params.Deploy, account: str) -> "bool | None":
+def delete_log_group(logs, d: params.Deploy, account: str, partition: str) -> "bool | None":
     """True: deleted; False: not there; None: not ours (made by Lambda, or by hand)."""
-    arn = f"arn:aws:logs:{d.region}:{account}:log-group:{log_group(d)}"
+    arn = f"arn:{partition}:logs:{d.region}:{account}:log-group:{log_group(d)}"
     try:
         if not tagged(logs.list_tags_for_resource(resourceArn=arn).get("tags"), d):
             return None
@@ -200,7 +205,7 @@ def find_apis(apigw, d: params.Deploy, ours: bool = True) -> list[dict]:
     return [a for a in pages(apigw.get_apis, "Items") if a["Name"] == d.api_name and tagged(a.get("Tags"), d) == ours]
 
 
-def ensure_api(apigw, lam, d: params.Deploy, alias_arn: str, account: str) -> str:
+def ensure_api(apigw, lam, d: params.Deploy, alias_arn: str, account: str, partition: str) -> str:
     apis = find_apis(apigw, d)
     api = apis[0] if apis else apigw.create_api(Name=d.api_name, ProtocolType="HTTP", Tags=tags(d))
     api_id = api["ApiId"]
@@ -227,7 +232,7 @@ def ensure_api(apigw, lam, d: params.Deploy, alias_arn: str, account: str) -> st
     else:
         stage = {"StageName": "$default", "AutoDeploy": True, "DefaultRouteSettings": throttle}
         apigw.create_stage(ApiId=api_id, **stage, Tags=tags(d))  # a stage takes no tags from its API
-    allow_api(lam, d, f"arn:aws:execute-api:{d.region}:{account}:{api_id}/*/*/predict")
+    allow_api(lam, d, f"arn:{partition}:execute-api:{d.region}:{account}:{api_id}/*/*/predict")
     return f"{api.get('ApiEndpoint', f'https://{api_id}.execute-api.{d.region}.amazonaws.com')}/predict"
 
 

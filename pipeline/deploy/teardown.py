@@ -4,7 +4,7 @@ import sys
 
 from pipeline import cli, params
 from pipeline.deploy import alarms, aws, resources
-from pipeline.deploy.aws import aws_errors, client
+from pipeline.deploy.aws import aws_errors, caller, client
 from pipeline.deploy.commands import RECORD
 
 
@@ -21,9 +21,9 @@ def destroy(p: params.Params, yes: bool) -> list[str]:
             print("nothing deleted")
             return []
     with aws_errors():
-        account = client("sts", d.region).get_caller_identity()["Account"]
+        account, partition = caller(d.region)
     gone, kept, failed, waiting = [], [], [], []
-    for what, remove in teardown(d, account):
+    for what, remove in teardown(d, account, partition):
         if what in after_function(d) and any(f.startswith(f"function {d.function_name}:") for f in failed):
             with aws_errors():
                 there = function_exists(d)
@@ -67,7 +67,7 @@ def function_exists(d: params.Deploy) -> bool:
         return False
 
 
-def teardown(d: params.Deploy, account: str):
+def teardown(d: params.Deploy, account: str, partition: str):
     """(what, remove) for each resource; remove() returns what it deleted and what it left alone
     (there, but not deploy's)."""
     region = d.region
@@ -116,7 +116,7 @@ def teardown(d: params.Deploy, account: str):
 
     def log_group():
         what = f"log group {resources.log_group(d)}"
-        return outcome(what, resources.delete_log_group(client("logs", region), d, account))
+        return outcome(what, resources.delete_log_group(client("logs", region), d, account, partition))
 
     def role():
         return outcome(f"role {d.role_name}", resources.delete_role(client("iam", region), d))
