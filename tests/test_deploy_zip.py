@@ -2,11 +2,13 @@
 own directory, with wheels for Lambda's Python), and rollback pages through a zip function's
 versions. Apart from test_deploy.py so that pytest-xdist runs the two files side by side."""
 
+import contextlib
 import io
 import json
 import sys
 import zipfile
 
+import pytest
 from deploy_tools import (
     ACCOUNT,
     buckets_of,
@@ -21,7 +23,7 @@ from deploy_tools import (
     zip_invokes_answer,
 )
 
-from conftest import BIN, set_params
+from conftest import BIN, ROOT, set_params
 
 pytest_plugins = ["deploy_env"]  # the fixtures: aws, names, project
 
@@ -62,9 +64,50 @@ def tiny_zip() -> bytes:
 
 
 def test_zip_package_through_s3_from_its_own_directory(project, aws, names, tmp_path):
-    """float32 zips to over 50 MB: it goes through an S3 bucket named unpredictably, checked for its owner.
+    """float32 zips to over 50 MB: it goes through an S3 bucket named unpredictably, checked for its owner,
+    that Lambda reads with the caller's credentials (docs/deployer-policy.json's, for the test's names).
     A zip_runtime change is applied (the runtime is the function's configuration, and in its key: new
     wheels never run on the old runtime); a switch to an image stops with one line."""
+    aws["proxy"].caller_policy = deployer_policy(names["function"])
+    try:
+        s3_zip_deploys(project, aws, names, tmp_path)
+    finally:
+        aws["proxy"].caller_policy = None
+
+
+def deployer_policy(function: str) -> str:
+    """docs/deployer-policy.json for another function name (its ARNs and tag values name the default)."""
+    return (ROOT / "docs/deployer-policy.json").read_text().replace("clothes-classifier", function)
+
+
+def test_an_s3_zip_the_callers_policy_cannot_read_is_refused_as_aws_refuses_it(aws, names):
+    """The proxy plays Lambda reading an S3 zip with the caller's credentials: without s3:GetObject, AccessDenied."""
+    lam, name = client(aws, "lambda"), names["function"]
+    role = moto_client(aws, "iam").create_role(RoleName=names["role"], AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    s3 = moto_client(aws, "s3")
+    bucket = f"{name}-{ACCOUNT}-us-east-1-0badcafe"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=f"{name}/k.zip", Body=tiny_zip())
+    code = {"S3Bucket": bucket, "S3Key": f"{name}/k.zip"}
+    aws["proxy"].caller_policy = deployer_policy(name).replace('"s3:GetObject",', "")
+    try:
+        with pytest.raises(lam.exceptions.ClientError) as refused:
+            lam.create_function(FunctionName=name, Runtime="python3.12", Handler="x.h", Role=role, Code=code)
+        aws["proxy"].caller_policy = deployer_policy(name)
+        lam.create_function(FunctionName=name, Runtime="python3.12", Handler="x.h", Role=role, Code=code)
+    finally:
+        aws["proxy"].caller_policy = None
+        with contextlib.suppress(lam.exceptions.ResourceNotFoundException):
+            lam.delete_function(FunctionName=name)
+    error, status = refused.value.response["Error"], refused.value.response["ResponseMetadata"]["HTTPStatusCode"]
+    assert (error["Code"], status) == ("AccessDeniedException", 403)
+    assert error["Message"] == (
+        "Your access has been denied by S3, please make sure your request credentials have permission to GetObject "
+        f"for {bucket}/{name}/k.zip. S3 Error Code: AccessDenied. S3 Error Message: Access Denied"
+    )
+
+
+def s3_zip_deploys(project, aws, names, tmp_path):
     python = f"python{sys.version_info.major}.{sys.version_info.minor}"  # the local smoke test runs it here
     set_params(project, **{"deploy.package": "zip", "deploy.zip_runtime": python, "deploy.variant": "float32"})
     bare = tmp_path / "bin"  # no docker, podman or buildah on this PATH
