@@ -11,7 +11,15 @@ import sys
 
 import pandas as pd
 import pytest
-from deploy_tools import as_in_a_terminal, client, deploy, one_line_error, replace_file, verify_answer
+from deploy_tools import (
+    as_in_a_terminal,
+    client,
+    deploy,
+    one_line_error,
+    registry_digest,
+    replace_file,
+    verify_answer,
+)
 
 from conftest import BIN, ROOT, set_params
 from pipeline.cli import UserError
@@ -52,13 +60,33 @@ def configuration(aws, name: str) -> dict:
     return {"MemorySize": config["MemorySize"], "NUM_THREADS": config["Environment"]["Variables"]["NUM_THREADS"]}
 
 
-def test_tune_reads_the_emulators_report_lines_and_restores_the_function(deployed, aws):
+def test_tune_reads_the_emulators_report_lines_and_restores_the_function(deployed, aws, built_image):
+    """$LATEST holds other code than 'live' (as a rollback leaves it): the sweep measures live's, and
+    $LATEST gets its own code back after."""
     project, name = deployed
+    lam = client(aws, "lambda")
+    live_image = lam.get_function(FunctionName=name, Qualifier="live")["Code"]["ImageUri"]
+    other = f"docker://{aws['registry']}/{name}:rolled-back-from"  # an OCI manifest: the same layers, another digest
+    pushed = subprocess.run(["podman", "push", "--tls-verify=false", "--format", "oci", built_image["tag"], other],
+                            capture_output=True, text=True)  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    rolled_back_from = f"{live_image.split('@')[0]}@{registry_digest(aws, name, 'rolled-back-from')}"
+    assert rolled_back_from != live_image
+    lam.update_function_code(FunctionName=name, ImageUri=rolled_back_from)
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name)
     set_params(project, **{"tune.memory_mb": [1024, 3538]})
-    swept = deploy(project, aws, "tune")
+    before = len(aws["proxy"].invocations)
+    try:
+        swept = deploy(project, aws, "tune")
+        latest = lam.get_function(FunctionName=name)["Code"]["ImageUri"]
+    finally:
+        lam.update_function_code(FunctionName=name, ImageUri=live_image)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
     assert swept.returncode == 0, swept.stdout + swept.stderr
     assert configuration(aws, name) == {"MemorySize": DEPLOYED_MB, "NUM_THREADS": "1"}
     assert f"restored {name} to {DEPLOYED_MB} MB" in swept.stdout
+    ran = [i["image"].split("@")[1] for i in aws["proxy"].invocations[before:] if i["function"] == name]
+    assert ran == [live_image.split("@")[1]] * 4 and latest == rolled_back_from
 
     runs = pd.read_csv(project / "artifacts/tune/invocations.csv")
     assert list(runs["memory_mb"]) == [1024, 1024, 3538, 3538] and runs["request_id"].nunique() == 4

@@ -1,11 +1,14 @@
 """make tune: a memory sweep on the deployed function, as AWS Lambda Power Tuning does it, from here.
 
+The sweep measures the live version's code: where $LATEST holds other code (a rollback leaves the
+rolled-back code there), live's image is put on $LATEST for the sweep and $LATEST's put back after.
 For each tune.memory_mb: set $LATEST to the configuration deploy would give that memory size (its
 NUM_THREADS too), wait until the update is done, invoke it tune.invocations times with the smoke
 photo and LogType=Tail, and read Lambda's own REPORT line from each log tail (Duration, Billed
 Duration, Max Memory Used, Init Duration). Then the original configuration is put back, also when
 an invoke fails or the sweep is interrupted (Ctrl-C). Published versions and 'live' are never
-touched: only $LATEST changes, and only for the sweep.
+touched: only $LATEST changes, and only for the sweep. (Versions cannot be swept themselves: their
+configuration is frozen.)
 
 Writes artifacts/tune/invocations.csv (every REPORT line, parsed), artifacts/tune/tune.csv (one row
 per memory size, priced with pipeline/cost.py at the function's architecture) and tune.png; names
@@ -119,10 +122,37 @@ def plot(table: pd.DataFrame, path: str) -> None:
     plt.close(fig)
 
 
-def restore(lam, name: str, original: dict) -> None:
-    """Put the configuration back; a second Ctrl-C cannot cut this short."""
+def live_code(lam, d: params.Deploy, live: dict, latest: dict) -> "tuple[dict, dict] | None":
+    """Where $LATEST holds other code than the live version (after a rollback: the rejected code),
+    the sweep measures live's: (live's code, $LATEST's to put back after), for UpdateFunctionCode.
+    None where both hold the same code."""
+    if latest["CodeSha256"] == live["CodeSha256"]:
+        return None
+    if latest.get("PackageType") != "Image":
+        raise cli.UserError(
+            f"{d.function_name}'s $LATEST holds other code than 'live' (version {live['Version']}; a rollback leaves "
+            "the code rolled back from there), and a zip's code cannot be taken back from a version: make tune "
+            "measures the live code only, deploy it again first"
+        )
+
+    def image(**qualifier) -> dict:
+        return {"ImageUri": lam.get_function(FunctionName=d.function_name, **qualifier)["Code"]["ImageUri"]}
+
+    return image(Qualifier=live["Version"]), image()
+
+
+def put_code(lam, name: str, code: dict) -> None:
+    lam.update_function_code(FunctionName=name, **code)
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+
+
+def restore(lam, name: str, original: dict, code: "dict | None" = None) -> None:
+    """Put the configuration back (and $LATEST's own code, where the sweep ran live's); a second
+    Ctrl-C cannot cut this short."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        if code is not None:
+            put_code(lam, name, code)
         lam.update_function_configuration(FunctionName=name, **original)
         lam.get_waiter("function_updated_v2").wait(FunctionName=name)
         print(f"restored {name} to {original['MemorySize']} MB")
@@ -158,14 +188,18 @@ def tune(p: params.Params) -> pd.DataFrame:
         latest = lam.get_function_configuration(FunctionName=d.function_name)
         original = {k: latest[k] for k in VERSIONED if k in latest}
         architecture = latest.get("Architectures", ["x86_64"])[0]
+        swap = live_code(lam, d, live, latest)
         print(f"tuning {d.function_name} ({variant}, {architecture}), now {original['MemorySize']} MB")
         try:
+            if swap:
+                print(f"$LATEST holds other code than 'live' (version {live['Version']}): sweeping live's code on it")
+                put_code(lam, d.function_name, swap[0])
             rows = sweep(lam, d, p.tune, p.cost.mb_per_vcpu, photo)
         except KeyboardInterrupt:
             print("interrupted: putting the configuration back", flush=True)
             raise  # after the restore below: cli.run ends it (exit status 130), nothing written
         finally:  # after success, a failed invoke, an AWS refusal or Ctrl-C alike
-            restore(lam, d.function_name, original)
+            restore(lam, d.function_name, original, swap[1] if swap else None)
     table = summarize(rows, variant, variants.bench_row(variant), architecture, p.cost)
     with files.atomic_path(paths.TUNE_INVOCATIONS) as tmp:
         rows.to_csv(tmp, index=False)
