@@ -145,8 +145,11 @@ def built_image(standin_base, small_run, tmp_path_factory) -> dict:
 
 @pytest.fixture
 def seeded(project, aws, names, built_image) -> str:
-    """The test's own repository holds the default image already, so deploy reuses it (no build, no
-    local smoke test: for tests that are not about building). Its deploy key."""
+    """The test's own repository holds the default image already, so deploy reuses it (no build), and
+    smoke-tests in Lambda (smoke_test: aws; local would pull and run the pushed image here first: for
+    tests that are not about building, a first deploy's invocation in Lambda is test enough). Its
+    deploy key."""
     target = f"docker://{aws['registry']}/{names['repository']}:{built_image['key']}"
     step(["podman", "push", "--tls-verify=false", built_image["tag"], target], "pushing the shared image", 300)
+    set_params(project, **{"deploy.smoke_test": "aws"})
     return built_image["key"]

@@ -105,6 +105,29 @@ def registry_digest(aws, repository: str, tag: str) -> str:
     return answer.headers["Docker-Content-Digest"]
 
 
+def push_index(aws, local: str, repository: str, tag: str) -> str:
+    """A local image pushed as an OCI image index of one image (what docker 29 pushes for a single-platform
+    build); the digest of the image's own manifest in it, as the registry lists it."""
+    podman, index = ["podman", "--log-level", "error"], f"index-{repository}-{tag}"
+    subprocess.run([*podman, "manifest", "rm", index], capture_output=True)
+    try:
+        for cmd in (
+            ["manifest", "create", index],
+            ["manifest", "add", index, f"containers-storage:{local}"],
+            ["manifest", "push", "--tls-verify=false", "--all", "--format", "oci", index,
+             f"docker://{aws['registry']}/{repository}:{tag}"],
+        ):  # fmt: skip
+            done = subprocess.run([*podman, *cmd], capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, f"{cmd}: {done.stderr}"
+    finally:
+        subprocess.run([*podman, "manifest", "rm", index], capture_output=True)
+    url = f"http://{aws['registry']}/v2/{repository}/manifests/{tag}"
+    answer = requests.get(url, headers={"Accept": "application/vnd.oci.image.index.v1+json"}, timeout=10)
+    assert answer.json()["mediaType"] == "application/vnd.oci.image.index.v1+json", answer.text
+    [image] = answer.json()["manifests"]
+    return image["digest"]
+
+
 def registry_tags(aws, repository: str) -> list[str]:
     answer = requests.get(f"http://{aws['registry']}/v2/{repository}/tags/list", timeout=10)
     answer.raise_for_status()

@@ -21,6 +21,9 @@ from deploy_tools import (
     functions_named,
     live,
     one_line_error,
+    push_index,
+    registry_digest,
+    registry_tags,
     replace_file,
     versions,
 )
@@ -100,10 +103,16 @@ def test_image_deploy_config_and_code_changes_failed_smoke_test_and_rollback(pro
     set_params(project, **{"deploy.variant": "float16"})
     assert "deploy --force" in one_line_error(deploy(project, aws))
 
-    # An image whose handler cannot load its model fails its smoke test: nothing is published.
+    # An image whose handler cannot load its model fails its smoke test in Lambda (smoke_test aws): it was
+    # built and pushed, nothing is published. smoke_test local then finds it in the registry, and tests it
+    # here all the same (being pushed is no test): it fails again, nothing is published.
     replace_file(project / "artifacts/tflite/float16.tflite", b"not a tflite model" * 100)
+    set_params(project, **{"deploy.smoke_test": "aws"})
     broken = deploy(project, aws, "--force")
-    assert "smoke test failed" in one_line_error(broken)
+    assert "smoke test failed" in one_line_error(broken) and "building" in broken.stdout
+    set_params(project, **{"deploy.smoke_test": "local"})
+    pushed = deploy(project, aws, "--force")
+    assert "smoke test failed" in one_line_error(pushed) and "not rebuilding" in pushed.stdout, pushed.stdout
     assert versions(lam, name) == ["1", "2", "3"] and live(lam, name) == "3"
 
     rollback = deploy(project, aws, "rollback")
@@ -124,15 +133,24 @@ def test_image_deploy_config_and_code_changes_failed_smoke_test_and_rollback(pro
     assert not (project / "artifacts/deploy.json").exists()
 
 
-def test_the_first_deploy_waits_for_the_new_role(project, aws, names, seeded):
-    """The proxy answers CreateFunction as AWS does while IAM propagates a new role, for 7 s."""
-    proxy, name = aws["proxy"], names["function"]
+def test_the_first_deploy_waits_for_the_new_role_and_ships_an_indexs_image(project, aws, names, built_image):
+    """The proxy answers CreateFunction as AWS does while IAM propagates a new role, for 7 s. The
+    registry holds an OCI image index under the deploy key (as docker 29 pushes): deploy ships the
+    index's amd64 manifest by its digest, tagged so that the untagged-expiry rule never takes it, and
+    builds nothing under another tag."""
+    proxy, name, key = aws["proxy"], names["function"], built_image["key"]
+    image = push_index(aws, built_image["tag"], names["repository"], key)
     proxy.refuse_role[name] = 7
     first = deploy(project, aws)
     assert first.returncode == 0, first.stderr
     refused = proxy.role_refusals[name]
     assert "waiting for IAM" in first.stdout and len(refused) >= 2
     assert refused[-1] - refused[0] >= 7 - 2 * 3 and live(client(aws, "lambda"), name) == "1"
+    shipped = client(aws, "lambda").get_function(FunctionName=name, Qualifier="1")["Code"]["ImageUri"]
+    assert shipped.endswith(f"/{names['repository']}@{image}") and "not rebuilding" in first.stdout
+    assert sorted(registry_tags(aws, names["repository"])) == [key, f"{key}-amd64"]
+    assert registry_digest(aws, names["repository"], f"{key}-amd64") == image
+    assert [i["image"] for i in proxy.invocations if i["function"] == name][-1].endswith(f"@{image}")
 
 
 def test_arm64_on_an_amd64_only_base_fails_before_lambda(project, aws, names):
@@ -226,31 +244,31 @@ def test_an_onnx_variant_ships_with_onnx_runtime_only_in_the_image_and_the_zip(p
     )
 
 
-def test_the_manifest_check_refuses_an_index_and_another_architecture(aws):
-    """What Lambda would refuse (an image index, as BuildKit pushes with attestations) or could not
-    run (an image for another architecture), read back from a real registry before any Lambda call."""
+def test_the_manifest_check_resolves_an_index_and_refuses_another_architecture(aws):
+    """What Lambda would refuse, read back from a real registry before any Lambda call: an image index
+    (docker 29's containerd store pushes one even for a single-platform build) is resolved to its
+    manifest for the architecture, whose digest deploy ships; an index without one, or an image made
+    for another architecture, is refused."""
     from pipeline.cli import UserError
     from pipeline.deploy.image import Registry
 
+    push_index(aws, aws["base"], "manifest-check", "index")
     podman = ["podman", "--log-level", "error"]
-    repository = f"{aws['registry']}/manifest-check"
-    index = "manifest-check-index"
-    subprocess.run([*podman, "manifest", "rm", index], capture_output=True)
-    for cmd in (
-        ["manifest", "create", index],
-        ["manifest", "add", index, f"containers-storage:{aws['base']}"],
-        ["manifest", "push", "--tls-verify=false", "--all", index, f"docker://{repository}:index"],
-        ["push", "--tls-verify=false", "--format", "docker", aws["base"], f"docker://{repository}:single"],
-    ):
-        done = subprocess.run([*podman, *cmd], capture_output=True, text=True)
-        assert done.returncode == 0, f"{cmd}: {done.stderr}"
+    single = f"docker://{aws['registry']}/manifest-check:single"
+    done = subprocess.run([*podman, "push", "--tls-verify=false", "--format", "docker", aws["base"], single],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    url = f"http://{aws['registry']}/v2/manifest-check/manifests/index"
+    index = requests.get(url, headers={"Accept": "application/vnd.oci.image.index.v1+json"}, timeout=10).json()
+    [entry] = index["manifests"]
+    assert entry["platform"]["architecture"] == "amd64"
     registry = Registry(aws["registry"], "manifest-check", None, plain_http=True)
-    with pytest.raises(UserError, match=r"manifest-check:index was pushed as an image index .*single-image manifest"):
-        registry.check("index", "x86_64")
+    assert registry.check("index", "x86_64") == entry["digest"]
+    with pytest.raises(UserError, match=r"manifest-check:index is an image index with no linux/arm64 image"):
+        registry.check("index", "arm64")
     with pytest.raises(UserError, match=r"manifest-check:single is built for amd64, deploy.architecture is arm64"):
         registry.check("single", "arm64")
-    assert registry.check("single", "x86_64").startswith("sha256:")
-    subprocess.run([*podman, "manifest", "rm", index], capture_output=True)
+    assert registry.check("single", "x86_64") == registry_digest(aws, "manifest-check", "single")
 
 
 def test_an_override_registry_off_this_machine_gets_no_token_and_replacement_tags_are_stable():

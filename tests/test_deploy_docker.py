@@ -115,3 +115,31 @@ def test_the_docker_path(project, aws, names, docker_engine, tmp_path):
         proxy.registry, proxy.creds = aws["registry"], None
         registry.terminate()
         registry.wait(timeout=30)
+
+
+FAKE_DOCKER = """#!/bin/sh
+# docker as far as push_image uses it: `push --help` lists --platform where $NEW_DOCKER is set (docker 28+).
+if [ "$1" = push ] && [ "$2" = --help ]; then
+  [ -n "$NEW_DOCKER" ] && echo "      --platform string   Push a platform-specific manifest as a single-platform image"
+  exit 0
+fi
+echo "$@" >> "$(dirname "$0")/calls"
+"""
+
+
+@pytest.mark.fast
+def test_docker_pushes_by_platform_where_it_can(tmp_path, monkeypatch):
+    """docker 29's containerd image store pushes an image index unless push names the platform."""
+    from pipeline.deploy.image import Registry, push_image
+
+    (tmp_path / "docker").write_text(FAKE_DOCKER)
+    (tmp_path / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nowhere.sock")
+    registry = Registry("127.0.0.1:9", "repo", None, plain_http=True)
+    monkeypatch.setenv("NEW_DOCKER", "1")
+    push_image("docker", registry, "127.0.0.1:9/repo:k", "arm64")
+    monkeypatch.delenv("NEW_DOCKER")
+    push_image("docker", registry, "127.0.0.1:9/repo:k", "x86_64")
+    calls = [line.split()[2:] for line in (tmp_path / "calls").read_text().splitlines()]  # after --config DIR
+    assert calls == [["push", "--platform", "linux/arm64", "127.0.0.1:9/repo:k"], ["push", "127.0.0.1:9/repo:k"]]

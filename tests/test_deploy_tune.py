@@ -43,7 +43,7 @@ def deployed(aws, small_run, built_image, tmp_path_factory):
         project,
         **{f"deploy.{k}": v for k, v in deploy_keys.items()},
         **{"deploy.registry": aws["registry"], "deploy.base_image": aws["base"], "deploy.variant": "full_int8"},
-        **{"deploy.memory_mb": DEPLOYED_MB, "deploy.smoke_test": "local", "tune.invocations": 2},
+        **{"deploy.memory_mb": DEPLOYED_MB, "deploy.smoke_test": "aws", "tune.invocations": 2},
     )
     target = f"docker://{aws['registry']}/{name}:{built_image['key']}"
     pushed = subprocess.run(["podman", "push", "--tls-verify=false", built_image["tag"], target], capture_output=True)

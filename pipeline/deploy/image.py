@@ -1,6 +1,8 @@
 """The function's container image: built for the function's architecture as a single-image
-manifest, pushed, then read back from the registry and refused, before Lambda sees it, if it is
-an index or made for another architecture."""
+manifest, pushed (by platform, where the engine can), then read back from the registry before
+Lambda sees it: an image index (Lambda refuses those; docker 29's containerd image store pushes one
+even for a single-platform build) is resolved there to its manifest for the architecture, which
+deploy ships by digest; an image for another architecture is refused."""
 
 import base64
 import hashlib
@@ -95,27 +97,86 @@ class Registry:
             return str(e)
 
     def check(self, tag: str, architecture: str) -> str:
-        """Refuse what Lambda would refuse (an index) or could not run (another architecture)."""
+        """The digest of the single-image manifest Lambda is to run for the tag: the tag's own, or, for
+        an image index, the index's manifest for linux and the architecture (Lambda refuses an index,
+        not a manifest named by digest). Refused: what Lambda could not run (no image for the
+        architecture, an image built for another)."""
         answer = self.get(f"manifests/{tag}", ACCEPT)
         manifest = self.decoded(answer, f"{self.repository}:{tag}")
-        kind = manifest.get("mediaType") or answer.headers.get("Content-Type", "").split(";")[0]
-        image = f"{self.repository}:{tag}"
-        if kind in limits.INDEX_MEDIA_TYPES or "manifests" in manifest:
-            raise Unusable(
-                f"{image} was pushed as an image index ({kind}): Lambda needs a single-image manifest "
-                "(docker: --provenance=false --sbom=false; podman/buildah: --format docker)"
-            )
+        image, wanted = f"{self.repository}:{tag}", limits.ARCHITECTURES[architecture]
+        if index(manifest, answer):
+            found = [m for m in manifest["manifests"] if platform(m) == f"linux/{wanted}"]
+            if not found:
+                listed = ", ".join(platform(m) for m in manifest["manifests"]) or "none"
+                raise Unusable(
+                    f"{image} is an image index with no linux/{wanted} image (it has {listed}): is the base image "
+                    f"available for {wanted}?"
+                )
+            digest = found[0]["digest"]
+            answer = self.get(f"manifests/{digest}", ACCEPT)
+            manifest = self.decoded(answer, f"{self.repository}@{digest}")
+            image = f"{image} (its linux/{wanted} image {digest})"
+            if index(manifest, answer):
+                raise Unusable(f"{image} is an image index again: Lambda needs a single-image manifest")
+        else:
+            digest = answer.headers.get("Docker-Content-Digest") or sha256(answer.content)
         if "config" not in manifest:
-            raise Unusable(f"{image}: the registry's manifest names no image config ({kind})")
+            raise Unusable(f"{image}: the registry's manifest names no image config ({manifest.get('mediaType')})")
         blob = f"blobs/{manifest['config']['digest']}"
         config = self.decoded(self.get(blob), f"{self.repository}/{blob}")
-        found, wanted = config.get("architecture"), limits.ARCHITECTURES[architecture]
+        found = config.get("architecture")
         if found != wanted:
             raise Unusable(
                 f"{image} is built for {found}, deploy.architecture is {architecture} ({wanted}): "
                 "is the base image available for that architecture?"
             )
-        return self.digest(tag)
+        return digest
+
+    def keep(self, tag: str, digest: str, architecture: str) -> None:
+        """Where the tag is an index, its image for the architecture (digest, from check) is tagged
+        <tag>-<arch> as well: a version runs that digest, and the repository's lifecycle rule expires
+        untagged images. That tag is added once and never moved; nothing is built or pushed again."""
+        if self.digest(tag) == digest:
+            return  # the tag names the image itself, no index
+        kept = f"{tag}-{limits.ARCHITECTURES[architecture]}"
+        there = self.digest(kept)
+        if there == digest:
+            return
+        if there is not None:
+            raise cli.UserError(
+                f"{self.repository}:{kept} names {there}, not {tag}'s image {digest}: delete that tag, then deploy "
+                "again"
+            )
+        answer = self.get(f"manifests/{digest}", ACCEPT)
+        kind = answer.headers.get("Content-Type", "").split(";")[0]
+        auth = (self.user, self.password) if self.user else None
+        try:
+            put = requests.put(
+                f"{self.base}/manifests/{kept}",
+                data=answer.content,
+                headers={"Content-Type": kind},
+                auth=auth,
+                timeout=60,
+            )
+            put.raise_for_status()
+        except requests.RequestException as e:
+            raise cli.UserError(f"tagging {self.repository}@{digest} as {kept} on {self.host}: {e}") from None
+        print(f"{self.repository}:{tag} is an image index: shipping its {architecture} image {digest}, tagged {kept}")
+
+
+def sha256(content: bytes) -> str:
+    return f"sha256:{hashlib.sha256(content).hexdigest()}"
+
+
+def index(manifest: dict, answer: requests.Response) -> bool:
+    kind = manifest.get("mediaType") or answer.headers.get("Content-Type", "").split(";")[0]
+    return kind in limits.INDEX_MEDIA_TYPES or "manifests" in manifest
+
+
+def platform(entry: dict) -> str:
+    """An index entry's os/architecture (an attestation's is unknown/unknown)."""
+    found = entry.get("platform") or {}
+    return f"{found.get('os', 'unknown')}/{found.get('architecture', 'unknown')}"
 
 
 def loopback(host: str) -> bool:
@@ -199,6 +260,12 @@ def login(command: list[str], registry: Registry, env: "dict | None" = None) -> 
     )
 
 
+def pushes_by_platform(env: dict) -> bool:
+    """docker push takes --platform from docker 28 on (an older one refuses the option)."""
+    usage = subprocess.run(["docker", "push", "--help"], capture_output=True, text=True, env=env).stdout
+    return "--platform" in usage
+
+
 def docker_env() -> dict:
     """The engine the user's docker talks to, named in the environment: a private --config leaves
     the user's contexts behind with the rest of their config."""
@@ -208,11 +275,34 @@ def docker_env() -> dict:
     return {**os.environ, "DOCKER_HOST": host.strip()}
 
 
-def push_image(engine: str, registry: Registry, image: str) -> None:
+def pull_image(engine: str, registry: Registry, image: str) -> None:
+    """Pull an image (by digest) from the registry, logged in as push_image logs in: with credentials
+    in a private folder, gone after the pull."""
+    logs_in = bool(registry.user) and registry.asks_for_login()
+    what = f"pulling {image} for the local smoke test"
+    with tempfile.TemporaryDirectory() as tmp:
+        if engine == "docker":
+            auths = {}
+            if logs_in:
+                auths[registry.host] = {
+                    "auth": base64.b64encode(f"{registry.user}:{registry.password}".encode()).decode()
+                }
+            (Path(tmp) / "config.json").write_text(json.dumps({"auths": auths}))
+            sh("docker", "--config", tmp, "pull", image, env=docker_env(), what=what)
+            return
+        tls = f"--tls-verify={str(not registry.plain_http).lower()}"
+        auth = ["--authfile", str(Path(tmp) / "auth.json")] if logs_in else []
+        if logs_in:
+            login([engine, "login", *auth, tls], registry)
+        sh(engine, "pull", *auth, tls, f"docker://{image}" if engine == "buildah" else image, what=what)
+
+
+def push_image(engine: str, registry: Registry, image: str, architecture: str) -> None:
     """Log in (when the registry asks for it) and push, with credentials in a private folder that is
     gone after the push: never the user's docker config, whose credential helper (credsStore:
     ecr-login, common on CI and EC2 images) cannot store this token, and where a login would
-    leave a 12-hour token behind."""
+    leave a 12-hour token behind. docker pushes by platform where it can: docker 29's containerd
+    image store pushes an image index without it (moby/moby#51532), even for one platform."""
     denied = "pushing the image (denied? check the ECR permissions in docs/deployer-policy.json)"
     logs_in = bool(registry.user) and registry.asks_for_login()
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,7 +316,11 @@ def push_image(engine: str, registry: Registry, image: str) -> None:
             else:
                 config = {"auths": {}}
             (Path(tmp) / "config.json").write_text(json.dumps(config))
-            sh("docker", "--config", tmp, "push", image, env=docker_env(), what=denied)
+            env = docker_env()
+            by_platform = (
+                ["--platform", f"linux/{limits.ARCHITECTURES[architecture]}"] if pushes_by_platform(env) else []
+            )
+            sh("docker", "--config", tmp, "push", *by_platform, image, env=env, what=denied)
             return
         tls = f"--tls-verify={str(not registry.plain_http).lower()}"
         auth = ["--authfile", str(Path(tmp) / "auth.json")] if logs_in else []
