@@ -78,6 +78,18 @@ def test_image_deploy_config_and_code_changes_failed_smoke_test_and_rollback(pro
     policy = json.loads(lam.get_policy(FunctionName=name, Qualifier="live")["Policy"])
     assert len(policy["Statement"]) == 1 and f":{api['ApiId']}/" in json.dumps(policy["Statement"][0]["Condition"])
 
+    # As an earlier deployer left it, before it tagged what it made: the API, its route, integration and
+    # permission, untagged. Deploy adopts it (tagged) instead of making a second API and moving the
+    # permission away from the URL clients use.
+    arn = f"arn:aws:apigateway:us-east-1::/apis/{api['ApiId']}"
+    apigw.untag_resource(ResourceArn=arn, TagKeys=["clothes-serverless"])
+    adopted = deploy(project, aws)
+    assert adopted.returncode == 0 and "made by an earlier deployer, untagged: tagged and kept" in adopted.stdout
+    assert [a["ApiId"] for a in apis_named(apigw, names["api"])] == [api["ApiId"]]
+    assert json.loads(lam.get_policy(FunctionName=name, Qualifier="live")["Policy"]) == policy
+    assert apigw.get_tags(ResourceArn=arn)["Tags"] == {"clothes-serverless": name}
+    assert aws["proxy"].stage_tags[f"{arn}/stages/$default"] == {"clothes-serverless": name}  # its writes need it
+
     # A deploy-params change: a new version with the new configuration, the same image, no build.
     set_params(project, **{"deploy.memory_mb": 2048})
     configured = deploy(project, aws)

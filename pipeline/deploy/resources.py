@@ -1,8 +1,9 @@
 """The AWS resources around the function: ECR repository, execution role, S3 bucket for large
 zips, log group, HTTP API. Each ensure_* makes its resource match the params, however it was
 left (created, half-created, or changed since). Whatever deploy creates carries the TAG (value:
-the function's name); what it finds already there under the same name it uses but never tags,
-and destroy deletes only what carries the tag. ARNs are written in the caller's partition."""
+the function's name); what it finds already there under the same name it uses but never tags
+(except an HTTP API an earlier version of deploy made before it tagged: adopt), and destroy
+deletes only what carries the tag. ARNs are written in the caller's partition."""
 
 import contextlib
 import json
@@ -12,7 +13,7 @@ import botocore.exceptions
 
 from pipeline import cli, params
 from pipeline.deploy import limits
-from pipeline.deploy.aws import pages, tag_list, tagged, tags
+from pipeline.deploy.aws import TAG, pages, tag_list, tagged, tags
 
 TRUST_POLICY = {
     "Version": "2012-10-17",
@@ -205,8 +206,36 @@ def find_apis(apigw, d: params.Deploy, ours: bool = True) -> list[dict]:
     return [a for a in pages(apigw.get_apis, "Items") if a["Name"] == d.api_name and tagged(a.get("Tags"), d) == ours]
 
 
+def adopt(apigw, d: params.Deploy, alias_arn: str, partition: str) -> list[dict]:
+    """The API an earlier version of this deployer made before it tagged what it made: this name,
+    untagged, its POST /predict routed to this function's 'live'. Tagged (its stages too: their writes
+    need the tag) and reused: a second API would take the one invoke permission from the URL clients
+    use. An untagged API of another shape is someone else's, left alone; two of this shape: refused."""
+    found = []
+    for api in find_apis(apigw, d, ours=False):
+        uris = {
+            i["IntegrationId"]: i["IntegrationUri"] for i in pages(apigw.get_integrations, "Items", ApiId=api["ApiId"])
+        }
+        routes = [r for r in pages(apigw.get_routes, "Items", ApiId=api["ApiId"]) if r["RouteKey"] == ROUTE]
+        if any(uris.get(r.get("Target", "").removeprefix("integrations/")) == alias_arn for r in routes):
+            found.append(api)
+    if len(found) > 1:
+        ids = ", ".join(a["ApiId"] for a in found)
+        raise cli.UserError(
+            f"{len(found)} untagged HTTP APIs named {d.api_name} route {ROUTE} to {d.function_name}:live ({ids}): tag "
+            f"the one clients use with {TAG}={d.function_name} (aws apigatewayv2 tag-resource), then deploy again"
+        )
+    for api in found:
+        arn = f"arn:{partition}:apigateway:{d.region}::/apis/{api['ApiId']}"
+        apigw.tag_resource(ResourceArn=arn, Tags=tags(d))
+        for stage in pages(apigw.get_stages, "Items", ApiId=api["ApiId"]):
+            apigw.tag_resource(ResourceArn=f"{arn}/stages/{stage['StageName']}", Tags=tags(d))
+        print(f"API {d.api_name} ({api['ApiId']}) was made by an earlier deployer, untagged: tagged and kept")
+    return found
+
+
 def ensure_api(apigw, lam, d: params.Deploy, alias_arn: str, account: str, partition: str) -> str:
-    apis = find_apis(apigw, d)
+    apis = find_apis(apigw, d) or adopt(apigw, d, alias_arn, partition)
     api = apis[0] if apis else apigw.create_api(Name=d.api_name, ProtocolType="HTTP", Tags=tags(d))
     api_id = api["ApiId"]
     integrations = [i for i in pages(apigw.get_integrations, "Items", ApiId=api_id) if i["IntegrationUri"] == alias_arn]
