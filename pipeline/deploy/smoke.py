@@ -5,6 +5,7 @@ target version the same way before 'live' moves to it."""
 
 import base64
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,16 @@ import botocore.exceptions
 import pandas as pd
 import requests
 
-from pipeline import cli, dataset, params, paths
-from pipeline.deploy import build
+from pipeline import cli, dataset, emulators, params, paths, variants
+from pipeline.deploy import build, limits
 from pipeline.gateway import INVOKE_PATH
 from pipeline.serve import free_port
 
 ANSWER_S = 60
+# An image of another architecture runs here under qemu (binfmt_misc): its first answer (Python, the
+# runtime's import and the model's load, all emulated) takes minutes on 2 cores, not seconds; the
+# model's arithmetic is Lambda's CPU's, its speed is not.
+EMULATED_ANSWER_S = 600
 # Lambda's answers to an Invoke while it restores an idle (Inactive) function, or before it is ready.
 RESTORING = ("CodeArtifactUserPendingException", "ResourceNotReadyException")
 
@@ -59,21 +64,38 @@ def event(photo: Path) -> dict:
     return {"image": base64.b64encode(photo.read_bytes()).decode()}
 
 
-def run_image(engine: str, image: str, photo: Path) -> dict:
+def foreign(architecture: str) -> bool:
+    """The function's architecture is not this machine's: its programs run here only under qemu."""
+    return variants.MACHINES[architecture] != platform.machine()
+
+
+def run_image(engine: str, image: str, photo: Path, architecture: str = "x86_64") -> dict:
+    """The image under its runtime interface emulator, as the function's architecture: another one runs
+    under qemu on Lambda's CPU model for it (make emulators), else the smoke test says to test in AWS."""
     port = free_port()
     run = [engine, "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8080"]
     if engine == "podman":
         run += ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
+    wait_s = ANSWER_S
+    if foreign(architecture):
+        if architecture == "arm64" and not emulators.arm64_registered():
+            raise cli.UserError(
+                f"smoke_test: local runs the arm64 image on this {platform.machine()} machine under qemu, which is "
+                "not registered for arm64 here: `make emulators` (root), or smoke_test: aws"
+            )
+        run += ["--platform", f"linux/{limits.ARCHITECTURES[architecture]}"]
+        run += ["-e", f"QEMU_CPU={emulators.CPU_MODELS[architecture]}"]
+        wait_s = EMULATED_ANSWER_S
     container = build.sh(*run, image, what="starting the image for the smoke test").strip()
     try:
         url = f"http://127.0.0.1:{port}{INVOKE_PATH}"
         session = requests.Session()
-        for _ in range(ANSWER_S * 4):
+        for _ in range(wait_s * 4):
             try:
-                return session.post(url, json=event(photo), timeout=ANSWER_S).json()
+                return session.post(url, json=event(photo), timeout=wait_s).json()
             except (requests.ConnectionError, ValueError):
                 subprocess.run(["sleep", "0.25"])
-        raise cli.UserError(f"smoke test failed: the image did not answer within {ANSWER_S} s")
+        raise cli.UserError(f"smoke test failed: the image did not answer within {wait_s} s")
     finally:
         subprocess.run([engine, "rm", "-f", container], capture_output=True)
 
@@ -81,6 +103,11 @@ def run_image(engine: str, image: str, photo: Path) -> dict:
 def run_zip(d: params.Deploy, photo: Path) -> dict:
     """The zip's handler with the package's own files only (no site-packages), from another directory."""
     here = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if foreign(d.architecture):  # its wheels are built for the function's CPU (aarch64 .so files)
+        raise cli.UserError(
+            f"smoke_test: local runs the {d.architecture} zip package with this {platform.machine()} machine's "
+            "Python: use smoke_test: aws"
+        )
     if d.zip_runtime != here:
         raise cli.UserError(f"smoke_test: local runs the {d.zip_runtime} package with this {here}: use smoke_test: aws")
     code = (
