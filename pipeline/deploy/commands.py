@@ -37,11 +37,12 @@ def guard_labels(live: "dict | None", labels: list, force: bool) -> None:
 
 
 def ship_image(d: params.Deploy, key: str, expected: tuple[Path, str]) -> dict:
-    """The image tagged with the deploy key: reused if the registry has it, else built, smoke-tested
-    (local), pushed; then checked in the registry (single image, right architecture). A tag never
-    moves (a version may run its digest): an unusable image under the key is replaced under
-    key-r1, key-r2, ... (image.usable_tag), and a registry that fails to answer stops the deploy
-    instead of a rebuild."""
+    """The image tagged with the deploy key: reused if the registry has it (smoke_test local: pulled
+    and tested here all the same), else built, smoke-tested (local), pushed; then checked in the
+    registry (an index resolved to its image for the architecture, shipped by digest; the right
+    architecture). A tag never moves (a version may run its digest): an unusable image under the
+    key is replaced under key-r1, key-r2, ... (image.usable_tag), and a registry that fails to
+    answer stops the deploy instead of a rebuild."""
     ecr = client("ecr", d.region)
     repo_uri = resources.ensure_repository(ecr, d)
     host = d.registry or repo_uri.split("/")[0]
@@ -61,10 +62,18 @@ def ship_image(d: params.Deploy, key: str, expected: tuple[Path, str]) -> dict:
         image.build_image(engine, d, local)
         if d.smoke_test == "local":
             smoke.check(smoke.run_image(engine, local, expected[0], d.architecture), *expected)
-        image.push_image(engine, registry, local)
+        image.push_image(engine, registry, local, d.architecture)
     else:
         print(f"the registry has the image for {tag} already: not rebuilding")
-    digest = registry.check(tag, d.architecture)
+    digest = registry.check(tag, d.architecture)  # an index's image for the architecture, or the tag's own
+    registry.keep(tag, digest, d.architecture)
+    if present and d.smoke_test == "local":
+        # Being in the registry is no test: an `aws`-mode deploy whose Lambda smoke test failed pushed it
+        # too. The exact digest Lambda is to run is pulled and tested here.
+        engine, pinned = image.container_engine(), f"{host}/{d.repository}@{digest}"
+        print(f"smoke_test local: testing the registry's {pinned} here")
+        image.pull_image(engine, registry, pinned)
+        smoke.check(smoke.run_image(engine, pinned, expected[0], d.architecture), *expected)
     # Lambda pulls from ECR: with a registry override, still name the image by ECR's repository URI.
     return {"ImageUri": f"{repo_uri}@{digest}"}
 
