@@ -24,13 +24,14 @@ MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.do
 
 
 @contextlib.contextmanager
-def local_aws(registry_host: str, base: str):
-    """moto and the Lambda-like proxy in front of it (what deploy talks to), stopped after."""
+def local_aws(registry_host: str, base: str, zip_bases: "dict | None" = None):
+    """moto and the Lambda-like proxy in front of it (what deploy talks to), stopped after. With
+    zip_bases (architecture -> stand-in base) the proxy runs zip functions too (lambda_proxy.py)."""
     try:
         moto, endpoint = start_moto()
     except SetupFailed as e:
         pytest.fail(f"deploy test set-up: {e}", pytrace=False)
-    proxy = LambdaProxy(endpoint, registry_host)  # deploy talks to AWS through it
+    proxy = LambdaProxy(endpoint, registry_host, zip_bases)  # deploy talks to AWS through it
     env = {
         "AWS_ENDPOINT_URL": proxy.url,
         "AWS_ACCESS_KEY_ID": "testing",

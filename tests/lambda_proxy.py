@@ -5,6 +5,13 @@ and passes every other call through unchanged:
   pulled from the local registry, with podman under the image's runtime interface emulator, and
   returns its real answer (moto cannot run image functions). One container per image, environment
   and memory size is kept warm, as Lambda keeps an execution environment.
+- Invoke of a zip function, where the proxy is given a stand-in base for its architecture
+  (zip_bases) and the function's runtime is that base's Python: the zip deploy uploaded (its
+  CodeSha256 names it), unzipped into /var/task of the base, run under the base's emulator with the
+  function's Handler. Elsewhere moto's configurable answer, as before.
+- The function's architecture is the container's: an arm64 function runs as arm64 (qemu through
+  binfmt_misc, Graviton2's CPU model) with /sys/devices/system/cpu/possible and present absent,
+  as Lambda's Graviton hosts have them.
 - Invoke with LogType=Tail answers with the last 4 KB of the container's log from that invocation
   (X-Amz-Log-Result, base64), as Lambda does: the emulator's own START, END and REPORT lines.
 - PublishVersion when code and configuration did not change since the last version hands back
@@ -22,24 +29,34 @@ and passes every other call through unchanged:
 """
 
 import base64
+import contextlib
+import dataclasses
+import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
+import zipfile
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
 import requests
 from moto.iam.access_control import IAMPolicy, PermissionResult  # moto's own IAM policy evaluation
 
+from pipeline.emulators import CPU_MODELS
 from pipeline.gateway import INVOKE_PATH
 from pipeline.serve import free_port
 
 FUNCTIONS = re.compile(r"^/2015-03-31/functions/?$")
 FUNCTION = re.compile(r"^/2015-03-31/functions/([^/]+)(/configuration)?/?$")
+CODE = re.compile(r"^/2015-03-31/functions/([^/]+)/code/?$")
 INVOCATIONS = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?$")
 VERSIONS = re.compile(r"^/2015-03-31/functions/([^/]+)/versions/?$")
 ACCOUNT_SETTINGS = re.compile(r"^/2016-08-19/account-settings/?$")
@@ -60,18 +77,27 @@ VERSIONED = (
 )
 PODMAN_RUN = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]  # docs/toolchain.md
 ANSWER_S = 120  # a container's first answer includes its start and the model's load on a loaded 2-core machine
+EMULATED_ANSWER_S = 600  # the same under qemu (an arm64 function): Python, the runtime and the model all emulated
 TAIL_BYTES = 4096  # what LogType=Tail returns: the end of the invocation's log
 REPORT_S = 10  # the emulator writes the REPORT line just after the answer
+ZIP_RUNTIME = "python3.11"  # the stand-in bases' Python (Debian bookworm's): the zip runtime the proxy can run
+PLATFORMS = {"x86_64": "amd64", "arm64": "arm64"}  # Lambda's architecture -> podman's --arch
+# What Lambda's Graviton (arm64) hosts do not have; cpuinfo (ONNX Runtime, XNNPACK) reads both first.
+HIDDEN_ON_ARM64 = ("possible", "present")
+CPU_SYS = "/sys/devices/system/cpu"
 
 
 class LambdaProxy:
-    def __init__(self, moto: str, registry: str):
+    def __init__(self, moto: str, registry: str, zip_bases: "dict | None" = None):
         self.moto, self.registry = moto, registry
+        self.zip_bases = zip_bases or {}  # architecture -> stand-in base image that runs its zip functions
+        self.code = Path(tempfile.mkdtemp(prefix="lambda-proxy-", dir="/var/tmp"))  # zips kept, and unzipped
+        self.zips = {}  # CodeSha256 -> the zip deploy uploaded (where zip_bases asks for them to run)
         self.creds: str | None = None  # user:password, for a registry that asks for a login
         self.lams = {}  # region -> a client of moto's Lambda there (moto keeps functions per region)
         self.signed = threading.local()  # the region the request being answered was signed for
         self.lock = threading.Lock()
-        self.containers = {}  # (image, environment, memory) -> (container id, port, the image's repo digests)
+        self.containers = {}  # (Run, environment, memory) -> (container id, port, the image's repo digests)
         self.busy = defaultdict(threading.Lock)  # container id -> held during an invoke (one at a time, as Lambda)
         self.invocations = []  # each Invoke the proxy ran: function, qualifier, version, image, repo digests
         self.role_refusals = defaultdict(list)  # function -> times CreateFunction was refused
@@ -124,6 +150,7 @@ class LambdaProxy:
         self.server.shutdown()
         for container, *_ in self.containers.values():
             subprocess.run(["podman", "rm", "-f", container], capture_output=True, timeout=60)
+        shutil.rmtree(self.code, ignore_errors=True)
 
     # ------------------------------------------------------------------ what passes through
     def forward(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
@@ -156,7 +183,12 @@ class LambdaProxy:
             self.stage_tags.setdefault(m.group(1), {}).update(json.loads(body).get("tags", {}))
             return 201, {"Content-Type": "application/json"}, b"{}"
         if method == "POST" and FUNCTIONS.match(path):
-            return self.create(json.loads(body))
+            spec = json.loads(body)
+            self.keep_zip(spec.get("Code") or {})
+            return self.create(spec)
+        if method == "PUT" and CODE.match(path):
+            self.keep_zip(json.loads(body))
+            return None  # moto's own answer: the proxy only keeps a copy of the zip
         if method == "POST" and (m := INVOCATIONS.match(path)):
             return self.invoke(m.group(1), qualifier, body, tail=headers.get("X-Amz-Log-Type") == "Tail")
         if method == "POST" and (m := VERSIONS.match(path)):
@@ -271,24 +303,31 @@ class LambdaProxy:
             return None  # moto's own answer
         self.published_image(name, qualifier, fn)
         config = fn["Configuration"]
-        if config.get("PackageType") != "Image":
-            return None  # zip functions: moto's configurable answer
+        if config.get("PackageType") == "Image":
+            # The registry's copy of exactly the digest the function names (ECR's host replaced by the local one).
+            image, command, mounts = f"{self.registry}/{fn['Code']['ImageUri'].split('/', 1)[1]}", [], []
+        else:
+            unzipped = self.unzipped(config)
+            if unzipped is None:
+                return None  # a zip the proxy cannot run (no base for its architecture or runtime): moto's answer
+            image, command, mounts = self.zip_bases[architecture(config)], [config["Handler"]], [unzipped]
         version = config["Version"] if qualifier != "$LATEST" else "$LATEST"
         if (name, qualifier) in self.inactive:
             self.inactive.discard((name, qualifier))
             self.pending_reads[(name, qualifier)] = 1  # Pending while Lambda restores it, then Active
             return error(409, "CodeArtifactUserPendingException", RESTORING)
-        # The registry's copy of exactly the digest the function names (ECR's host replaced by the local one).
-        image = f"{self.registry}/{fn['Code']['ImageUri'].split('/', 1)[1]}"
         environment = config.get("Environment", {}).get("Variables", {})
-        container, port, digests = self.container(image, environment, config["MemorySize"], config["Timeout"])
+        run = Run(image, architecture(config), tuple(command), tuple(mounts))
+        container, port, digests = self.container(run, environment, config["MemorySize"], config["Timeout"])
         self.invocations.append(
-            {"function": name, "qualifier": qualifier, "version": version, "image": image, "digests": digests}
-        )
+            {"function": name, "qualifier": qualifier, "version": version, "image": image, "digests": digests,
+             "architecture": run.architecture, "container": container, "code": config.get("CodeSha256")}
+        )  # fmt: skip
         headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": version}
         with self.busy[container]:
             before = len(container_log(container)) if tail else 0
-            answer = post_until_up(f"http://127.0.0.1:{port}{INVOKE_PATH}", event)
+            wait_s = ANSWER_S if run.architecture == "x86_64" else EMULATED_ANSWER_S
+            answer = post_until_up(f"http://127.0.0.1:{port}{INVOKE_PATH}", event, wait_s)
             if tail:
                 headers["X-Amz-Log-Result"] = base64.b64encode(invocation_log(container, before)).decode()
         try:
@@ -300,24 +339,58 @@ class LambdaProxy:
             headers["X-Amz-Function-Error"] = "Unhandled"  # the handler raised, or the runtime could not start
         return 200, headers, answer.content
 
-    def container(self, image: str, environment: dict, memory_mb: int, timeout_s: int) -> tuple[str, int, list]:
-        """A running container of the image: its id, its port, and the repo digests podman knows the image by."""
-        key = (image, json.dumps(environment, sort_keys=True), memory_mb)
+    def keep_zip(self, code: dict) -> None:
+        """A copy of a zip deploy uploads (in the call, or through S3), under the CodeSha256 Lambda gives it."""
+        if not self.zip_bases or not ({"ZipFile", "S3Bucket"} & set(code)):
+            return
+        if "ZipFile" in code:
+            data = base64.b64decode(code["ZipFile"])
+        else:
+            s3 = boto3.client("s3", endpoint_url=self.moto, region_name="us-east-1", aws_access_key_id="testing",
+                              aws_secret_access_key="testing")  # fmt: skip
+            data = s3.get_object(Bucket=code["S3Bucket"], Key=code["S3Key"])["Body"].read()
+        sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        path = self.code / f"{hashlib.sha256(data).hexdigest()}.zip"
+        path.write_bytes(data)
+        self.zips[sha] = path
+
+    def unzipped(self, config: dict) -> "str | None":
+        """The function's zip unzipped (read-only, as Lambda's /var/task), as a podman volume; None where the
+        proxy cannot run it: no base for its architecture, another Python, or a zip it did not see uploaded."""
+        if architecture(config) not in self.zip_bases or config.get("Runtime") != ZIP_RUNTIME:
+            return None
+        path = self.zips.get(config.get("CodeSha256"))
+        if path is None:
+            return None
+        folder = path.with_suffix("")
+        with self.lock:
+            if not folder.exists():
+                with zipfile.ZipFile(path) as z:
+                    z.extractall(folder)
+        return f"{folder}:/var/task:ro"
+
+    def container(self, run: "Run", environment: dict, memory_mb: int, timeout_s: int) -> tuple[str, int, list]:
+        """A running container of the image (as the function's architecture, with its command and
+        volumes): its id, its port, and the repo digests podman knows the image by."""
+        key = (run, json.dumps(environment, sort_keys=True), memory_mb)
+        image = run.image
         with self.lock:
             if key not in self.containers:
                 port = free_port()
                 env = {**environment, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
                        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(timeout_s)}  # fmt: skip
+                arch = ["--arch", PLATFORMS[run.architecture]]
                 if self.creds:  # podman run takes no --creds: pull with them first
                     pulled = subprocess.run(
-                        ["podman", "pull", "-q", "--tls-verify=false", "--creds", self.creds, image],
+                        ["podman", "pull", "-q", *arch, "--tls-verify=false", "--creds", self.creds, image],
                         capture_output=True, text=True, timeout=300,
                     )  # fmt: skip
                     if pulled.returncode != 0:
                         raise RuntimeError(f"podman pull {image}: {pulled.stderr.strip()[-300:]}")
                 started = subprocess.run(
-                    ["podman", "run", "-d", "--rm", *PODMAN_RUN, "--tls-verify=false", "-p", f"127.0.0.1:{port}:8080",
-                     *(a for k, v in env.items() for a in ("-e", f"{k}={v}")), image],
+                    ["podman", "run", "-d", "--rm", *PODMAN_RUN, *arch, *as_lambda(run.architecture, self.code),
+                     "--tls-verify=false", "-p", f"127.0.0.1:{port}:8080", *(a for m in run.mounts for a in ("-v", m)),
+                     *(a for k, v in env.items() for a in ("-e", f"{k}={v}")), image, *run.command],
                     capture_output=True, text=True, timeout=300,
                 )  # fmt: skip
                 if started.returncode != 0:
@@ -330,6 +403,29 @@ class LambdaProxy:
                 )  # fmt: skip
                 self.containers[key] = (container, port, json.loads(inspected.stdout or "[]"))
             return self.containers[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What a container runs: the image (a function's, or a zip's stand-in base), as which architecture,
+    the command after the entry point (a zip's Handler) and volumes (its unzipped code)."""
+
+    image: str
+    architecture: str
+    command: tuple = ()
+    mounts: tuple = ()
+
+
+def architecture(config: dict) -> str:
+    return (config.get("Architectures") or ["x86_64"])[0]
+
+
+def as_lambda(arch: str, scratch: Path) -> list[str]:
+    """podman run's options for what differs on Lambda's hosts of the architecture: on arm64, Graviton2's
+    CPU model for qemu (binfmt_misc runs the container's programs under it) and the /sys files it lacks."""
+    if arch != "arm64":
+        return []
+    return ["-e", f"QEMU_CPU={CPU_MODELS[arch]}", *hide_cpu_files(scratch)]
 
 
 def container_log(container: str) -> bytes:
@@ -349,11 +445,11 @@ def invocation_log(container: str, start: int) -> bytes:
         time.sleep(0.05)
 
 
-def post_until_up(url: str, event: bytes) -> requests.Response:
-    deadline = time.monotonic() + ANSWER_S
+def post_until_up(url: str, event: bytes, wait_s: float = ANSWER_S) -> requests.Response:
+    deadline = time.monotonic() + wait_s
     while True:
         try:
-            return requests.post(url, data=event, timeout=ANSWER_S)
+            return requests.post(url, data=event, timeout=wait_s)
         except requests.ConnectionError:
             if time.monotonic() > deadline:
                 raise
@@ -369,3 +465,27 @@ def error(status: int, code: str, message: str) -> tuple[int, dict, bytes]:
     answer = reply(status, {"Type": "User", "message": message})
     answer[1]["x-amzn-ErrorType"] = code
     return answer
+
+
+def hide_cpu_files(scratch: Path) -> list[str]:
+    """podman run's options that leave HIDDEN_ON_ARM64 out of the container's CPU_SYS, as Lambda's Graviton
+    does: a copy of this machine's folder without them, mounted over it read-only. podman's --security-opt
+    mask= would not do: it binds /dev/null over a file, which is then there and empty, and cpuinfo reads an
+    empty list as one processor where a missing file is the error Lambda's hosts give."""
+    copy = scratch / "cpu-sys"
+    if not copy.exists():
+        building = scratch / "cpu-sys.partial"
+        for folder, dirs, files in os.walk(CPU_SYS):
+            into = building / os.path.relpath(folder, CPU_SYS)
+            into.mkdir(parents=True, exist_ok=True)
+            for name in dirs + files:
+                source = Path(folder) / name
+                if folder == CPU_SYS and name in HIDDEN_ON_ARM64:
+                    continue
+                if source.is_symlink():
+                    (into / name).symlink_to(os.readlink(source))
+                elif name in files:
+                    with contextlib.suppress(OSError):  # write-only attributes cannot be read
+                        (into / name).write_bytes(source.read_bytes())
+        building.rename(copy)
+    return ["-v", f"{copy}:{CPU_SYS}:ro"]
