@@ -9,6 +9,7 @@ machine without them gets one line saying what to do."""
 import contextlib
 import hashlib
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -28,6 +29,25 @@ INSTALL_HINT = "run `make emulators` as root (apt-get install qemu-user-static, 
 ARM64_SUITE = "bookworm"
 ARM64_PYTHON = "3.11"
 ARM64_PLATFORMS = ["manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"]
+
+
+# x86 features Haswell lacks that ONNX Runtime's and XNNPACK's kernels dispatch on (cpuinfo flag names).
+WIDER_X86 = {"avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512fp16", "amx_tile", "amx_int8"}
+
+
+def same_as_target(architecture: str, flags: "set | None" = None) -> bool:
+    """This machine computes what the architecture's CPU model would: an x86_64 CPU with none of WIDER_X86
+    runs natively the kernels qemu's Haswell would run emulated (measured bit-identical on an AVX2-only
+    AMD EPYC: benchmarks/results/targets_native_x86.txt), in a tenth of the time or less. flags: this
+    CPU's (/proc/cpuinfo) unless given."""
+    if architecture != "x86_64" or (flags is None and platform.machine() != "x86_64"):
+        return False
+    if flags is None:
+        cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+        flags = set(
+            next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+        )
+    return bool(flags) and not WIDER_X86 & flags
 
 
 def qemu(architecture: str) -> str:
@@ -149,9 +169,6 @@ def arm64_packages(cache: Path, pins: list) -> Path:
 
 
 def main() -> None:
-    import argparse
-
-    argparse.ArgumentParser(description="Check qemu user mode and register arm64 with binfmt_misc (root).").parse_args()
     register_arm64()
     print("emulators ready: " + ", ".join(f"{a} as {CPU_MODELS[a]} ({qemu(a)})" for a in QEMU))
 

@@ -69,7 +69,9 @@ def start(architecture: str, kept: list, job: Path, t: params.Targets) -> subpro
     on arm64 the arm64 pins' wheels in a Debian arm64 Python. UserError where the emulators cannot run here."""
     here, probe = Path.cwd(), ["-m", "pipeline.target_probe", str(job)]
     site = []
-    if architecture == "x86_64":
+    if emulators.same_as_target(architecture):  # an AVX2-only x86 here: its own kernels are Haswell's
+        argv, env = [sys.executable, *probe], {}
+    elif architecture == "x86_64":
         argv, env = emulators.emulated("x86_64", [sys.executable, *probe])
     else:
         wanted = {PACKAGES[variants.runtime(v)] for v in kept} | {"numpy"}  # photos come decoded: no Pillow
@@ -131,7 +133,7 @@ def check(p: params.Params) -> pd.DataFrame:
 
 def judge(variant, architecture, out: Path, unchecked, build, keras, labels, t: params.Targets) -> dict:
     """One row of the table: the variant's numbers on the target (the probe's answers in out) and its verdict."""
-    cpu = emulators.CPU_MODELS[architecture]
+    cpu = emulators.CPU_MODELS[architecture] + (" (native)" if emulators.same_as_target(architecture) else "")
     row = {"variant": variant, "architecture": architecture, "cpu": cpu, "runtime": runtime_pin(variant, architecture)}
     if unchecked:
         return {**row, "verdict": "unchecked", "reason": unchecked}

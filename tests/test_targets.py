@@ -241,3 +241,21 @@ def test_the_report_gives_each_variant_and_target_its_verdict_and_says_why_once(
     assert "- onnx_int8 on x86_64: excluded: top-1 agreement ... 0.917 < ..." in text
     empty = report.targets_section(pd.DataFrame(columns=targets.COLUMNS), reduce_range=True)
     assert "No target CPU checked (targets.architectures is empty)." in empty
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    "architecture, flags, native",
+    [
+        ("x86_64", {"sse4_2", "avx", "avx2", "fma"}, True),  # AVX2-only (Zen 3, Haswell..Skylake client)
+        ("x86_64", {"avx2", "fma", "avx512f", "avx512_vnni"}, False),  # Ice Lake, Zen 4: VNNI's int8 paths
+        ("x86_64", {"avx2", "fma", "avx_vnni"}, False),  # Alder Lake: VEX-encoded VNNI
+        ("x86_64", {"avx2", "amx_tile", "amx_int8"}, False),
+        ("x86_64", set(), False),  # flags unknown: emulate
+        ("arm64", {"avx2"}, False),  # arm64 always runs its own Python under qemu
+    ],
+)
+def test_the_x86_target_runs_natively_only_on_a_cpu_with_haswells_kernels(architecture, flags, native):
+    from pipeline import emulators
+
+    assert emulators.same_as_target(architecture, flags) is native
