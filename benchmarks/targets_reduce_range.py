@@ -1,7 +1,7 @@
 """ONNX int8 without and with reduce_range, on the build machine and on Lambda's CPUs: the before/after of
 convert.onnx_reduce_range (docs/targets.md).
 
-    python benchmarks/targets_reduce_range.py PROJECT [--photos 150] [--out NAME]
+    python benchmarks/targets_reduce_range.py PROJECT [--photos 150] [--out NAME] [--settings off,on]
 
 PROJECT: a finished `dvc repro` (its onnx_float32.onnx, manifest, params and verify's predictions). Quantizes
 onnx_int8 from its onnx_float32 both ways, calibrated on the photos convert uses; for each, the build
@@ -35,6 +35,10 @@ def scratch_project(project: Path, folder: Path, model: Path, photos: int) -> Pa
         shutil.copytree(project / name, folder / name, ignore=shutil.ignore_patterns("*.keras"))
     for code in ("pipeline", "lambda"):
         os.symlink(ROOT / code, folder / code)
+    for table in ("data/manifest.csv", "artifacts/verify/predictions.csv"):  # photo paths relative to PROJECT
+        rows = pd.read_csv(folder / table, dtype=str, keep_default_na=False)
+        rows["path"] = [str((project / path).resolve()) for path in rows["path"]]
+        rows.to_csv(folder / table, index=False)
     (folder / "artifacts/onnx").mkdir()
     shutil.copy(model, folder / "artifacts/onnx/onnx_int8.onnx")
     verify = json.loads((folder / "artifacts/metrics/verify.json").read_text())
@@ -54,6 +58,7 @@ def main() -> None:
     parser.add_argument("project", type=Path)
     parser.add_argument("--photos", type=int, default=150)
     parser.add_argument("--out", default="targets_reduce_range")
+    parser.add_argument("--settings", default="off,on", help="reduce_range off, on or both (the targets stage's runs)")
     args = parser.parse_args()
     project = args.project.resolve()
     os.chdir(project)  # the pipeline's paths are relative to a project's root
@@ -73,7 +78,7 @@ def main() -> None:
     keras = keras[[f"p_{n}" for n in labels_of]].to_numpy().argmax(1)
     rows = []
     with tempfile.TemporaryDirectory(prefix="reduce-range-") as tmp:
-        for reduce_range in (False, True):
+        for reduce_range in [{"off": False, "on": True}[s] for s in args.settings.split(",")]:
             model = Path(tmp) / f"onnx_int8_reduce_range_{reduce_range}.onnx"
             onnx_convert.quantize_int8(float_model, model, representative, Path(tmp) / "convert.log", reduce_range)
             runner = load_model(model, num_threads=1)

@@ -8,6 +8,7 @@ Both targets run at once, one core each. A target the emulators cannot run here 
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -113,6 +114,8 @@ def check(p: params.Params) -> pd.DataFrame:
     predictions = dataset.read_labelled(paths.PREDICTIONS)
     keras = predictions[predictions["model"] == "keras"].set_index("path")[[f"p_{n}" for n in names]]
     keras = keras.loc[[image_paths[i] for i in chosen]].to_numpy()
+    # Stopped (kill, a CI timeout): exit through the finally below, so that no emulator runs on without it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="targets-") as work:
         runs, unchecked = start_all(t, kept, photos, x, Path(work))
         try:

@@ -126,3 +126,48 @@ def test_a_variant_whose_answers_change_on_a_target_cpu_is_excluded_for_that_arc
     deploy = dataclasses.replace(params.load().deploy, variant="onnx_int8")
     with pytest.raises(UserError, match=f"onnx_int8 was excluded on {architecture} by the targets stage: top-1"):
         build.chosen_model(dataclasses.replace(deploy, architecture=architecture))
+
+
+def children(pid: int) -> set:
+    """The processes whose parent is pid (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+def test_a_stopped_stage_leaves_no_emulator_running(tmp_path, dataset_dir):
+    """SIGTERM (a CI timeout, kill) ends the stage and the probes it started, not the stage alone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    overrides = {"convert.variants": ["onnx_int8"], "targets.architectures": ["x86_64", "arm64"],
+                 "targets.cache_dir": str(ROOT / ".cache/targets")}  # fmt: skip
+    project = make_project(tmp_path / "p", small_params(dataset_dir, **overrides))
+    tiny_project(project, dataset_dir, saturating_model())
+    env = {**os.environ, "PYTHONPATH": f"{project}:{project / 'lambda'}"}
+    stage_process = subprocess.Popen([sys.executable, "-m", "pipeline.targets"], cwd=project, env=env)
+    deadline = time.monotonic() + 120
+    while len(probes := children(stage_process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(probes) == 2, "the stage did not start its two probes"
+    stage_process.send_signal(signal.SIGTERM)
+    assert stage_process.wait(timeout=60) == 143
+    time.sleep(1)  # SIGKILL is delivered at once, but the kernel takes a moment to end an emulator
+    alive = {pid for pid in probes if running(pid)}
+    assert not alive, f"probes left running: {alive}"
