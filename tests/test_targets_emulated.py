@@ -156,16 +156,17 @@ def test_a_stopped_stage_leaves_no_emulator_running(tmp_path, dataset_dir):
     import sys
     import time
 
-    overrides = {"convert.variants": ["onnx_int8"], "targets.architectures": ["x86_64", "arm64"],
+    # arm64 only: it is emulated on any build machine (x86_64 may run natively and end within a second).
+    overrides = {"convert.variants": ["onnx_int8"], "targets.architectures": ["arm64"],
                  "targets.cache_dir": str(ROOT / ".cache/targets")}  # fmt: skip
     project = make_project(tmp_path / "p", small_params(dataset_dir, **overrides))
     tiny_project(project, dataset_dir, saturating_model())
     env = {**os.environ, "PYTHONPATH": f"{project}:{project / 'lambda'}"}
     stage_process = subprocess.Popen([sys.executable, "-m", "pipeline.targets"], cwd=project, env=env)
     deadline = time.monotonic() + 120
-    while len(probes := children(stage_process.pid)) < 2 and time.monotonic() < deadline:
+    while not (probes := children(stage_process.pid)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert len(probes) == 2, "the stage did not start its two probes"
+    assert len(probes) == 1, "the stage did not start its probe"
     stage_process.send_signal(signal.SIGTERM)
     assert stage_process.wait(timeout=60) == 143
     time.sleep(1)  # SIGKILL is delivered at once, but the kernel takes a moment to end an emulator
