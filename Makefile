@@ -34,6 +34,13 @@ test: lint rie deploy-deps
 test-targets: emulators
 	pytest -m targets tests/test_targets_emulated.py
 
+# arm64 end to end under qemu (tests/test_deploy_arm64.py): the image and the zip built for arm64 here, run by
+# the Lambda-like proxy as arm64 and answering as verify did. Minutes; .ci/run runs it after make test, on make
+# test's small run (SMALL_RUN=its folder; without it the session builds its own, ~6 min more).
+.PHONY: test-arm64 rie-arm64
+test-arm64: rie-arm64 deploy-deps emulators
+	pytest -m arm64 tests/test_deploy_arm64.py $(if $(SMALL_RUN),--small-run-dir $(SMALL_RUN))
+
 # Pure functions only (gate rule, recommendation, cost table, params, event parsing, dvc.yaml's map): seconds.
 test-fast: $(VENV)/.installed
 	pytest -m fast -q
