@@ -470,8 +470,9 @@ def error(status: int, code: str, message: str) -> tuple[int, dict, bytes]:
 def hide_cpu_files(scratch: Path) -> list[str]:
     """podman run's options that leave HIDDEN_ON_ARM64 out of the container's CPU_SYS, as Lambda's Graviton
     does: a copy of this machine's folder without them, mounted over it read-only. podman's --security-opt
-    mask= would not do: it binds /dev/null over a file, which is then there and empty, and cpuinfo reads an
-    empty list as one processor where a missing file is the error Lambda's hosts give."""
+    mask= binds /dev/null over a file, which is then there and empty: cpuinfo fails on that the same way
+    (measured with LiteRT 1.4.0), but code that asks whether the file exists would see Lambda's hosts
+    differently."""
     copy = scratch / "cpu-sys"
     if not copy.exists():
         building = scratch / "cpu-sys.partial"
