@@ -152,6 +152,7 @@ def test_the_first_deploy_waits_for_the_new_role_and_ships_an_indexs_image(proje
     builds nothing under another tag."""
     proxy, name, key = aws["proxy"], names["function"], built_image["key"]
     image = push_index(aws, built_image["tag"], names["repository"], key)
+    set_params(project, **{"deploy.smoke_test": "aws"})  # the first deploy's invocation runs the digest shipped
     proxy.refuse_role[name] = 7
     first = deploy(project, aws)
     assert first.returncode == 0, first.stderr
