@@ -260,3 +260,17 @@ def test_the_x86_target_runs_natively_only_on_a_cpu_with_haswells_kernels(archit
     from pipeline import emulators
 
     assert emulators.same_as_target(architecture, flags) is native
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("value", [["x86_64", "sparc"], ["arm64", "arm64"]])
+def test_targets_architectures_are_lambdas_names_each_once(tmp_path, value):
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["targets"]["architectures"] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    expected = f"params.yaml: 'targets.architectures' must be distinct names from ('x86_64', 'arm64'), got {value!r}"
+    with pytest.raises(UserError) as refused:
+        params.load(tmp_path / "params.yaml")
+    assert str(refused.value) == expected
