@@ -95,14 +95,14 @@ def answered(aws, function: str, photo: str) -> dict:
 
 def test_arm64_image_answers_as_verify_did(project, aws, names):
     """onnx_int8 (ONNX Runtime 1.32's aarch64 wheel) in an image built here for linux/arm64 on the arm64 base:
-    one arm64 image manifest pushed, the function arm64, run by the proxy as arm64 without the /sys files
-    Lambda's Graviton lacks (ONNX Runtime says so in the log, and answers), with verify's answer. An x86_64
-    image already under the deploy key is read back from the registry and not used for arm64."""
+    smoke-tested here under qemu (smoke_test local), one arm64 image manifest pushed, the function arm64, run
+    by the proxy as arm64 without the /sys files Lambda's Graviton lacks (ONNX Runtime says so in the log,
+    and answers), with verify's answer. An x86_64 image already under the deploy key is read back from the
+    registry and not used for arm64."""
     variant = "onnx_int8"
     photo, expected = verify_answer(project, variant)
     set_params(project, **{"deploy.architecture": "arm64", "deploy.base_image": aws["arm64_base"],
-                           "deploy.variant": variant, "deploy.smoke_test": "aws",
-                           "deploy.timeout_s": EMULATED_TIMEOUT_S})  # fmt: skip
+                           "deploy.variant": variant, "deploy.timeout_s": EMULATED_TIMEOUT_S})  # fmt: skip
     key, repository = deploy_key(project), names["repository"]
     x86 = f"docker://{aws['registry']}/{repository}:{key}"  # the x86 stand-in base: any amd64 image will do
     step(["podman", "push", "--tls-verify=false", aws["base"], x86], "pushing an x86_64 image under the key", 300)
@@ -110,7 +110,8 @@ def test_arm64_image_answers_as_verify_did(project, aws, names):
     done = deploy(project, aws)
     took = time.monotonic() - started
     assert done.returncode == 0, done.stdout + done.stderr
-    print(f"arm64 image: built, pushed, deployed and first answered in {took:.0f} s")
+    # Both smoke tests ran: here (smoke_test local, before the push) and in "Lambda" (a first deploy always is).
+    print(f"arm64 image: built, smoke-tested here, pushed, deployed and first answered in {took:.0f} s")
     assert "is built for amd64, deploy.architecture is arm64" in done.stdout, done.stdout
     assert f"building it again as {key}-r1" in done.stdout, done.stdout
 
