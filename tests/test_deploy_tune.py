@@ -177,6 +177,14 @@ def test_report_lines_are_parsed_from_a_log_tail():
         tune.parse_report("START RequestId: x\nEND RequestId: x\n")
 
 
+# The list prices the tune tables below are priced at (cost's params, us-east-1 on 2026-12-02).
+LIST_PRICES = Cost(
+    memory_mb=[1024], photo="phone", cold_start_share=0.01, mb_per_vcpu=1769, prices_region="us-east-1",
+    prices_date="2026-12-02", x86_64_price_per_gb_second=0.0000166667, arm64_price_per_gb_second=0.0000133334,
+    price_per_million_requests=0.2, api_price_per_million=1.0,
+)  # fmt: skip
+
+
 @pytest.mark.fast
 def test_a_sweep_is_summarized_and_priced_exactly():
     """Per size: the warm invocations' p50; init = the first's Init Duration + its billed ms beyond that p50."""
@@ -189,11 +197,7 @@ def test_a_sweep_is_summarized_and_priced_exactly():
             "max_memory_used_mb": [140.0, 141.0, 141.0, 150.0, 150.0, 151.0],
         }
     )
-    c = Cost(
-        memory_mb=[1024], photo="phone", cold_start_share=0.01, mb_per_vcpu=1769, prices_region="us-east-1",
-        prices_date="2026-12-02", x86_64_price_per_gb_second=0.0000166667, arm64_price_per_gb_second=0.0000133334,
-        price_per_million_requests=0.2, api_price_per_million=1.0,
-    )  # fmt: skip
+    c = LIST_PRICES
     table = tune.summarize(rows, "full_int8", "litert_full_int8", "x86_64", c).set_index("memory_mb")
     assert list(table.columns) == tune.COLUMNS[1:]
     assert (table.loc[1024, "billed_p50_ms"], table.loc[1024, "duration_p50_ms"]) == (41.5, 40.95)
@@ -224,11 +228,7 @@ def test_init_inside_billed_duration_is_counted_once():
             "max_memory_used_mb": [140.0, 141.0, 141.0],
         }
     )
-    c = Cost(
-        memory_mb=[1024], photo="phone", cold_start_share=0.01, mb_per_vcpu=1769, prices_region="us-east-1",
-        prices_date="2026-12-02", x86_64_price_per_gb_second=0.0000166667, arm64_price_per_gb_second=0.0000133334,
-        price_per_million_requests=0.2, api_price_per_million=1.0,
-    )  # fmt: skip
+    c = LIST_PRICES
     table = tune.summarize(rows, "full_int8", "litert_full_int8", "x86_64", c).set_index("memory_mb")
     assert table.loc[1024, "init_ms"] == 551.0 - 41.5
     assert table.loc[1024, "usd_init"] == round(0.01 * 1e6 * 0.510 * 1.0 * 0.0000166667, 4)
