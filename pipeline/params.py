@@ -205,6 +205,10 @@ CHOICES = {
 }
 # onnx_* run on ONNX Runtime, the rest on LiteRT (pipeline/variants.py)
 VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8", "full_int8_leaky", "onnx_float32", "onnx_int8")
+# A Lambda function's memory range in MB: every memory_mb (deploy's, the sizes cost prices and tune
+# sweeps) is checked against it where params.yaml is read, so recommend never prices a size Lambda
+# refuses; pipeline/deploy/limits.py states it from here.
+LAMBDA_MEMORY_MB = (128, 10240)
 # Numbers that must be at least 1 (counts, sizes) and fractions that must lie in [0, 1], by key name
 # in any section: `epochs: 0` or `mb_per_vcpu: 0` stops with one line, not a ZeroDivisionError later.
 AT_LEAST_ONE = {
@@ -248,9 +252,13 @@ def _build(cls, raw, section: str):
             raise UserError(f"params.yaml: '{prefix}{name}' must be at least 1, got {value!r}")
         if name in FRACTIONS and not 0 <= value <= 1:
             raise UserError(f"params.yaml: '{prefix}{name}' must be between 0 and 1, got {value!r}")
-        if name == "memory_mb" and isinstance(value, list) and not all(isinstance(m, int) and m >= 128 for m in value):
+        if name == "memory_mb" and not all(
+            isinstance(m, int) and LAMBDA_MEMORY_MB[0] <= m <= LAMBDA_MEMORY_MB[1]
+            for m in (value if isinstance(value, list) else [value])
+        ):
+            low, high = LAMBDA_MEMORY_MB
             raise UserError(
-                f"params.yaml: '{prefix}{name}' must be Lambda memory sizes in MB (128 or more), got {value!r}"
+                f"params.yaml: '{prefix}{name}' must be Lambda memory sizes, {low}-{high} MB, got {value!r}"
             )
         if "price" in name and isinstance(value, float) and value < 0:
             raise UserError(f"params.yaml: '{prefix}{name}' must be 0 or more, got {value!r}")

@@ -38,8 +38,12 @@ def test_project_params_load():
         ("train.scratch", "train_sizes", [64, 80], "'train.scratch.train_sizes' must be sizes from 71"),
         ("train.scratch", "epochs", 0, "'train.scratch.epochs' must be at least 1, got 0"),
         ("cost", "mb_per_vcpu", 0, "'cost.mb_per_vcpu' must be at least 1, got 0"),
-        ("cost", "memory_mb", [0], "'cost.memory_mb' must be Lambda memory sizes in MB (128 or more), got [0]"),
+        ("cost", "memory_mb", [0], "'cost.memory_mb' must be Lambda memory sizes, 128-10240 MB, got [0]"),
         ("deploy", "memory_mb", 0, "'deploy.memory_mb' must be at least 1, got 0"),
+        # Lambda's range, checked where params.yaml is read: recommend and report never price a 20 GB function
+        ("deploy", "memory_mb", 20000, "'deploy.memory_mb' must be Lambda memory sizes, 128-10240 MB, got 20000"),
+        ("deploy", "memory_mb", 127, "'deploy.memory_mb' must be Lambda memory sizes, 128-10240 MB, got 127"),
+        ("tune", "memory_mb", [1024, 10241], "'tune.memory_mb' must be Lambda memory sizes, 128-10240 MB"),
         ("verify", "min_agreement", 1.5, "'verify.min_agreement' must be between 0 and 1, got 1.5"),
         ("train", "recipe", "finetune", "'train.recipe' must be one of ('scratch', 'transfer')"),
     ],
