@@ -59,13 +59,30 @@ def recommend(
         reason += f"; answers the same on {target['architecture']} ({target['cpu']}, targets stage)"
     elif target:
         reason += f"; unchecked on {target['architecture']}: {target['unchecked']}"
+    why_not = {v: "; ".join(r.removeprefix(f"{v}: ") for r in reasons) for v, reasons in rejected}
+    why_not |= {v: lost_to(results, v, variant, key) for v, _ in passing if v != variant}
     return {
         "variant": variant,
         "model": model_path(variant),
         "runtime": runtime_of(variant),
         "requirements": requirements(variant),
         "reason": reason,
+        "not_chosen": {v: why_not[v] for v in variants if v in why_not},  # the report's "why not the others"
     }
+
+
+def lost_to(results: pd.DataFrame, variant: str, chosen: str, key: str) -> str:
+    """Why a variant that passes the gate was not chosen: its prefer measure beside the choice's (and its
+    size, where size is not what decided)."""
+    mine, theirs = results.loc[bench_row(variant), key], results.loc[bench_row(chosen), key]
+    if mine == theirs:
+        why = f"passes the gate; its {key} ties {chosen}'s ({mine:g}): the tie goes to the earlier in convert.variants"
+    else:
+        why = f"passes the gate, but its {key} is {mine:g} against {chosen}'s {theirs:g} ({mine / theirs:.2f}x)"
+    if key != "size_mb" and "size_mb" in results:
+        size, chosen_size = results.loc[bench_row(variant), "size_mb"], results.loc[bench_row(chosen), "size_mb"]
+        why += f"; {size:g} MiB against {chosen_size:g}"
+    return why
 
 
 def cost_table(handler: pd.DataFrame, results: pd.DataFrame, c: params.Cost, deploy_memory_mb: int) -> pd.DataFrame:
