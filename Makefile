@@ -41,11 +41,12 @@ test-targets: emulators
 test-arm64: rie-arm64 deploy-deps emulators
 	pytest -m arm64 tests/test_deploy_arm64.py $(if $(SMALL_RUN),--small-run-dir $(SMALL_RUN))
 
-# End-to-end checks too slow for make test's budget (marked heavy): the original service's 299 px .h5 loaded,
-# converted and verified (tests/test_load_299.py). .ci/run runs it after make test.
+# End-to-end checks too slow for make test's budget (marked heavy): Keras 2 .h5 files written by tf_keras
+# (flat at 80 px, nested at 75 and at the original service's 299 px) loaded, converted and verified
+# (tests/test_load.py, tests/test_load_299.py). Two workers, one per file. .ci/run runs it after make test.
 .PHONY: test-heavy
 test-heavy: $(VENV)/.installed
-	pytest -m heavy
+	pytest -n 2 --dist loadfile -m heavy
 
 # Pure functions only (gate rule, recommendation, cost table, params, event parsing, dvc.yaml's map): seconds.
 test-fast: $(VENV)/.installed

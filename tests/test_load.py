@@ -1,6 +1,10 @@
 """train.mode load on the files users hold: Keras 2 / tf.keras .h5 models, written here by tf_keras itself
 in each functional shape (flat; an Xception base called as a layer on a new Input, as the original
-service's notebook built it), through convert and verify, with logits equal to tf_keras's own."""
+service's notebook built it), through convert and verify, with logits equal to tf_keras's own.
+
+The two runs build Xception models with tf_keras and take ~150 s of CPU: they are marked heavy (`make
+test-heavy`, which .ci/run runs after make test) so make test keeps its budget; the one-line refusals
+below stay in make test."""
 
 import json
 import sys
@@ -122,6 +126,7 @@ def loaded_info(project) -> dict:
     return json.loads((project / "artifacts/model/info.json").read_text())
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_flat_keras2_h5_without_dropout(keras2_runs):
     project, photos, expected = keras2_runs["flat", 80]
@@ -131,6 +136,7 @@ def test_flat_keras2_h5_without_dropout(keras2_runs):
     assert_same_as_tf_keras(project, photos, expected, 80)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_nested_keras2_h5_at_a_small_size_and_the_leaky_swap(keras2_runs):
     """The original service's shape at 75 px; its full int8 with and without the residual ReLU swap."""

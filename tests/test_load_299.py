@@ -2,7 +2,7 @@
 Dense 100, Dropout 0.2, Dense 10, through convert and verify, with logits equal to tf_keras's own.
 
 Minutes of CPU (a 299 px Xception written, loaded, converted and verified): `make test-heavy` runs it,
-and .ci/run; test_load.py checks the same path at 75 and 80 px within make test."""
+and .ci/run, beside test_load.py's runs of the same path at 75 and 80 px."""
 
 import pytest
 from test_load import assert_same_as_tf_keras, build_keras2_models, loaded_info, run_keras2_projects
