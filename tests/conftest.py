@@ -81,7 +81,7 @@ def small_params(dataset: Path, **overrides) -> dict:
     # costs CPU and buys no time (the small run's verify alone: 29 s of CPU on two threads, 25 s on one).
     params["verify"].update(min_agreement=0.0, max_accuracy_drop=1.0, num_threads=1)
     # One fresh process per runtime: the tests check a cold start's parts, not a median of several.
-    params["bench"].update(warm_runs=20, cold_start_repeats=1, batch_size=4, handler_runs=15)
+    params["bench"].update(warm_runs=20, cold_start_repeats=1, batch_size=4, handler_runs=5)
     params["recommend"].update(max_accuracy_drop=1.0, min_agreement=0.0)
     # No target CPU in the small run: emulating them takes minutes (make test-targets runs the stage under qemu).
     params["targets"].update(architectures=[])
