@@ -20,7 +20,7 @@ from pipeline import cli, dataset, files, gates, params, paths, variants
 from pipeline.footprint import environment_mb
 
 ROOT = Path(__file__).resolve().parents[1]
-# What artifacts/metrics/bench.json keeps per runtime (dvc metrics show/diff); every number is in results.csv.
+# What artifacts/metrics/bench.json keeps per runtime (the headline numbers); every number is in results.csv.
 HEADLINE = ("p50_ms", "cold_start_s", "peak_rss_mb", "size_mb")
 
 

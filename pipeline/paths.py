@@ -29,6 +29,7 @@ BENCH_HANDLER = "artifacts/bench/handler.csv"  # the handler end to end per runt
 
 RECOMMENDATION = "artifacts/recommend/recommendation.json"
 COST = "artifacts/recommend/cost.csv"
+HEADLINE = "artifacts/headline.json"  # the shipped variant's numbers: dvc.yaml's only metrics file
 
 TUNE_DIR = "artifacts/tune"  # make tune (not a stage): the memory sweep on the deployed function
 TUNE_TABLE = "artifacts/tune/tune.csv"  # one row per memory size; header only until make tune runs

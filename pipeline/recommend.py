@@ -122,6 +122,21 @@ def deploy_costs(table: pd.DataFrame, d: params.Deploy) -> pd.Series:
     return at.set_index("runtime")["usd_per_million"]
 
 
+def headline(variant: str, verify: dict, results: pd.DataFrame) -> dict:
+    """The numbers `dvc metrics show` prints and `dvc metrics diff` compares between runs: the shipped
+    variant's, one row a terminal's width (every other number is in the stages' JSON and CSV files)."""
+    row = results.loc[bench_row(variant)]
+    return {
+        "variant": variant,
+        "accuracy": round(float(verify[variant]["accuracy"]), 4),  # on the test photos; Keras' is in verify.json
+        "agreement": round(float(verify[variant]["agreement"]), 4),  # top-1 agreement with Keras
+        "p50_ms": round(float(row["p50_ms"]), 2),
+        "cold_start_s": round(float(row["cold_start_s"]), 3),
+        "size_mb": round(float(row["size_mb"]), 2),
+        "usd_million": round(float(row["usd_per_million"]), 3),  # at deploy.memory_mb and architecture
+    }
+
+
 def main() -> None:
     p = params.load()
     for path in (paths.VERIFY_METRICS, paths.BENCH_TABLE, paths.BENCH_HANDLER, paths.TARGETS):
@@ -134,6 +149,7 @@ def main() -> None:
     target = on_target(json.loads(Path(paths.TARGETS).read_text()), p.deploy.architecture)
     choice = recommend(results, verify, p.convert.variants, p.recommend, target)
     files.write_json(paths.RECOMMENDATION, choice)
+    files.write_json(paths.HEADLINE, headline(choice["variant"], verify, results))
     with files.atomic_path(paths.COST) as tmp:
         costs.to_csv(tmp, index=False)
     print(f"recommended: {choice['variant']} - {choice['reason']}")

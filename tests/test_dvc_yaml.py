@@ -2,13 +2,16 @@
 `dvc repro` can never call itself up to date after a change to code a stage depends on."""
 
 import ast
+import json
 import re
 import shutil
 
+import pandas as pd
 import pytest
 import yaml
 
 from conftest import ROOT, run
+from pipeline import paths, recommend, variants
 
 # First-party packages and where their code lives (pyproject.toml maps `serving` to lambda/serving).
 PACKAGES = {"pipeline": ROOT / "pipeline", "serving": ROOT / "lambda" / "serving"}
@@ -105,3 +108,60 @@ def test_editing_a_module_reruns_its_stages_and_a_transfer_key_does_not_touch_tr
     params["train"]["transfer"]["epochs"] += 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert "up to date" in run(["dvc", "status"], project).stdout
+
+
+def declared_outs() -> list[str]:
+    """Every path a stage writes (outs and metrics), as dvc.yaml names them."""
+    return [
+        out if isinstance(out, str) else next(iter(out))
+        for stage in stages().values()
+        for key in ("outs", "metrics")
+        for out in stage.get(key, [])
+    ]
+
+
+@pytest.mark.fast
+def test_a_run_leaves_git_clean():
+    """Every stage output is DVC's (cached, restorable with `dvc checkout`), ignored by git and not in it:
+    a run changes no tracked file."""
+    outs = declared_outs()
+    assert outs and all(isinstance(out, str) for stage in stages().values() for out in stage.get("outs", []))
+    tracked = run(["git", "ls-files", "--", *outs], ROOT).stdout.split()
+    assert not tracked, f"stage outputs tracked by git (a run would modify them): {tracked}"
+    ignored = run(["git", "check-ignore", "--no-index", "--", *outs], ROOT, check=False).stdout.split()
+    assert sorted(ignored) == sorted(outs), f"not ignored by git: {sorted(set(outs) - set(ignored))}"
+
+
+def test_metrics_show_is_the_headline_and_fits_a_terminal(tmp_path):
+    """`dvc metrics show` prints one file, the shipped variant's numbers, within 120 columns even for the
+    longest variant name and the widest numbers their rounding leaves."""
+    declared = [m for stage in stages().values() for m in stage.get("metrics", [])]
+    assert declared == [paths.HEADLINE]
+    variant = max(variants.NAMES, key=len)
+    verify = {variant: {"accuracy": 0.123456789, "agreement": 0.987654321}}
+    results = pd.DataFrame(
+        [{"p50_ms": 1234.56789, "cold_start_s": 12.3456789, "size_mb": 123.456789, "usd_per_million": 12.3456789}],
+        index=[variants.bench_row(variant)],
+    )
+    numbers = recommend.headline(variant, verify, results)
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / paths.HEADLINE).write_text(json.dumps(numbers))
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"metrics": declared}))
+    run(["dvc", "init", "--no-scm", "-q"], tmp_path)
+    shown = run(["dvc", "metrics", "show"], tmp_path).stdout.splitlines()
+    assert shown[0].split() == ["Path", *sorted(numbers)]
+    assert variant in shown[1] and max(map(len, shown)) <= 120, "\n".join(shown)
+
+
+@pytest.mark.fast
+def test_the_headline_is_the_shipped_variants_own_row():
+    verify = {"onnx_int8": {"accuracy": 0.79301, "agreement": 0.98391}, "full_int8": {"accuracy": 0.5, "agreement": 0}}
+    results = pd.DataFrame(
+        {"p50_ms": [10.2749, 3.0], "cold_start_s": [0.35721, 0.1], "size_mb": [20.571, 21.0],
+         "usd_per_million": [2.1349, 1.0]},
+        index=["onnxruntime_int8", "litert_full_int8"],
+    )  # fmt: skip
+    assert recommend.headline("onnx_int8", verify, results) == {
+        "variant": "onnx_int8", "accuracy": 0.793, "agreement": 0.9839, "p50_ms": 10.27, "cold_start_s": 0.357,
+        "size_mb": 20.57, "usd_million": 2.135,
+    }  # fmt: skip
