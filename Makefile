@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: all repro test test-fast test-targets lint emulators-where-root serve rie notebook deploy rollback destroy tune deploy-deps emulators clean
+.PHONY: all repro test test-fast test-targets lint emulators-where-root serve rie notebook deploy rollback destroy tune status logs deploy-deps emulators clean
 
 all: $(VENV)/.installed emulators-where-root repro
 
@@ -14,7 +14,9 @@ $(VENV)/.installed: requirements.txt lambda/requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
 	touch $@
 
+# params.yaml checked first: DVC removes a stage's outputs before the stage reads its params.
 repro: $(VENV)/.installed
+	python -m pipeline.params
 	dvc repro
 	@cat artifacts/report/summary.txt
 
@@ -75,13 +77,20 @@ serve: $(VENV)/.installed $(RIE)
 	python -m pipeline.serve $(if $(SERVE_MODEL),--model $(SERVE_MODEL)) --port 8080
 
 # Ship the recommended variant (params.yaml: deploy) to Lambda + API Gateway; AWS_* from the environment.
-# make deploy FORCE=1 ships a variant less accurate than the live one (deploy.max_accuracy_drop).
+# make deploy FORCE=1 ships a variant less accurate than the live one (deploy.max_accuracy_drop);
+# make deploy DRY_RUN=1 says what it would build, publish and move, and does none of it.
+# `python -m pipeline.deploy --help` lists every command (docs/deploy-commands.md).
 deploy: $(VENV)/.installed
-	python -m pipeline.deploy deploy $(if $(FORCE),--force)
+	python -m pipeline.deploy deploy $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run)
 rollback: $(VENV)/.installed
 	python -m pipeline.deploy rollback
 destroy: $(VENV)/.installed
 	python -m pipeline.deploy destroy
+# What is live (version, history, a canary, the URL); the function's recent log lines. Read only.
+status: $(VENV)/.installed
+	python -m pipeline.deploy status
+logs: $(VENV)/.installed
+	python -m pipeline.deploy logs
 # A memory sweep on the deployed function (params.yaml: tune), its configuration put back after; artifacts/tune/.
 tune: $(VENV)/.installed
 	python -m pipeline.deploy tune

@@ -306,3 +306,17 @@ def load(path: "str | Path" = "params.yaml") -> Params:
     if params.data.split.validation + params.data.split.test >= 1:
         raise UserError("params.yaml: 'data.split.validation' + 'data.split.test' must leave photos to train on")
     return params
+
+
+def main() -> None:
+    """Check params.yaml as every stage reads it and change nothing. `make repro` runs it before dvc
+    repro: DVC removes a stage's outputs before the stage reads its params, so a mistyped key caught
+    here leaves every output in place."""
+    load()
+    print("params.yaml: OK")
+
+
+if __name__ == "__main__":
+    from pipeline import cli
+
+    cli.run(main)

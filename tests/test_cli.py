@@ -16,7 +16,7 @@ from pipeline import cli
 def stage_modules() -> list[str]:
     """pipeline.<stage> for each stage dvc.yaml runs."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    return [re.fullmatch(r"python -m (\S+)", s["cmd"]).group(1) for s in stages.values()]
+    return [re.fullmatch(r"python3 -m (\S+)", s["cmd"]).group(1) for s in stages.values()]
 
 
 def never(*args):

@@ -70,7 +70,7 @@ def declared_deps(stage: dict) -> set[str]:
 @pytest.mark.parametrize("name", list(stages()))
 def test_each_stage_lists_every_module_it_runs(name):
     stage = stages()[name]
-    module = re.fullmatch(r"python -m (\S+)", stage["cmd"]).group(1)
+    module = re.fullmatch(r"python3 -m (\S+)", stage["cmd"]).group(1)
     missing = stage_code(module) - declared_deps(stage)
     assert not missing, f"dvc.yaml: stage {name} runs {sorted(missing)} without listing them in deps"
 
