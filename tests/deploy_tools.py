@@ -53,10 +53,13 @@ def replace_file(path: Path, data: bytes) -> None:
 
 
 def deploy(project, aws, *args, env=None):
+    """`python -m pipeline.deploy ARGS`; with no command (no args, or options only) the deploy command:
+    deploy(project, aws, "--force") runs `deploy --force`."""
     env = {**os.environ, **aws["env"], "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
     env["PYTHONPATH"] = f"{project}:{project / 'lambda'}"
+    command = list(args) if args and not args[0].startswith("-") else ["deploy", *args]
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.deploy", *args], cwd=project, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "pipeline.deploy", *command], cwd=project, env=env, capture_output=True, text=True
     )
 
 

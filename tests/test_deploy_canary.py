@@ -61,7 +61,7 @@ class Deploying:
         env = {**os.environ, **aws["env"], "PATH": f"{BIN}:{os.environ['PATH']}"}
         env["PYTHONPATH"] = f"{project}:{project / 'lambda'}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.deploy"], cwd=project, env=env, text=True,
+            [sys.executable, "-m", "pipeline.deploy", "deploy"], cwd=project, env=env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_in_a_terminal,
         )  # fmt: skip
         self.lines, self.seen = queue.Queue(), []

@@ -1,6 +1,7 @@
 """make deploy / rollback / destroy: ship the recommended variant to Lambda behind API Gateway.
 
-    python -m pipeline.deploy [deploy|rollback|destroy|tune] [--yes] [--force]
+    python -m pipeline.deploy COMMAND   (deploy [--dry-run] [--force], rollback, destroy, tune, status, url,
+                                         logs: __main__.py, `--help` on each)
 
 boto3 throughout; AWS_ENDPOINT_URL and the usual AWS_* variables are honoured, so the same code
 runs against AWS or a local AWS-compatible endpoint. Never imports TensorFlow.
@@ -16,6 +17,8 @@ runs against AWS or a local AWS-compatible endpoint. Never imports TensorFlow.
     canary.py     canary and linear releases: a share of 'live' under alarms, then all of it or rolled back
     alarms.py     the CloudWatch alarms that watch a canary, on the function's own metrics
     commands.py   deploy, rollback
+    plan.py       deploy --dry-run: deploy's decisions, read from AWS, with nothing built or written
+    status.py     status, url, logs: what is live, where, and its log lines, read from AWS
     teardown.py   destroy
     tune.py       tune: a memory sweep on the deployed function, read from its REPORT lines, then restored
 """

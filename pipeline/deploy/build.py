@@ -71,35 +71,38 @@ def model_metadata(variant: str, model: Path) -> dict:
     return meta | {"variant": variant, "sha256": files.sha256(model)}
 
 
-def stage_model(variant: str, model: Path) -> list[str]:
+def stage_model(variant: str, model: Path, into: Path = MODEL_DIR) -> list[str]:
     """build/model/ holds exactly one model (model.tflite or model.onnx: the handler loads the one
-    it finds) and model.json (its labels, input size, variant, sha256); returns the labels."""
+    it finds) and model.json (its labels, input size, variant, sha256); returns the labels. into:
+    another folder (deploy --dry-run stages in a temporary one, leaving build/ as it is)."""
     meta = model_metadata(variant, model)
-    shutil.rmtree(MODEL_DIR, ignore_errors=True)
-    MODEL_DIR.mkdir(parents=True)
-    shutil.copyfile(model, MODEL_DIR / f"model{model.suffix}")
-    files.write_json(MODEL_DIR / "model.json", meta)
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    shutil.copyfile(model, into / f"model{model.suffix}")
+    files.write_json(into / "model.json", meta)
     return meta["labels"]
 
 
-def requirements() -> Path:
+def requirements(model_dir: Path = MODEL_DIR) -> Path:
     """What the function installs for the staged model: its runtime only (LiteRT or ONNX Runtime)."""
-    variant = json.loads((MODEL_DIR / "model.json").read_text())["variant"]
+    variant = json.loads((model_dir / "model.json").read_text())["variant"]
     return Path(variants.requirements(variant))
 
 
-def function_files() -> list[Path]:
+def function_files(model_dir: Path = MODEL_DIR) -> list[Path]:
     """Everything the function is made of, in a fixed order."""
     serving = sorted(f for f in SERVING.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
-    return [DOCKERFILE, requirements(), *serving, *sorted(MODEL_DIR.glob("*"))]
+    return [DOCKERFILE, requirements(model_dir), *serving, *sorted(model_dir.glob("*"))]
 
 
-def code_key(d: params.Deploy) -> str:
+def code_key(d: params.Deploy, model_dir: Path = MODEL_DIR) -> str:
     """A content hash of the function's files and the params that change what is built: the same
-    key means the same code, whatever git says (uncommitted edits count, no repository needed)."""
+    key means the same code, whatever git says (uncommitted edits count, no repository needed). A
+    model staged in another folder (model_dir) is hashed under build/model's names: the same key."""
     h = hashlib.sha256()
-    for f in function_files():
-        h.update(f"{f.as_posix()}\0{files.sha256(f)}\0".encode())
+    for f in function_files(model_dir):
+        name = MODEL_DIR / f.relative_to(model_dir) if f.is_relative_to(model_dir) else f
+        h.update(f"{name.as_posix()}\0{files.sha256(f)}\0".encode())
     # What the package is built on: the base image's Python, or the wheels chosen for the zip's runtime.
     built = {"package": d.package, "architecture": d.architecture}
     built.update({"base_image": d.base_image} if d.package == "image" else {"zip_runtime": d.zip_runtime})

@@ -262,7 +262,13 @@ def ensure_api(apigw, lam, d: params.Deploy, alias_arn: str, account: str, parti
         stage = {"StageName": "$default", "AutoDeploy": True, "DefaultRouteSettings": throttle}
         apigw.create_stage(ApiId=api_id, **stage, Tags=tags(d))  # a stage takes no tags from its API
     allow_api(lam, d, f"arn:{partition}:execute-api:{d.region}:{account}:{api_id}/*/*/predict")
-    return f"{api.get('ApiEndpoint', f'https://{api_id}.execute-api.{d.region}.amazonaws.com')}/predict"
+    return api_url(api, d)
+
+
+def api_url(api: dict, d: params.Deploy) -> str:
+    """The URL clients POST photos to: the API's endpoint and the route's path."""
+    default = f"https://{api['ApiId']}.execute-api.{d.region}.amazonaws.com"
+    return f"{api.get('ApiEndpoint', default)}/predict"
 
 
 def allow_api(lam, d: params.Deploy, source_arn: str) -> None:
