@@ -14,6 +14,7 @@ for LeakyReLU). Saves the parity, accuracy, partitions and p50 numbers to
 benchmarks/results/load_nested_h5.json. Takes ~15-30 min on 2 cores.
 """
 
+import argparse
 import json
 import os
 import shutil
@@ -114,10 +115,13 @@ def build_nested_h5(dest: Path, manifest: pd.DataFrame) -> "object":
 
 
 def main() -> None:
-    project = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/load-nested")
-    max_per_class = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("project", nargs="?", type=Path, default=Path("/tmp/load-nested"), help="a folder to make")
+    parser.add_argument("max_per_class", nargs="?", type=int, default=20, help="training photos a class")
+    parser.add_argument("--resume", action="store_true", help="dvc repro goes on from the last stage that finished")
+    args = parser.parse_args()
+    project, max_per_class, resume = args.project, args.max_per_class, args.resume
     h5 = project.parent / f"{project.name}-nested_xception_299.h5"  # kept across reruns
-    resume = "--resume" in sys.argv  # dvc repro goes on from the last stage that finished
     if not resume:
         make_project(project, max_per_class, h5)
         run([sys.executable, "-m", "pipeline.data"], project)

@@ -8,6 +8,7 @@ accuracy, and saves them to benchmarks/results/train_default.json. Overwrites ar
 `dvc repro train` would.
 """
 
+import argparse
 import json
 import resource
 import subprocess
@@ -83,4 +84,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()
