@@ -6,7 +6,14 @@ export DVC_NO_ANALYTICS := 1
 
 .PHONY: all repro test test-fast test-targets lint emulators-where-root serve rie notebook deploy rollback destroy tune status logs deploy-deps emulators clean
 
-all: $(VENV)/.installed emulators-where-root repro
+# A bare `make` prints the targets: the full run (make all) trains for half an hour, so it is asked for by name.
+.DEFAULT_GOAL := help
+.PHONY: help demo
+help: ## this list
+	@echo "make TARGET: set up and run (README.md); the full run is make all, a 6-minute one make demo"
+	@awk -F ':.*## ' '/^[a-zA-Z0-9_-]+:.*## / {printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+all: $(VENV)/.installed emulators-where-root repro ## set up .venv, then the full pipeline (make repro): 30-80 min on 2 cores, mostly training
 
 $(VENV)/.installed: requirements.txt lambda/requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,12 +22,17 @@ $(VENV)/.installed: requirements.txt lambda/requirements.txt pyproject.toml
 	touch $@
 
 # params.yaml checked first: DVC removes a stage's outputs before the stage reads its params.
-repro: $(VENV)/.installed
+repro: $(VENV)/.installed ## params.yaml checked, then dvc repro: every stage whose inputs changed
 	python -m pipeline.params
 	dvc repro
 	@cat artifacts/report/summary.txt
 
-lint: $(VENV)/.installed
+# The suite's small run (pipeline/demo.py: 30 photos a class, 6 epochs at 75 px) in build/demo/, its own
+# project: the full run's outputs stay as they are. Ends with the handler answering a real test photo.
+demo: $(VENV)/.installed ## the whole pipeline on a small configuration in build/demo/, to an answer (~6 min)
+	python -m pipeline.demo
+
+lint: $(VENV)/.installed ## ruff check and ruff format --check
 	ruff check .
 	ruff format --check .
 
@@ -28,36 +40,36 @@ lint: $(VENV)/.installed
 # wait on subprocesses and servers, so a third worker fills the CPU they leave idle (fresh clones on one AMD
 # EPYC: pytest 856 s on two workers, 679-844 s on three before the suite was cut down, 480-536 s since;
 # README). Files in the order tests/conftest.py sorts them (xdist's default puts the most tests first).
-test: lint rie deploy-deps
+test: lint rie deploy-deps ## lint, then the suite on 3 workers (~12 min on 2 cores; docs/testing.md)
 	pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 # The targets stage under qemu (Lambda's x86_64 and arm64 CPUs): a variant whose answers change on a target is
 # excluded there. Minutes; the arm64 Python is made once (root) in .cache/targets. .ci/run runs it after make test.
-test-targets: emulators
+test-targets: emulators ## the targets stage under qemu on Lambda's CPUs (minutes)
 	pytest -m targets tests/test_targets_emulated.py
 
 # arm64 end to end under qemu (tests/test_deploy_arm64.py): the image and the zip built for arm64 here, run by
 # the Lambda-like proxy as arm64 and answering as verify did. Minutes; .ci/run runs it after make test, on make
 # test's small run (SMALL_RUN=its folder; without it the session builds its own, ~6 min more).
 .PHONY: test-arm64 rie-arm64
-test-arm64: rie-arm64 deploy-deps emulators
+test-arm64: rie-arm64 deploy-deps emulators ## the arm64 image and zip end to end under qemu (minutes)
 	pytest -m arm64 tests/test_deploy_arm64.py $(if $(SMALL_RUN),--small-run-dir $(SMALL_RUN))
 
 # End-to-end checks too slow for make test's budget (marked heavy): Keras 2 .h5 files written by tf_keras
 # (flat at 80 px, nested at 75 and at the original service's 299 px) loaded, converted and verified
 # (tests/test_load.py, tests/test_load_299.py). Two workers, one per file. .ci/run runs it after make test.
 .PHONY: test-heavy
-test-heavy: $(VENV)/.installed
+test-heavy: $(VENV)/.installed ## the checks too slow for make test (the 299 px and tf_keras .h5 loads)
 	pytest -n 2 --dist loadfile -m heavy
 
 # Pure functions only (gate rule, recommendation, cost table, params, event parsing, dvc.yaml's map): seconds.
-test-fast: $(VENV)/.installed
+test-fast: $(VENV)/.installed ## the pure functions only: seconds
 	pytest -m fast -q
 
 # The AWS Runtime Interface Emulator ships inside the aws-sam-cli wheel (no Docker needed).
 RIE := .cache/aws-lambda-rie-x86_64
 SAM_CLI_VERSION := 1.170.0
-rie: $(RIE)
+rie: $(RIE) ## the x86_64 runtime interface emulator, from the aws-sam-cli wheel
 $(RIE): | $(VENV)/.installed
 	mkdir -p .cache/sam
 	$(BIN)/python -m pip download --quiet --no-deps aws-sam-cli==$(SAM_CLI_VERSION) -d .cache/sam
@@ -66,39 +78,39 @@ $(RIE): | $(VENV)/.installed
 
 # The same wheel's arm64 emulator, for the arm64 stand-in base (make test-arm64).
 RIE_ARM64 := .cache/aws-lambda-rie-arm64
-rie-arm64: $(RIE_ARM64)
+rie-arm64: $(RIE_ARM64) ## the arm64 runtime interface emulator, from the aws-sam-cli wheel
 $(RIE_ARM64): $(RIE)
 	$(BIN)/python -c "import glob, zipfile; w = zipfile.ZipFile(glob.glob('.cache/sam/aws_sam_cli-$(SAM_CLI_VERSION)-*.whl')[0]); open('$@', 'wb').write(w.read('samcli/local/rapid/aws-lambda-rie-arm64'))"
 	chmod +x $@
 
 # The handler under the real Lambda runtime interface on 127.0.0.1:8080 (Ctrl-C stops it).
 # SERVE_MODEL: another model file than the recommended variant's (artifacts/recommend/recommendation.json).
-serve: $(VENV)/.installed $(RIE)
+serve: $(VENV)/.installed $(RIE) ## the handler under the Lambda runtime interface emulator on 127.0.0.1:8080
 	python -m pipeline.serve $(if $(SERVE_MODEL),--model $(SERVE_MODEL)) --port 8080
 
 # Ship the recommended variant (params.yaml: deploy) to Lambda + API Gateway; AWS_* from the environment.
 # make deploy FORCE=1 ships a variant less accurate than the live one (deploy.max_accuracy_drop);
 # make deploy DRY_RUN=1 says what it would build, publish and move, and does none of it.
 # `python -m pipeline.deploy --help` lists every command (docs/deploy-commands.md).
-deploy: $(VENV)/.installed
+deploy: $(VENV)/.installed ## ship the recommended variant to Lambda + API Gateway (DRY_RUN=1: say what, do nothing)
 	python -m pipeline.deploy deploy $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run)
-rollback: $(VENV)/.installed
+rollback: $(VENV)/.installed ## move live back to the previous good version
 	python -m pipeline.deploy rollback
-destroy: $(VENV)/.installed
+destroy: $(VENV)/.installed ## remove what deploy created (asks first)
 	python -m pipeline.deploy destroy
 # What is live (version, history, a canary, the URL); the function's recent log lines. Read only.
-status: $(VENV)/.installed
+status: $(VENV)/.installed ## the deployed function: live version, history, canary, URL
 	python -m pipeline.deploy status
-logs: $(VENV)/.installed
+logs: $(VENV)/.installed ## the function's recent log lines
 	python -m pipeline.deploy logs
 # A memory sweep on the deployed function (params.yaml: tune), its configuration put back after; artifacts/tune/.
-tune: $(VENV)/.installed
+tune: $(VENV)/.installed ## a memory sweep on the deployed function, its configuration put back after
 	python -m pipeline.deploy tune
 
 # What the deploy tests run locally: container engines (podman, buildah, Debian's docker.io), a
 # registry, debootstrap (Debian packages).
 DEPLOY_TOOLS := podman buildah skopeo runc docker-registry debootstrap docker.io
-deploy-deps:
+deploy-deps: ## the container engines and registry the deploy tests use (apt)
 	@missing=""; for t in podman buildah skopeo runc docker-registry debootstrap dockerd; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
@@ -109,10 +121,10 @@ deploy-deps:
 # without AVX-512/VNNI, and arm64 registered with binfmt_misc for containers (root; lasts until reboot).
 # make all checks the variants on Lambda's CPUs (the targets stage) where it can: as root it sets up the emulators
 # first; elsewhere, or where that fails, the stage marks the targets unchecked and says what to do.
-emulators-where-root: $(VENV)/.installed
+emulators-where-root: $(VENV)/.installed ## make emulators where root may install them (make all's first step)
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory emulators || echo "make all: no emulators (the targets stage marks Lambda's CPUs unchecked)"; fi
 
-emulators: $(VENV)/.installed
+emulators: $(VENV)/.installed ## qemu-user-static: Lambda's x86_64 and arm64 CPUs emulated (apt, root)
 	@if ! command -v qemu-aarch64-static >/dev/null || ! command -v qemu-x86_64-static >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q qemu-user-static; \
@@ -120,8 +132,8 @@ emulators: $(VENV)/.installed
 	$(BIN)/python -m pipeline.emulators
 
 # The Keras-vs-TFLite notebook, executed headless on this project's artifacts (outputs stay out of git).
-notebook: $(VENV)/.installed
+notebook: $(VENV)/.installed ## the Keras-vs-TFLite notebook, executed headless
 	python notebooks/execute.py notebooks/keras_vs_tflite.ipynb notebooks/output/keras_vs_tflite.ipynb
 
-clean:
+clean: ## remove .venv and the tool caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -24,6 +24,8 @@ import yaml
 from filelock import FileLock
 from PIL import Image
 
+from pipeline.demo import make_project, set_key, small_params, small_run_params  # noqa: F401 (the tests' too)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASET = ROOT.parent / "shared" / "clothing-dataset-small"
 BIN = str(Path(sys.executable).parent)
@@ -64,30 +66,6 @@ def dataset_dir() -> Path:
     if not SHARED_DATASET.is_dir():
         pytest.fail(f"the clothing data set is not at {SHARED_DATASET}: see README (Set up and run)")
     return SHARED_DATASET
-
-
-SMALL_RUN_BATCH = {"train.scratch.batch_size": 16}
-
-
-def small_params(dataset: Path, **overrides) -> dict:
-    """The project's params.yaml, shrunk to a run of a minute or two on 2 cores."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(local_dir=str(dataset), expected_images=0, max_per_class=12)
-    params["train"]["scratch"].update(
-        input_size=75, train_sizes=[], epochs=4, warmup_epochs=0, learning_rate=0.001, batch_size=8, bn_momentum=0.9
-    )
-    params["convert"].update(representative_images=20)
-    # One thread: the suite keeps both cores busy, where a second thread (and ONNX Runtime's spinning pool)
-    # costs CPU and buys no time (the small run's verify alone: 29 s of CPU on two threads, 25 s on one).
-    params["verify"].update(min_agreement=0.0, max_accuracy_drop=1.0, num_threads=1)
-    # One fresh process per runtime: the tests check a cold start's parts, not a median of several.
-    params["bench"].update(warm_runs=20, cold_start_repeats=1, batch_size=4, handler_runs=5)
-    params["recommend"].update(max_accuracy_drop=1.0, min_agreement=0.0)
-    # No target CPU in the small run: emulating them takes minutes (make test-targets runs the stage under qemu).
-    params["targets"].update(architectures=[])
-    for key, value in overrides.items():
-        set_key(params, key, value)
-    return params
 
 
 def clearest(scores: np.ndarray, share: float) -> np.ndarray:
@@ -131,26 +109,6 @@ def tiny_project(project: Path, dataset_dir: Path, model: bytes) -> list:
     (project / "artifacts/onnx").mkdir()
     (project / "artifacts/onnx/onnx_int8.onnx").write_bytes(model)
     return photos
-
-
-def set_key(params: dict, key: str, value) -> None:
-    """params["train"]["scratch"]["epochs"] = value for key "train.scratch.epochs"."""
-    *sections, name = key.split(".")
-    for section in sections:
-        params = params[section]
-    params[name] = value
-
-
-def make_project(path: Path, params: dict) -> Path:
-    """A copy of the project's stage code and dvc.yaml with its own params.yaml."""
-    path.mkdir(parents=True, exist_ok=True)
-    for code in ("pipeline", "lambda"):
-        shutil.copytree(ROOT / code, path / code, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dockerignore", "artifacts/tune/tune.csv"):  # tune.csv: report's dep, header only
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / name, path / name)
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
 
 
 def set_params(project: Path, **overrides) -> None:
@@ -256,16 +214,7 @@ def pytest_collection_modifyitems(items):
 
 def build_small_run(folder: Path, dataset: Path) -> Path:
     """dvc repro of the whole pipeline on a small subset at 75 px, in folder; its output in repro.log."""
-    # 30 photos per class and 6 epochs: the model tells some classes apart (~20% validation accuracy
-    # against 10% by chance), so top-1 agreement between variants is not trivially 1.0. Progressive
-    # resizing as the default recipe does it: epochs 1-3 at 71 px, then 75 px.
-    small = {
-        "data.max_per_class": 30,
-        "train.scratch.epochs": 6,
-        "train.scratch.learning_rate": 0.002,
-        "train.scratch.train_sizes": [71],
-    }
-    project = make_project(folder, small_params(dataset, **small, **SMALL_RUN_BATCH))
+    project = make_project(folder, small_run_params(dataset))  # make demo's configuration
     run(["dvc", "init", "--no-scm", "-q"], project)
     # 840 s: under pytest-timeout's 900 s, so a stuck run ends as a TimeoutExpired naming dvc repro.
     (project / "repro.log").write_text(run(["dvc", "repro"], project, timeout=840, preexec_fn=first_in_line).stdout)

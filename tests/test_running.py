@@ -1,12 +1,16 @@
 """Running the pipeline the way users do: `.venv/bin/dvc repro` without activating the environment, and
 `make repro` with a mistyped param."""
 
+import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
 from conftest import ROOT, make_project, run, small_params
+from pipeline import demo
 
 
 def test_a_stage_started_by_another_python_runs_under_the_projects(tmp_path, dataset_dir):
@@ -39,3 +43,23 @@ def test_a_bad_param_stops_make_repro_before_dvc_removes_anything(tmp_path, data
     result = run([sys.executable, "-m", "pipeline.params"], tmp_path, check=False)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == "error: params.yaml: 'train.scratch.epochs' must be at least 1, got 0\n"
+
+
+def test_a_bare_make_lists_every_target_and_runs_nothing():
+    """`make` alone is help: the full run (half an hour and more of training) is asked for by name."""
+    makefile = (ROOT / "Makefile").read_text()
+    phony = set(" ".join(re.findall(r"^\.PHONY: (.*)$", makefile, re.M)).split())
+    listed = {line.split()[0] for line in run(["make", "--no-print-directory"], ROOT).stdout.splitlines()[1:]}
+    assert phony <= listed, f"targets make help leaves out: {sorted(phony - listed)}"
+    would_run = run(["make", "-n", "--no-print-directory"], ROOT).stdout
+    assert "dvc" not in would_run and "pip" not in would_run and "pytest" not in would_run
+
+
+def test_the_demo_answers_a_real_test_photo_with_the_recommended_variant(small_run):
+    """make demo's last step, on the suite's small run (the demo's own configuration): the handler's answer."""
+    photo, body = demo.answer(small_run)
+    recommended = json.loads((small_run / "artifacts/recommend/recommendation.json").read_text())["variant"]
+    assert photo["split"] == "test" and Path(photo["path"]).is_file()
+    labels = json.loads((small_run / "data/labels.json").read_text())["labels"]
+    assert body["model"]["variant"] == recommended and body["top"] in labels
+    assert sorted(p["label"] for p in body["predictions"]) == sorted(labels)
