@@ -6,12 +6,15 @@
 For each thread count (1 and THREADS) and photo, RUNS rounds. Each round times the whole handler
 (lambda_handler, then json.dumps of its answer as the runtime does), then each of its stages on
 its own, one after another on the same bytes: decode/resize (serving.images.preprocess), the model
-(logits) and the rest (parsing the event, base64 included; ranking the classes; the JSON answer).
+(logits) and the rest (parsing the event, base64 included; ranking the classes; the JSON answer);
+and the bytes one request writes to the log (log_bytes: CloudWatch Logs bills their ingestion).
 The stages are separate measurements, not slices of the handler's run, so that their sum meeting
 the total is a check, not an identity. Prints one JSON line: a list of rows.
 """
 
 import base64
+import contextlib
+import io
 import json
 import os
 import sys
@@ -43,6 +46,15 @@ def rounds(function, runner, info: dict, event: dict, runs: int) -> dict:
     return times
 
 
+def log_bytes(function, event: dict) -> int:
+    """Bytes one warm request writes to stdout (the function's log in Lambda: the EMF line, CloudWatch
+    Logs bills its ingestion), measured on a call of its own."""
+    written = io.StringIO()
+    with contextlib.redirect_stdout(written):
+        function.lambda_handler(event)
+    return len(written.getvalue().encode())
+
+
 def summary(times: dict) -> dict:
     total = np.array(times["total"])
     stages = {f"{k}_ms": round(float(np.median(times[k])), 3) for k in ("decode", "model", "rest")}
@@ -71,7 +83,8 @@ def main() -> None:
             for photo in photos:
                 with open(photo, "rb") as f:
                     event = {"image": base64.b64encode(f.read()).decode()}
-                rows.append({"photo_path": photo, "threads": n, **summary(rounds(function, runner, info, event, runs))})
+                timed = summary(rounds(function, runner, info, event, runs))
+                rows.append({"photo_path": photo, "threads": n, **timed, "log_bytes": log_bytes(function, event)})
     sys.stdout = sys.__stdout__
     print(json.dumps(rows), flush=True)
 

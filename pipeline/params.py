@@ -130,7 +130,12 @@ class Cost:
     x86_64_price_per_gb_second: float
     arm64_price_per_gb_second: float
     price_per_million_requests: float  # Lambda's
-    api_price_per_million: float  # the API in front (API Gateway HTTP API); 0 = none
+    api_price_per_million: float  # HTTP API per million requests, the first tier
+    api_price_per_million_past_tier: float  # HTTP API past the first tier
+    api_tier_millions: float  # the first tier's size, millions of requests a month
+    api_request_step_kb: int  # HTTP API meters each request in steps of this many KB
+    requests_per_month_millions: float  # the monthly traffic priced (where it falls among the API's tiers)
+    logs_price_per_gb: float  # CloudWatch Logs ingestion per GB
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,10 @@ class Deploy:
     function_name: str
     role_name: str
     api_name: str
+    endpoint: str  # function_url | http_api: the front door clients call
+    url_auth: str  # function_url: NONE | AWS_IAM
+    url_cors_origins: list  # function_url: origins browsers may POST from ([] = no CORS)
+    snapstart: bool  # SnapStart on published versions (where AWS supports it for the package)
     memory_mb: int
     timeout_s: int
     architecture: str  # x86_64 | arm64
@@ -201,6 +210,8 @@ CHOICES = {
     "deploy.architecture": ("x86_64", "arm64"),
     "deploy.smoke_test": ("local", "aws"),
     "deploy.package": ("image", "zip"),
+    "deploy.endpoint": ("function_url", "http_api"),
+    "deploy.url_auth": ("NONE", "AWS_IAM"),
     "deploy.strategy": ("all_at_once", "canary", "linear"),
 }
 # onnx_* run on ONNX Runtime, the rest on LiteRT (pipeline/variants.py)
@@ -214,7 +225,7 @@ LAMBDA_MEMORY_MB = (128, 10240)
 AT_LEAST_ONE = {
     "epochs", "batch_size", "representative_images", "warm_runs", "cold_start_repeats",
     "mb_per_vcpu", "memory_mb", "timeout_s", "log_retention_days", "invocations", "handler_runs",
-    "int8_photos", "float_photos",
+    "int8_photos", "float_photos", "api_request_step_kb",
 }  # fmt: skip
 FRACTIONS = {
     "dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy",

@@ -89,36 +89,48 @@ def cost_table(handler: pd.DataFrame, results: pd.DataFrame, c: params.Cost, dep
     """USD per million requests for each runtime, architecture and memory size (cost.memory_mb and the
     deploy's), by part. The duration is the handler's end-to-end p50 on cost.photo (bench's handler
     table: event in, JSON out), one-thread and multi-thread, scaled to the CPU share of each memory
-    size; init is the handler's cold start (a fresh process to its first answer) at that share."""
+    size; init is the handler's cold start (a fresh process to its first answer) at that share. Each
+    row once per front door (cost.DOORS): the HTTP API bills the photo's base64 body in 512 KB steps, a
+    function URL nothing; both pay the log bytes bench measured per request (and Lambda's own lines)."""
     rows = []
     photos = handler[handler["photo"] == c.photo]
+    if "log_bytes" not in photos:
+        raise cli.UserError(f"{paths.BENCH_HANDLER} has no log_bytes (an older bench): run the bench stage again")
     for runtime, timed in photos.groupby("runtime", sort=False):
-        by_threads = timed.set_index("threads")["p50_ms"]
-        one, many = by_threads.loc[by_threads.index.min()], by_threads.loc[by_threads.index.max()]
+        by_threads = timed.set_index("threads")
+        one, many = by_threads["p50_ms"].loc[by_threads.index.min()], by_threads["p50_ms"].loc[by_threads.index.max()]
         cold_ms = results.loc[runtime, "handler_cold_start_s"] * 1000
+        body = cost.base64_bytes(int(timed["bytes"].iloc[0]))  # the photo as client.py sends it
+        logged = int(by_threads["log_bytes"].max())
         for architecture in cost.ARCHITECTURES:
             for memory in sorted({*c.memory_mb, deploy_memory_mb}):
                 ms = cost.lambda_ms(one, many, memory, c.mb_per_vcpu)
                 init_ms = cost.lambda_ms(cold_ms, cold_ms, memory, c.mb_per_vcpu)
-                rows.append(
-                    {
-                        "runtime": runtime,
-                        "architecture": architecture,
-                        "memory_mb": memory,
-                        "photo": c.photo,
-                        "latency": "measured" if architecture == "x86_64" else "x86's, unmeasured",
-                        "est_ms": round(ms, 2),
-                        "billed_ms": cost.billed_ms(ms),
-                        "init_ms": round(init_ms, 1),
-                        **cost.per_million(ms, init_ms, memory, architecture, c),
-                    }
-                )
+                for door in cost.DOORS:
+                    rows.append(
+                        {
+                            "runtime": runtime,
+                            "architecture": architecture,
+                            "memory_mb": memory,
+                            "door": door,
+                            "photo": c.photo,
+                            "body_bytes": body,
+                            "log_bytes": cost.log_bytes(logged),
+                            "latency": "measured" if architecture == "x86_64" else "x86's, unmeasured",
+                            "est_ms": round(ms, 2),
+                            "billed_ms": cost.billed_ms(ms),
+                            "init_ms": round(init_ms, 1),
+                            **cost.per_million(ms, init_ms, memory, architecture, c, door, body, logged),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
 def deploy_costs(table: pd.DataFrame, d: params.Deploy) -> pd.Series:
-    """USD per million per runtime row at the deploy's memory size and architecture: what prefer: cost ranks."""
+    """USD per million per runtime row at the deploy's memory size, architecture and front door: what
+    prefer: cost ranks."""
     at = table[(table["memory_mb"] == d.memory_mb) & (table["architecture"] == d.architecture)]
+    at = at[at["door"] == d.endpoint]
     return at.set_index("runtime")["usd_per_million"]
 
 

@@ -95,14 +95,16 @@ def measured_costs(estimate: pd.DataFrame, tune: pd.DataFrame) -> pd.DataFrame:
     for _, m in tune.iterrows():
         at = (table["runtime"] == m["runtime"]) & (table["architecture"] == m["architecture"])
         at &= table["memory_mb"] == m["memory_mb"]
+        if "door" in m and "door" in table:  # tune priced the door it swept behind
+            at &= table["door"] == m["door"]
         measured = {"est_ms": m["duration_p50_ms"], "billed_ms": m["billed_p50_ms"], "init_ms": m["init_ms"],
                     "latency": "measured in Lambda", "source": "make tune",
                     **{k: m[k] for k in (*cost.PARTS, "usd_per_million")}}  # fmt: skip
         if at.any():
             table.loc[at, list(measured)] = list(measured.values())
         else:
-            table.loc[len(table)] = {**table.iloc[0].to_dict(), **{k: m[k] for k in ("runtime", "architecture",
-                                     "memory_mb")}, **measured}  # fmt: skip
+            keys = [k for k in ("runtime", "architecture", "memory_mb", "door") if k in m and k in table]
+            table.loc[len(table)] = {**table.iloc[0].to_dict(), **{k: m[k] for k in keys}, **measured}
     return table
 
 
@@ -123,9 +125,12 @@ def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: pa
     side = side.rename(columns=names)
     at = costs[costs["memory_mb"] == d.memory_mb].drop(columns=["photo", "memory_mb"])
     measured = (costs["source"] == "make tune").any()
+    shot_body = cost.base64_bytes(int(shot["bytes"]))
+    steps = cost.api_steps(shot_body, c.api_request_step_kb)
     lines = [
         "## What Lambda bills",
         "",
+        *door_lines(costs, choice, d),
         f"The handler end to end (event in, JSON out; the photo in the event), {threads} threads, beside the "
         f"model alone (timed on its own in the same process); the shares split the {c.photo} photo's time into "
         "its stages, each timed on its own (`artifacts/bench/handler.csv` has 1 thread too, and p90s):",
@@ -138,9 +143,15 @@ def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: pa
         f"the GB-second price (x86_64 ${usd(c.x86_64_price_per_gb_second)}, "
         f"arm64 ${usd(c.arm64_price_per_gb_second)}); "
         f"init: the handler's cold start at the same CPU share, billed for {c.cold_start_share:.1%} of requests "
-        f"(`cost.cold_start_share`); Lambda's ${c.price_per_million_requests:.2f} per million requests; the API's "
-        f"${c.api_price_per_million:.2f} (`cost.api_price_per_million`). List prices, {c.prices_region}, "
-        f"{c.prices_date}. arm64 rows take x86's latency: not measured on Graviton."
+        f"(`cost.cold_start_share`); Lambda's ${c.price_per_million_requests:.2f} per million requests; the front "
+        f"door (`door`, docs/endpoints.md): a function URL nothing, an HTTP API "
+        f"${c.api_price_per_million:.2f} per million ({c.api_price_per_million_past_tier:.2f} past "
+        f"{c.api_tier_millions:g} M a month; priced at {c.requests_per_month_millions:g} M) for each started "
+        f"{c.api_request_step_kb} KB of the body (the {c.photo} photo in base64: {shot_body:,} bytes, "
+        f"{steps} request{'s' if steps > 1 else ''}); CloudWatch Logs ${c.logs_price_per_gb:.2f} per GB ingested "
+        f"(`log_bytes`: Lambda's START/END/REPORT lines, {cost.PLATFORM_LOG_BYTES} bytes, and the handler's, "
+        f"measured by bench). List prices, {c.prices_region}, {c.prices_date}. arm64 rows take x86's latency: "
+        "not measured on Graviton."
         + (" Rows marked `make tune` were measured on the deployed function instead." if measured else ""),
         "",
         f"### At the deploy's memory size ({d.memory_mb:,} MB): where each dollar goes",
@@ -154,13 +165,37 @@ def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: pa
     return lines
 
 
+def door_lines(costs: pd.DataFrame, choice: dict, d: params.Deploy) -> list:
+    """What each front door costs per million for the recommended variant, at the deploy's memory and
+    architecture: the sentence a reader looks for first."""
+    runtime = variants.bench_row(choice["variant"])
+    at = costs[(costs["runtime"] == runtime) & (costs["memory_mb"] == d.memory_mb)]
+    at = at[at["architecture"] == d.architecture].set_index("door")
+    if not {"function_url", "http_api"} <= set(at.index):
+        return []
+    url, api = at.loc["function_url"], at.loc["http_api"]
+    return [
+        f"**{choice['variant']} at {d.memory_mb:,} MB {d.architecture}: ${url['usd_per_million']:.2f} per million "
+        f"requests behind a function URL, ${api['usd_per_million']:.2f} behind an HTTP API** (of which the API "
+        f"${api['usd_door']:.2f}, the logs ${url['usd_logs']:.2f} either way); deploy.endpoint is "
+        f"`{d.endpoint}` (docs/endpoints.md).",
+        "",
+    ]
+
+
 def plot_cost(costs: pd.DataFrame, d: params.Deploy) -> None:
-    """Where each dollar goes at the deploy's memory size and architecture, per runtime."""
+    """Where each dollar goes at the deploy's memory size and architecture, per runtime, behind each
+    front door side by side (one bar each)."""
     at = costs[(costs["memory_mb"] == d.memory_mb) & (costs["architecture"] == d.architecture)]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    if "door" in at:
+        at = at.sort_values(["runtime", "door"], kind="stable")
+        labels = at["runtime"] + " · " + at["door"].str.replace("_", " ")
+    else:
+        labels = at["runtime"]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(at) + 1.5))
     left = np.zeros(len(at))
     for part in cost.PARTS:
-        ax.barh(at["runtime"], at[part], left=left, label=part.removeprefix("usd_"))
+        ax.barh(labels, at[part], left=left, label=part.removeprefix("usd_"))
         left += at[part].to_numpy()
     ax.set(xlabel="USD per million requests", title=f"What Lambda bills, {d.memory_mb} MB {d.architecture}")
     ax.legend()

@@ -104,7 +104,9 @@ def test_tune_reads_the_emulators_report_lines_and_restores_the_function(deploye
     # The warm invocation's billed ms priced as recommend prices the estimate, at the function's architecture.
     warm = runs.groupby("memory_mb")["billed_ms"].last()
     assert (table["billed_p50_ms"] == warm).all() and (table["architecture"] == "x86_64").all()
-    assert (table["usd_api"] == 1.0).all() and (table["usd_per_million"] > 1.2).all()
+    # deploy.endpoint function_url (the default): no per-request price for the door; the log tail's bytes priced.
+    assert (table["door"] == "function_url").all() and (table["usd_door"] == 0.0).all()
+    assert (table["usd_logs"] > 0).all() and (table["usd_per_million"] > 0.2).all()
     assert (project / "artifacts/tune/tune.png").stat().st_size > 10_000
     assert "cheapest: " in swept.stdout and "fastest: " in swept.stdout
 
@@ -181,7 +183,8 @@ def test_report_lines_are_parsed_from_a_log_tail():
 LIST_PRICES = Cost(
     memory_mb=[1024], photo="phone", cold_start_share=0.01, mb_per_vcpu=1769, prices_region="us-east-1",
     prices_date="2026-12-02", x86_64_price_per_gb_second=0.0000166667, arm64_price_per_gb_second=0.0000133334,
-    price_per_million_requests=0.2, api_price_per_million=1.0,
+    price_per_million_requests=0.2, api_price_per_million=1.0, api_price_per_million_past_tier=0.9,
+    api_tier_millions=300, api_request_step_kb=512, requests_per_month_millions=10, logs_price_per_gb=0.0,
 )  # fmt: skip
 
 

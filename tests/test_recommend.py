@@ -82,6 +82,11 @@ PRICES = {
     "arm64_price_per_gb_second": 0.0000133334,
     "price_per_million_requests": 0.2,
     "api_price_per_million": 1.0,
+    "api_price_per_million_past_tier": 0.9,
+    "api_tier_millions": 300,
+    "api_request_step_kb": 512,
+    "requests_per_month_millions": 10,
+    "logs_price_per_gb": 0.0,
 }
 
 
@@ -97,6 +102,8 @@ HANDLER = pd.DataFrame(
         "photo": ["dataset", "dataset", "phone", "phone"],
         "threads": [1, 2, 1, 2],
         "p50_ms": [7.0, 4.2, 30.2, 20.0],
+        "bytes": [30_000, 30_000, 690_000, 690_000],  # the phone photo: 0.69 MB, 920,000 bytes in base64
+        "log_bytes": [300, 300, 300, 300],
     }
 )
 COLD = pd.DataFrame({"runtime": ["a"], "handler_cold_start_s": [0.4]}).set_index("runtime")
@@ -115,19 +122,48 @@ def test_a_million_requests_by_part_exact_values():
     gb = 1769 / 1024
     assert parts["usd_compute"] == round(1e6 * 0.031 * gb * 0.0000166667, 4) == 0.8926
     assert parts["usd_init"] == round(0.01 * 1e6 * 0.400 * gb * 0.0000166667, 4) == 0.1152
-    assert (parts["usd_requests"], parts["usd_api"]) == (0.2, 1.0)
+    assert (parts["usd_requests"], parts["usd_door"]) == (0.2, 1.0)
     assert parts["usd_per_million"] == round(0.8925636 + 0.1151695 + 0.2 + 1.0, 4) == 2.2077
     arm = cost.per_million(30.2, 400.0, 1769, "arm64", prices())
     assert arm["usd_compute"] == round(1e6 * 0.031 * gb * 0.0000133334, 4) == 0.7141
     # No API in front (invoked directly), no cold starts: the compute and Lambda's request price only.
-    bare = cost.per_million(30.2, 400.0, 1769, "x86_64", prices(api_price_per_million=0.0, cold_start_share=0.0))
-    assert bare["usd_per_million"] == round(0.8925636 + 0.2, 4) and bare["usd_init"] == 0
+    bare = cost.per_million(30.2, 400.0, 1769, "x86_64", prices(cold_start_share=0.0), door="function_url")
+    assert bare["usd_per_million"] == round(0.8925636 + 0.2, 4) and bare["usd_init"] == bare["usd_door"] == 0
+
+
+@pytest.mark.fast
+def test_each_front_door_priced_by_hand_for_a_body_under_and_over_512_kb():
+    """HTTP API: one billed request per started 512 KB (524,288 bytes) of the body; a function URL: none.
+    Logs: Lambda's START (67 bytes), END (52) and REPORT (145) lines plus the handler's, per binary GB."""
+    c = prices(logs_price_per_gb=0.5)
+    small, phone = 400_000, 920_000  # 300,000 and 690,000 raw bytes in base64 (4 characters per 3 bytes)
+    assert (cost.base64_bytes(300_000), cost.base64_bytes(690_000)) == (small, phone)
+    assert cost.PLATFORM_LOG_BYTES == 67 + 52 + 145
+    exact = (67 + 52 + 145 + 300) * 1e6 / 1024**3 * 0.5  # 564 bytes a request
+    logs = round(exact, 4)
+    assert logs == 0.2626
+    rows = {
+        (door, body): cost.per_million(30.2, 400.0, 1769, "x86_64", c, door, body, 300)
+        for door in ("http_api", "function_url")
+        for body in (small, phone)
+    }
+    assert rows[("http_api", small)]["usd_door"] == 1.0  # 400,000 < 524,288: one request
+    assert rows[("http_api", phone)]["usd_door"] == 2.0  # 920,000 / 524,288 = 1.75: two requests
+    assert rows[("function_url", small)]["usd_door"] == rows[("function_url", phone)]["usd_door"] == 0.0
+    assert {r["usd_logs"] for r in rows.values()} == {logs}
+    compute, init = 0.8925636, 0.1151695
+    assert rows[("http_api", phone)]["usd_per_million"] == round(compute + init + 0.2 + 2.0 + exact, 4)
+    assert rows[("function_url", phone)]["usd_per_million"] == round(compute + init + 0.2 + exact, 4)
+    # 200 M photos a month over 512 KB are 400 M billed requests: 300 M at $1.00, 100 M at $0.90.
+    tiered = cost.per_million(30.2, 400.0, 1769, "x86_64", prices(requests_per_month_millions=200), "http_api", phone)
+    assert tiered["usd_door"] == round(2 * (300 * 1.0 + 100 * 0.9) / 400, 4) == 1.95
 
 
 @pytest.mark.fast
 def test_cost_table_prices_the_handler_end_to_end_at_each_cpu_share():
     table = recommend.cost_table(HANDLER, COLD, prices(), deploy_memory_mb=1024)
-    x86 = table[table["architecture"] == "x86_64"].set_index("memory_mb")
+    both = table[table["architecture"] == "x86_64"].set_index("memory_mb")
+    x86 = both[both["door"] == "http_api"]
     assert list(x86.index) == [512, 1024, 1769, 2653, 3538]  # cost.memory_mb and the deploy's
     assert set(table["photo"]) == {"phone"}  # cost.photo's times, not the data set photo's
     # 512 MB is 0.2894 vCPU: the one-thread 30.2 ms stretches to 104.34 ms, billed 105; init 1382.03 ms, billed 1383.
@@ -136,8 +172,12 @@ def test_cost_table_prices_the_handler_end_to_end_at_each_cpu_share():
     assert x86.loc[512, "usd_init"] == round(0.01 * 1e6 * 1.383 * 0.5 * 0.0000166667, 4)
     # One vCPU: the one-thread time; 1.5 vCPUs: half way to the two-thread one; two vCPUs: the two-thread one.
     assert (x86.loc[1769, "billed_ms"], x86.loc[2653, "est_ms"], x86.loc[3538, "est_ms"]) == (31, 25.1, 20.0)
-    assert x86.loc[1769, "usd_per_million"] == 2.2077 and x86.loc[1769, "init_ms"] == 400.0
-    arm = table[table["architecture"] == "arm64"].set_index("memory_mb")
+    # The phone photo (920,000 bytes in base64) is two HTTP API requests: $2.00 behind the API, $0 behind a URL.
+    api, url = both[both["door"] == "http_api"], both[both["door"] == "function_url"]
+    assert api.loc[1769, "usd_per_million"] == round(0.8925636 + 0.1151695 + 0.2 + 2.0, 4) and api.loc[1769, "init_ms"] == 400.0
+    assert url.loc[1769, "usd_per_million"] == round(0.8925636 + 0.1151695 + 0.2, 4)
+    assert (api["body_bytes"] == 920_000).all() and (api["log_bytes"] == 264 + 300).all()
+    arm = table[(table["architecture"] == "arm64") & (table["door"] == "http_api")].set_index("memory_mb")
     assert set(arm["latency"]) == {"x86's, unmeasured"} and set(x86["latency"]) == {"measured"}
     assert (arm["billed_ms"] == x86["billed_ms"]).all() and arm.loc[1769, "usd_compute"] == 0.7141
 
@@ -165,7 +205,7 @@ def test_stage_on_the_small_run(small_run):
     assert choice["variant"] in VARIANTS + ONNX and (small_run / choice["model"]).is_file()
     assert "has the lowest p50_ms" in choice["reason"]  # the small run's params: prefer warm_p50
     table = pd.read_csv(small_run / "artifacts/recommend/cost.csv")
-    assert set(table["memory_mb"]) == {512, 1024, 1769, 3008} and len(table) == 6 * 2 * 4  # runtimes, archs, sizes
+    assert set(table["memory_mb"]) == {512, 1024, 1769, 3008} and len(table) == 6 * 2 * 4 * 2  # runtimes, archs, sizes, doors
     # Every row's parts add up, and the phone photo's handler (what cost.photo prices) bills more than its model.
     assert (table[list(cost.PARTS)].sum(axis=1) - table["usd_per_million"]).abs().max() < 1e-3
     results = pd.read_csv(small_run / "artifacts/bench/results.csv").set_index("runtime")
@@ -199,9 +239,10 @@ def stage_handler() -> pd.DataFrame:
     """bench's handler table for STAGE_BENCH: the model's p50 plus 2 ms on the data set's photo, 20 ms on a phone's."""
     bench = pd.read_csv(io.StringIO(STAGE_BENCH)).dropna()
     rows = [
-        {"runtime": m["runtime"], "photo": photo, "threads": threads, "p50_ms": m[column] + extra}
+        {"runtime": m["runtime"], "photo": photo, "threads": threads, "p50_ms": m[column] + extra, "bytes": size,
+         "log_bytes": 400}
         for _, m in bench.iterrows()
-        for photo, extra in (("dataset", 2.0), ("phone", 20.0))
+        for photo, extra, size in (("dataset", 2.0, 30_000), ("phone", 20.0, 690_000))
         for threads, column in ((1, "p50_1_thread_ms"), (2, "p50_ms"))
     ]
     return pd.DataFrame(rows)
@@ -224,14 +265,17 @@ def test_stage_reads_its_tables_and_writes_the_choice_and_costs(tmp_path, small_
     }
     assert "lowest p50_ms (10" in choice["reason"]
     assert "rejected: dynamic_int8, full_int8, onnx_int8" in choice["reason"]
-    table = pd.read_csv(project / "artifacts/recommend/cost.csv").set_index(["runtime", "architecture", "memory_mb"])
+    table = pd.read_csv(project / "artifacts/recommend/cost.csv")
+    table = table[table["door"] == "http_api"].set_index(["runtime", "architecture", "memory_mb"])
     # 1769 MB is one vCPU: ONNX Runtime float32's one-thread handler on the phone photo, 18.0 + 20 ms, billed 38 ms:
     # 1.7275 GB x 0.038 s x $0.0000166667 x 1e6 = $1.0941; its 0.6 s cold start for 1% of requests $0.1728;
-    # + $0.20 for Lambda's requests and $1.00 for the HTTP API's (the project's params).
+    # + $0.20 for Lambda's requests and $2.00 for the HTTP API's (0.92 MB of base64: two 512 KB steps);
+    # the logs: (264 + 400) bytes x 1e6 / 2^30 x $0.50 = $0.3092 (the project's params).
     row = table.loc[("onnxruntime_float32", "x86_64", 1769)]
     assert (row["est_ms"], row["billed_ms"], row["init_ms"]) == (38.0, 38, 600.0)
-    assert (row["usd_compute"], row["usd_init"], row["usd_requests"], row["usd_api"]) == (1.0941, 0.1728, 0.2, 1.0)
-    assert row["usd_per_million"] == 2.4669
+    assert (row["usd_compute"], row["usd_init"], row["usd_requests"], row["usd_door"]) == (1.0941, 0.1728, 0.2, 2.0)
+    assert row["usd_logs"] == round(664e6 / 2**30 * 0.5, 4) == 0.3092
+    assert row["usd_per_million"] == 3.7761
     assert len(table) == 6 * 2 * 4  # no Keras row: the function never runs Keras
 
     # prefer: cost at 1024 MB (0.58 vCPU) with a cold start in every other request: ONNX Runtime float32's

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from conftest import RUNTIMES
-from pipeline import report
+from pipeline import report, variants
 
 PLOTS = ["accuracy_vs_size.png", "latency.png", "cold_start.png", "confusion.png", "training.png"]
 
@@ -57,12 +57,18 @@ def test_the_report_says_what_lambda_bills_and_where_each_dollar_goes(small_run)
     assert "## What Lambda bills" in report and "handler p50 ms, phone photo" in report
     assert "us-east-1" in report and "x86's latency" in report
     section = report[report.index("### At the deploy's memory size") : report.index("### Every memory size")]
-    rows = {line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line for line in section.splitlines()
+    rows = {"/".join(cell.strip() for cell in line.split("|")[1:4]): line for line in section.splitlines()
             if line.startswith("| ") and "|" in line[2:]}  # fmt: skip
     for _, m in costs[costs["memory_mb"] == 1769].iterrows():  # the small run's deploy.memory_mb
-        cells = [c.strip() for c in rows[f"{m['runtime']}/{m['architecture']}"].split("|")[1:-1]]
+        cells = [c.strip() for c in rows[f"{m['runtime']}/{m['architecture']}/{m['door']}"].split("|")[1:-1]]
         assert float(cells[-2]) == m["usd_per_million"] and cells[-1] == "estimate"  # no make tune in the run
-        assert f"{m['usd_api']:g}" in cells
+        assert f"{m['usd_door']:g}" in cells and f"{m['usd_logs']:g}" in cells
+    # Both doors for the recommended variant, in one sentence at the top of the section.
+    choice = json.loads((small_run / "artifacts/recommend/recommendation.json").read_text())
+    mine = costs[(costs["memory_mb"] == 1769) & (costs["architecture"] == "x86_64")]
+    mine = mine[mine["runtime"] == variants.bench_row(choice["variant"])].set_index("door")["usd_per_million"]
+    assert (f"${mine['function_url']:.2f} per million requests behind a function URL, "
+            f"${mine['http_api']:.2f} behind an HTTP API") in report  # fmt: skip
     many = handler[(handler["threads"] == handler["threads"].max()) & (handler["photo"] == "phone")]
     assert all(f"{p50:g}" in report for p50 in many["p50_ms"])  # the handler's own p50s, as measured
     with Image.open(small_run / "artifacts/report/cost.png") as img:
@@ -75,13 +81,13 @@ def test_make_tunes_measurements_replace_the_estimate_where_it_measured():
         {"runtime": ["litert_full_int8"] * 3, "architecture": ["x86_64", "x86_64", "arm64"],
          "memory_mb": [1024, 1769, 1769], "photo": "phone", "latency": "measured", "est_ms": [60.0, 35.0, 35.0],
          "billed_ms": [60, 35, 35], "init_ms": [700.0, 400.0, 400.0], "usd_compute": [1.0, 1.01, 0.81],
-         "usd_init": [0.12, 0.12, 0.09], "usd_requests": 0.2, "usd_api": 1.0, "usd_per_million": [2.32, 2.33, 2.1]}
+         "usd_init": [0.12, 0.12, 0.09], "usd_requests": 0.2, "usd_door": 1.0, "usd_logs": 0.0, "usd_per_million": [2.32, 2.33, 2.1]}
     )  # fmt: skip
     measured = pd.DataFrame(
         {"memory_mb": [1769, 3008], "architecture": "x86_64", "variant": "full_int8", "runtime": "litert_full_int8",
          "invocations": 5, "duration_p50_ms": [41.2, 30.1], "billed_p50_ms": [42.0, 31.0], "init_ms": [650.0, 500.0],
          "max_memory_used_mb": 150.0, "usd_compute": [1.21, 1.5], "usd_init": [0.19, 0.2], "usd_requests": 0.2,
-         "usd_api": 1.0, "usd_per_million": [2.6, 2.9]}
+         "usd_door": 1.0, "usd_logs": 0.0, "usd_per_million": [2.6, 2.9]}
     )  # fmt: skip
     table = report.measured_costs(estimate, measured).set_index(["architecture", "memory_mb"])
     assert table.loc[("x86_64", 1769), "source"] == "make tune" and table.loc[("x86_64", 1769), "billed_ms"] == 42

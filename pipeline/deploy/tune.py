@@ -28,8 +28,8 @@ from pipeline.deploy import build, releases, smoke
 from pipeline.deploy.aws import aws_errors, client
 
 COLUMNS = [  # tune.csv; the header alone is in git until a sweep runs (the report stage reads it)
-    "memory_mb", "architecture", "variant", "runtime", "invocations", "duration_p50_ms", "billed_p50_ms",
-    "init_ms", "max_memory_used_mb", *cost.PARTS, "usd_per_million",
+    "memory_mb", "architecture", "door", "variant", "runtime", "invocations", "duration_p50_ms", "billed_p50_ms",
+    "init_ms", "restore_ms", "max_memory_used_mb", *cost.PARTS, "usd_per_million",
 ]  # fmt: skip
 VERSIONED = ("MemorySize", "Timeout", "Environment")  # what the sweep changes, and puts back
 
@@ -53,6 +53,10 @@ def parse_report(tail: str) -> dict:
         "memory_size_mb": number("Memory Size"),
         "max_memory_used_mb": number("Max Memory Used"),
         "init_ms": number("Init Duration") or 0.0,
+        # SnapStart: a restored environment reports these instead of Init Duration (billed on their own).
+        "restore_ms": number("Restore Duration") or 0.0,
+        "billed_restore_ms": number("Billed Restore Duration") or 0.0,
+        "log_bytes": len(tail.encode()),  # the invocation's whole log (the tail: its last 4 KB)
     }
     missing = [k for k in ("duration_ms", "billed_ms", "memory_size_mb") if report[k] is None]
     if missing:
@@ -73,7 +77,10 @@ def invoke(lam, name: str, photo: Path) -> dict:
     return parse_report(base64.b64decode(answer.get("LogResult") or "").decode(errors="replace"))
 
 
-def summarize(rows: pd.DataFrame, variant: str, runtime: str, architecture: str, c: params.Cost) -> pd.DataFrame:
+def summarize(
+    rows: pd.DataFrame, variant: str, runtime: str, architecture: str, c: params.Cost, door: str = "http_api",
+    body_bytes: int = 0,
+) -> pd.DataFrame:
     """One row per memory size. Duration: the warm invocations' p50 (all but the first, when there
     are more). Init: what the first one, in a new environment, cost beyond them: its billed ms over
     the warm p50 (the handler loads the model on its first request), plus its Init Duration where
@@ -83,6 +90,8 @@ def summarize(rows: pd.DataFrame, variant: str, runtime: str, architecture: str,
     out = []
     for memory, runs in rows.groupby("memory_mb", sort=False):
         first, warm = runs.iloc[0], (runs.iloc[1:] if len(runs) > 1 else runs)
+        logged = float(warm["log_bytes"].median()) if "log_bytes" in warm else cost.PLATFORM_LOG_BYTES
+        handler_logged = max(0, round(logged) - cost.PLATFORM_LOG_BYTES)  # per_million adds Lambda's own lines
         billed = float(warm["billed_ms"].median())
         extra = max(0.0, first["billed_ms"] - billed)
         # 0.02 ms: REPORT prints both durations rounded to 0.01 ms, Billed Duration is their sum's ceiling.
@@ -92,14 +101,16 @@ def summarize(rows: pd.DataFrame, variant: str, runtime: str, architecture: str,
             {
                 "memory_mb": memory,
                 "architecture": architecture,
+                "door": door,
                 "variant": variant,
                 "runtime": runtime,
                 "invocations": len(runs),
                 "duration_p50_ms": round(float(warm["duration_ms"].median()), 2),
                 "billed_p50_ms": billed,
                 "init_ms": round(init_ms, 1),
+                "restore_ms": float(runs["restore_ms"].max()) if "restore_ms" in runs else 0.0,
                 "max_memory_used_mb": runs["max_memory_used_mb"].max(),
-                **cost.per_million(billed, init_ms, int(memory), architecture, c),
+                **cost.per_million(billed, init_ms, int(memory), architecture, c, door, body_bytes, handler_logged),
             }
         )
     return pd.DataFrame(out, columns=COLUMNS)
@@ -200,7 +211,8 @@ def tune(p: params.Params) -> pd.DataFrame:
             raise  # after the restore below: cli.run ends it (exit status 130), nothing written
         finally:  # after success, a failed invoke, an AWS refusal or Ctrl-C alike
             restore(lam, d.function_name, original, swap[1] if swap else None)
-    table = summarize(rows, variant, variants.bench_row(variant), architecture, p.cost)
+    body = cost.base64_bytes(photo.stat().st_size)
+    table = summarize(rows, variant, variants.bench_row(variant), architecture, p.cost, d.endpoint, body)
     with files.atomic_path(paths.TUNE_INVOCATIONS) as tmp:
         rows.to_csv(tmp, index=False)
     with files.atomic_path(paths.TUNE_TABLE) as tmp:
