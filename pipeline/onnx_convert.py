@@ -1,7 +1,7 @@
 """The Keras model to ONNX: float32 (Keras' own export, tf2onnx underneath) and int8 (ONNX Runtime's
 static quantization). Called by the convert stage for the onnx_* variants.
 
-What makes ONNX Runtime's int8 fast on x86 CPUs (measured, docs/toolchain.md and README):
+What makes ONNX Runtime's int8 fast on x86 CPUs (measured, docs/toolchain.md and docs/results.md):
 - QDQ format, not QOperator: QOperator runs but is numerically broken on this model (top-1
   agreement 0.45). ONNX Runtime fuses each QuantizeLinear/DequantizeLinear pair around a Conv or
   MatMul into its integer kernel when the session loads: graph optimization level EXTENDED or

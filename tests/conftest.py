@@ -64,7 +64,7 @@ def dataset_dir() -> Path:
     """The real photos, or a loud failure: a suite that quietly swapped them for generated images
     would prove nothing about the product."""
     if not SHARED_DATASET.is_dir():
-        pytest.fail(f"the clothing data set is not at {SHARED_DATASET}: see README (Set up and run)")
+        pytest.fail(f"the clothing data set is not at {SHARED_DATASET}: see README.md, Set up")
     return SHARED_DATASET
 
 
