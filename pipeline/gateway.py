@@ -4,6 +4,8 @@ API) would, for `make serve` and the tests.
   POST /2015-03-31/functions/function/invocations  - the Invoke API: passed to the emulator, its answer back
   POST /predict                                    - an HTTP request turned into an API Gateway
                                                      HTTP API (payload 2.0) proxy event
+  GET /health                                      - the same, a GET: the function answers whether
+                                                     its model loads
 Always a JSON answer, never a dropped connection: 502 when the function fails or times out; 413, 400,
 411 and 408 for what the client sent (too large, a bad Content-Length, chunked, too slow); 404 for
 anything else. Requests go to the emulator one at a time: one Lambda execution environment handles
@@ -22,20 +24,21 @@ import time
 import urllib.error
 import urllib.request
 
+HEALTH_PATH = "/health"  # the handler answers GET on it (serving.handler.HEALTH_PATH)
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"  # the Lambda Invoke API's path, as the emulator serves it
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit: API Gateway answers 413 above it
 SOCKET_TIMEOUT_S = 30  # a client that stops sending holds a connection no longer than this
 CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
 
 
-def http_api_event(path: str, headers: dict, body: bytes) -> dict:
+def http_api_event(path: str, headers: dict, body: bytes, method: str = "POST") -> dict:
     return {
         "version": "2.0",
-        "routeKey": f"POST {path}",
+        "routeKey": f"{method} {path}",
         "rawPath": path,
         "rawQueryString": "",
         "headers": {k.lower(): v for k, v in headers.items()},
-        "requestContext": {"http": {"method": "POST", "path": path}, "stage": "$default"},
+        "requestContext": {"http": {"method": method, "path": path}, "stage": "$default"},
         "body": base64.b64encode(body).decode(),
         "isBase64Encoded": True,
     }
@@ -162,6 +165,17 @@ def make_gateway(emulator_url: str, invoke_timeout_s: float = 70, socket_timeout
             self.close_connection = False
             return body
 
+        def do_GET(self):
+            if self.path != HEALTH_PATH:
+                return self.send_error(501)  # every other GET: the 404 of a method with no route, as before
+            self.close_connection = True
+            try:
+                self.pass_event(http_api_event(self.path, dict(self.headers), b"", method="GET"))
+            except Exception as e:
+                self.log_error("gateway error: %r", e)
+                with contextlib.suppress(OSError):
+                    self.reply(500, error_body("Internal Server Error"))
+
         def do_POST(self):
             try:
                 self.route()
@@ -192,7 +206,11 @@ def make_gateway(emulator_url: str, invoke_timeout_s: float = 70, socket_timeout
                     else {}
                 )
                 return self.reply(status, answer, headers=extra)
-            payload = json.dumps(http_api_event(self.path, dict(self.headers), body)).encode()
+            self.pass_event(http_api_event(self.path, dict(self.headers), body))
+
+        def pass_event(self, event: dict) -> None:
+            """An API Gateway event to the function, its proxy answer back (502 when there is none)."""
+            payload = json.dumps(event).encode()
             if len(payload) > MAX_PAYLOAD_BYTES:
                 limit = f"Lambda's {MAX_PAYLOAD_BYTES:,}-byte payload limit"
                 return self.reply(413, error_body(f"the request, base64-encoded, is larger than {limit}"))

@@ -2,7 +2,9 @@
 
 The AWS Runtime Interface Emulator (from the aws-sam-cli wheel) runs `python -m awslambdaric
 serving.handler.lambda_handler` exactly as the official base image does. In front of it, on one port,
-the gateway (pipeline/gateway.py) serves the Invoke API's path and POST /predict as API Gateway would.
+the gateway (pipeline/gateway.py) serves the Invoke API's path, POST /predict and GET /health as API
+Gateway would. One line per request on stdout (--verbose: everything the emulator and the function print,
+Lambda's START/END/REPORT lines and the function's whole JSON log line with its metrics).
 """
 
 import argparse
@@ -11,22 +13,64 @@ import io
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipeline import params, paths
-from pipeline.gateway import INVOKE_PATH, SOCKET_TIMEOUT_S, make_gateway
+from pipeline import params, paths, variants
+from pipeline.gateway import HEALTH_PATH, INVOKE_PATH, SOCKET_TIMEOUT_S, make_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = ROOT / "lambda"  # what the image's $LAMBDA_TASK_ROOT holds: the serving package
 HANDLER = "serving.handler.lambda_handler"
 PICK = random.SystemRandom()
+# What the emulator prints around each request, dropped unless --verbose: Lambda's START/END/REPORT
+# lines (AWS prints them too, in CloudWatch Logs), the emulator's own INFO lines (its warning about
+# running without AWS credentials among them) and LiteRT's note when it loads the model.
+NOISE = re.compile(r"^(START|END|REPORT) RequestId: |\[INFO\] \(rapid\) |^INFO: Created TensorFlow Lite XNNPACK")
+
+
+def request_line(line: str) -> "str | None":
+    """The function's JSON log line of a request (its EMF metrics included) as one short line; None for
+    any other line."""
+    if not line.startswith("{"):
+        return None
+    try:
+        log = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(log, dict) or "status" not in log:
+        return None
+    what = log.get("route") or log.get("event", "")
+    if "error" in log:
+        told = f"{log['status']} {what}: {log['error']}"
+    elif "top" in log:
+        told = f"{log['status']} {what}: {log['top']} {log['probability']:.3f}, model {log['inference_ms']} ms"
+    else:
+        told = f"{log['status']} {what}"
+    told += f", total {log.get('total_ms')} ms"
+    return told + ("\n" + log["traceback"].rstrip() if log.get("traceback") else "")
+
+
+def pass_output(stream, out, verbose: bool) -> None:
+    """The emulator's output to ours as it comes: all of it (verbose), or a line per request and
+    whatever else is neither noise nor a request (errors, warnings)."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace")
+        if not verbose:
+            if NOISE.search(line):
+                continue
+            short = request_line(line)
+            line = f"{time.strftime('%H:%M:%S')} {short}\n" if short else line
+        out.write(line)
+        out.flush()
 
 
 def start_emulator(
@@ -39,6 +83,7 @@ def start_emulator(
     allowed_ports: str = "",
     handler: str = HANDLER,
     function_path: str = "",
+    output=None,
 ) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -65,6 +110,8 @@ def start_emulator(
         ],
         cwd=FUNCTION_DIR,
         env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
     )
 
 
@@ -176,15 +223,30 @@ def recommended_model() -> Path:
     path = ROOT / paths.RECOMMENDATION
     if not path.exists():
         raise SystemExit(
-            f"error: {paths.RECOMMENDATION} not found: run `dvc repro` first, or name a model (make serve "
-            "SERVE_MODEL=..., --model)"
+            f"error: {paths.RECOMMENDATION} not found: run `dvc repro` first, or name a variant (make serve "
+            "VARIANT=..., --variant) or a model file (--model)"
         )
     return ROOT / json.loads(path.read_text())["model"]
 
 
+def variant_model(variant: str, made: list) -> Path:
+    """The model file of a variant the convert stage makes (convert.variants): the name deploy takes too."""
+    if variant not in made:
+        raise SystemExit(f"error: unknown variant {variant!r}: convert.variants makes {', '.join(made)}")
+    model = ROOT / variants.model_path(variant)
+    if not model.exists():
+        raise SystemExit(f"error: {model} not found: run `dvc repro` first")
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help=f"model file to serve (default: {paths.RECOMMENDATION}'s)")
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--variant", help=f"a variant of convert.variants to serve (default: {paths.RECOMMENDATION}'s)")
+    chosen.add_argument("--model", type=Path, help="a model file to serve (model.json with its labels beside it)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="everything the emulator and function print, not a line per request"
+    )
     parser.add_argument("--rie", type=Path, default=ROOT / ".cache/aws-lambda-rie-x86_64")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--emulator-port", type=int, default=8090, help="and the next one for the runtime API")
@@ -198,8 +260,11 @@ def main() -> None:
     )
     parser.add_argument("--socket-timeout", type=float, default=SOCKET_TIMEOUT_S, help="seconds a client may stall")
     args = parser.parse_args()
+    p = params.load(ROOT / "params.yaml")
     if args.function_timeout is None:
-        args.function_timeout = params.load(ROOT / "params.yaml").deploy.timeout_s
+        args.function_timeout = p.deploy.timeout_s
+    if args.variant:
+        args.model = variant_model(args.variant, p.convert.variants)
     if args.model is None:
         args.model = recommended_model()
     for path, what in ((args.model, "model"), (args.rie, "runtime interface emulator (make rie)")):
@@ -218,7 +283,10 @@ def main() -> None:
         args.allow_ports,
         args.handler,
         args.function_path,
+        output=subprocess.PIPE,
     )
+    passing = threading.Thread(target=pass_output, args=(emulator.stdout, sys.stdout, args.verbose))
+    passing.start()
     try:
         try:
             wait_until_up(f"http://127.0.0.1:{args.emulator_port}/", emulator)
@@ -233,13 +301,15 @@ def main() -> None:
             ),
         )
         server.daemon_threads = True
-        print(f"serving {args.model} on http://127.0.0.1:{args.port}{INVOKE_PATH} and /predict", flush=True)
+        base = f"http://127.0.0.1:{args.port}"
+        print(f"serving {args.model} on {base}{INVOKE_PATH}, {base}/predict and {base}{HEALTH_PATH}", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
+        passing.join(timeout=5)  # its last words (an error) reach the log before this process ends
 
 
 if __name__ == "__main__":

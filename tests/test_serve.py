@@ -355,9 +355,17 @@ def test_a_well_formed_proxy_answer_passes_through_the_echo(echo_server):
 @pytest.mark.fast
 def test_make_serve_serves_the_recommended_variant_unless_told_another(tmp_path, monkeypatch):
     monkeypatch.setattr(serve, "ROOT", tmp_path)
-    with pytest.raises(SystemExit, match="recommendation.json not found: run `dvc repro` first, or name a model"):
+    with pytest.raises(SystemExit, match="recommendation.json not found: run `dvc repro` first, or name a variant"):
         serve.recommended_model()
     (tmp_path / "artifacts/recommend").mkdir(parents=True)
     choice = {"variant": "float16", "model": "artifacts/tflite/float16.tflite"}  # full int8 excluded, say
     (tmp_path / "artifacts/recommend/recommendation.json").write_text(json.dumps(choice))
     assert serve.recommended_model() == tmp_path / "artifacts/tflite/float16.tflite"
+    # make serve VARIANT=...: a variant by the name deploy and the reports use, not a file path
+    with pytest.raises(SystemExit, match="float32.tflite not found: run `dvc repro`"):
+        serve.variant_model("float32", ["float32", "onnx_int8"])
+    with pytest.raises(SystemExit, match="unknown variant 'litert_float32': convert.variants makes float32, onnx_int8"):
+        serve.variant_model("litert_float32", ["float32", "onnx_int8"])
+    (tmp_path / "artifacts/onnx").mkdir(parents=True)
+    (tmp_path / "artifacts/onnx/onnx_int8.onnx").write_bytes(b"model")
+    assert serve.variant_model("onnx_int8", ["float32", "onnx_int8"]) == tmp_path / "artifacts/onnx/onnx_int8.onnx"

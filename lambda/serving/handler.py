@@ -2,8 +2,9 @@
 model's output order, come from the model's metadata, model.json beside model.tflite / model.onnx).
 
 Answers direct invocations ({"url": ...} or {"image": "<base64>"}) and API Gateway proxy events
-(HTTP API payload 2.0, REST API payload 1.0) with a JSON body or a raw image body. Imports no
-TensorFlow: LiteRT, numpy, Pillow, and this package's images/runtime modules.
+(HTTP API payload 2.0, REST API payload 1.0; a function URL's are 2.0) with a JSON body or a raw image
+body; GET /health answers whether the model loads (docs/function.md). Imports no TensorFlow: LiteRT,
+numpy, Pillow, and this package's images/runtime modules.
 """
 
 import base64
@@ -21,7 +22,7 @@ import numpy as np
 from serving import fetch as fetching
 from serving import metrics
 from serving.fetch import FetchError, fetch
-from serving.images import ImageError, preprocess, softmax
+from serving.images import ImageError, NotAnImage, preprocess, softmax
 from serving.runtime import ONNXModel, TFLiteModel, load_model
 
 # The function's own configuration (set by deploy, or by `make serve`). The image and the zip put
@@ -87,6 +88,18 @@ class Request:
     kind: str  # direct | http_api | rest_api
     url: "str | None" = None
     image: "bytes | None" = None
+    content_type: str = ""  # the HTTP request's, for the hint on a body that is no image
+
+
+HEALTH_PATH = "/health"
+# A body sent as a form: curl -F file=@photo.jpg (multipart/form-data) or curl -d @photo.jpg (a form,
+# with the file's line breaks removed). Either is no image; the answer says how to send one.
+MULTIPART = "multipart/form-data"
+FORM = "application/x-www-form-urlencoded"
+UPLOAD_HINT = (
+    "send the photo's bytes as the body: curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' URL "
+    '(or JSON: {"url": ...} or {"image": "<base64>"})'
+)
 
 
 def _decode_base64(text: str, what: str) -> bytes:
@@ -150,8 +163,41 @@ def parse_event(event) -> Request:
             except (ValueError, RecursionError):  # also too deep a nesting, or an integer of 5,000 digits
                 raise BadRequest("the body is not valid JSON") from None
             return _from_fields(kind, fields)
-        return Request(kind, image=raw)
+        return Request(kind, image=raw, content_type=content_type)
     return _from_fields("direct", event)
+
+
+def is_health(event) -> bool:
+    """GET /health, from an HTTP API or function URL (payload 2.0) or a REST API (1.0)."""
+    if not isinstance(event, dict):
+        return False
+    request_context = event.get("requestContext")
+    http = request_context.get("http") if isinstance(request_context, dict) else None
+    if isinstance(http, dict):
+        method, path = http.get("method"), event.get("rawPath") or http.get("path")
+    else:
+        method, path = event.get("httpMethod"), event.get("path")
+    return method == "GET" and path == HEALTH_PATH
+
+
+def upload_hint(request: "Request | None") -> "str | None":
+    """How to send a photo, when the body that was no image looks like a form upload."""
+    if request is None or request.image is None:
+        return None
+    multipart = request.content_type == MULTIPART or (
+        request.image[:2] == b"--" and b"content-disposition: form-data" in request.image[:1024].lower()
+    )
+    if multipart:
+        return f"the body is a multipart form (curl -F): {UPLOAD_HINT}"
+    if request.content_type == FORM:
+        return f"the body was sent as a form (curl -d, which also strips a file's line breaks): {UPLOAD_HINT}"
+    return None
+
+
+def health() -> dict:
+    """The model loads (the first health check of a container loads it) and which one it is."""
+    _, info = model()
+    return {"status": "ok", "model": {k: v for k, v in info.items() if k not in ("labels", "input_size")}}
 
 
 def _utf8(text: str) -> bytes:
@@ -198,6 +244,9 @@ def lambda_handler(event, context=None):
     """Total: every event gets a JSON answer; 4xx for what the client controls, 500 only for our own faults."""
     started = time.perf_counter()
     kind, log = event_kind(event), {"request_id": getattr(context, "aws_request_id", None)}
+    if is_health(event):
+        return answer_health(kind, log, started)
+    request = None
     try:
         request = parse_event(event)
         if request.image is not None:
@@ -211,10 +260,23 @@ def lambda_handler(event, context=None):
     except CLIENT_ERRORS as e:
         status, body = e.status, {"error": str(e)}
         log["error"] = str(e)
+        if isinstance(e, NotAnImage) and (hint := upload_hint(request)):
+            body["hint"] = hint
     except Exception as e:  # our own fault: answered, logged with the request id, never a raw Lambda error
         status, body = 500, {"error": "internal error", "request_id": log["request_id"]}
         log.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
     log.update(event=kind, status=status, total_ms=round((time.perf_counter() - started) * 1000, 2))
     # One JSON line per request: the log, and the request's metrics in CloudWatch's embedded format.
     print(json.dumps(metrics.document(log, context, model_variant(MODEL_PATH)), default=str), flush=True)
+    return respond(kind, status, body)
+
+
+def answer_health(kind: str, log: dict, started: float) -> dict:
+    """One log line, without metrics: health checks are not requests the canary's alarms should count."""
+    try:
+        status, body = 200, health()
+    except Exception as e:
+        status, body = 503, {"status": "unavailable", "error": f"{type(e).__name__}: {e}"}
+    log.update(event=kind, route="health", status=status, total_ms=round((time.perf_counter() - started) * 1000, 2))
+    print(json.dumps({**log, **({"error": body["error"]} if status != 200 else {})}, default=str), flush=True)
     return respond(kind, status, body)
