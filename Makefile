@@ -55,6 +55,13 @@ test-targets: emulators ## the targets stage under qemu on Lambda's CPUs (minute
 test-arm64: rie-arm64 deploy-deps emulators ## the arm64 image and zip end to end under qemu (minutes)
 	pytest -m arm64 tests/test_deploy_arm64.py $(if $(SMALL_RUN),--small-run-dir $(SMALL_RUN))
 
+# Mutation testing (mutmut) of the modules that decide what ships and what is refused, one module at a time at low
+# priority, each against its own fast tests, in copies under .cache/mutants/ (docs/mutation.md). Not part of make
+# test: tens of minutes on 2 cores. MODULES=fetch (or several) runs some; the scores: benchmarks/results/mutation_*.md.
+.PHONY: mutants
+mutants: $(VENV)/.installed ## mutation scores of the deciding modules (minutes each; MODULES=fetch data ...)
+	python benchmarks/mutants.py $(MODULES)
+
 # End-to-end checks too slow for make test's budget (marked heavy): Keras 2 .h5 files written by tf_keras
 # (flat at 80 px, nested at 75 and at the original service's 299 px) loaded, converted and verified
 # (tests/test_load.py, tests/test_load_299.py). Two workers, one per file. .ci/run runs it after make test.

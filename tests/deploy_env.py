@@ -115,6 +115,8 @@ def project(aws, small_run, tmp_path, names):
             "deploy.repository": names["repository"],
             "deploy.role_name": names["role"],
             "deploy.api_name": names["api"],
+            # The tests written for the HTTP API keep it; test_deploy_function_url.py deploys the default.
+            "deploy.endpoint": "http_api",
         },
     )
     yield project

@@ -21,6 +21,7 @@ and passes every other call through unchanged:
 - A version's GetFunction and Invoke name the image it was published with (moto's versions share
   $LATEST's Code, so they follow a later UpdateFunctionCode).
 - TagResource on an HTTP API's stage is answered (moto routes it for an API's ARN only).
+- Function URLs: their configuration per alias, and requests to them (function_urls.py).
 - Given the caller's IAM policy (caller_policy), CreateFunction/UpdateFunctionCode from an S3 zip
   it cannot s3:GetObject is refused as Lambda refuses it (Lambda reads the zip as the caller).
 - On request, the refusals and states a real account shows: a new role Lambda cannot assume yet,
@@ -50,6 +51,7 @@ import boto3
 import requests
 from moto.iam.access_control import IAMPolicy, PermissionResult  # moto's own IAM policy evaluation
 
+from function_urls import URL_CONFIG, FunctionUrls
 from pipeline.emulators import CPU_MODELS
 from pipeline.gateway import INVOKE_PATH
 from pipeline.serve import free_port
@@ -112,6 +114,7 @@ class LambdaProxy:
         self.images = {}  # (function, CodeSha256) -> the ImageUri it was published with (remember_image)
         self.stage_tags = {}  # stage ARN -> tags: moto routes TagResource for an API's ARN only, not a stage's
         self.calls = []  # every request, in order: method, path, X-Amz-Target (JSON APIs), body
+        self.urls = FunctionUrls(self)  # function URLs: their configuration, and requests to them (function_urls.py)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -177,6 +180,11 @@ class LambdaProxy:
         qualifier = (query.get("Qualifier") or ["$LATEST"])[0]
         signed = SIGNED_REGION.search(headers.get("Authorization", ""))
         self.signed.region = signed.group(1) if signed else "us-east-1"
+        raw_query = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
+        if (door := self.urls.call(method, path, raw_query, body, headers)) is not None:
+            return door
+        if m := URL_CONFIG.match(path):
+            return self.urls.config(method, m.group(1), (query.get("Qualifier") or [None])[0], body)
         if denied := self.s3_zip_denied(method, path, body):
             return denied
         if method == "POST" and (m := STAGE_TAGS.match(path)):
@@ -208,6 +216,7 @@ class LambdaProxy:
                 )
                 return error(409, "ResourceConflictException", message)
             self.failed.pop(name, None)
+            self.urls.forget(name)
         return None
 
     def s3_zip_denied(self, method: str, path: str, body: bytes) -> "tuple[int, dict, bytes] | None":

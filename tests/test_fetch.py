@@ -307,3 +307,108 @@ def test_https_refuses_a_certificate_no_trusted_ca_signed(tls_site, monkeypatch)
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     with pytest.raises(BadAnswer, match="CERTIFICATE_VERIFY_FAILED"):
         fetch(f"https://127.0.0.1:{port}/photo", LOCAL, allowed_ports={port})
+
+
+# What issue 34's mutation run found untested. Each test names the mutant (the change to fetch.py) it fails on.
+
+
+def unsized_body(size: int):
+    """A raw server's behaviour: a 200 with no Content-Length, the body ended by closing the connection."""
+
+    def behaviour(conn, stop):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n" + b"x" * size)
+
+    return behaviour
+
+
+def test_a_body_without_content_length_is_capped_while_it_streams():
+    # Fails if the cap inside the read loop is removed (nothing else sees a body with no length) or if its
+    # `len(body) > max_bytes` becomes `>=` (a body of exactly max_bytes is allowed).
+    size = 200_000  # several 64 KiB reads
+    with raw_server(unsized_body(size)) as server:
+        url = f"http://127.0.0.1:{server.port}/x.jpg"
+        with pytest.raises(TooLarge) as error:
+            fetch(url, LOCAL, max_bytes=size - 1, allowed_ports={server.port})
+        assert error.value.status == 413
+        assert fetch(url, LOCAL, max_bytes=size, allowed_ports={server.port}) == b"x" * size
+
+
+def resolver(answers: dict, calls: list):
+    """A getaddrinfo that answers the named hosts from `answers` (a list of addresses each) and records every
+    call; a numeric 127.0.0.1 goes to the real one (the connection to a test server); any other host fails."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        calls.append(host)
+        if host in answers:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in answers[host]]
+        if host == "127.0.0.1":
+            return real(host, port, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, f"{host} is not known to this test")
+
+    return getaddrinfo
+
+
+@pytest.mark.parametrize("addresses", [["8.8.8.8", "127.0.0.1"], ["127.0.0.1", "8.8.8.8"]])
+def test_every_address_a_host_resolves_to_must_be_public(monkeypatch, addresses):
+    # Fails if only the first address is checked, if `not is_public` loses its `not`, or if the allowed-host
+    # exemption is inverted (`host in allowed_hosts`).
+    monkeypatch.setattr(socket, "getaddrinfo", resolver({"mixed.example": addresses}, []))
+    with pytest.raises(Refused, match=r"non-public address \(127\.0\.0\.1\)") as error:
+        fetch("http://mixed.example/x.jpg")
+    assert error.value.status == 403
+
+
+def test_a_host_whose_addresses_are_all_public_gets_its_first_one(monkeypatch):
+    # Fails if the first public address is not the one returned (addresses[1]) or a public one is refused.
+    monkeypatch.setattr(socket, "getaddrinfo", resolver({"two.example": ["8.8.8.8", "1.1.1.1"]}, []))
+    assert fetching.public_address("two.example", 80, frozenset(), fetching.Deadline(5)) == "8.8.8.8"
+
+
+def test_the_connection_goes_to_the_checked_address_not_a_second_dns_answer(site, monkeypatch):
+    # DNS rebinding: a second lookup of the host could answer another address than the one checked. Fails if
+    # connect() resolves the host again (`(self.host, self.port)`) or connects to anything but the checked
+    # address (`(None, self.port)` resolves to loopback through a second lookup).
+    calls = []
+    monkeypatch.setattr(socket, "getaddrinfo", resolver({"pinned.example": ["127.0.0.1"]}, calls))
+    body = fetch(f"http://pinned.example:{site}/photo", frozenset({"pinned.example"}), allowed_ports={site})
+    assert body == PHOTO
+    assert calls == ["pinned.example", "127.0.0.1"]  # one lookup of the name; the connection to its answer
+
+
+class NoLocation(SiteHandler):
+    def do_GET(self):
+        self.answer(302, b"")  # a redirect that says not where
+
+
+def test_a_redirect_without_a_location_is_422(monkeypatch):
+    # Fails if the missing-Location check goes: urljoin(url, None) is the same URL, so the fetch would loop
+    # until "more than 3 redirects".
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoLocation)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        port = server.server_port
+        with pytest.raises(BadAnswer, match="redirect without a Location header") as error:
+            fetch(f"http://127.0.0.1:{port}/x.jpg", LOCAL, allowed_ports={port})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert error.value.status == 422
+
+
+def test_an_international_host_name_is_looked_up_as_its_idna_form(monkeypatch):
+    # RFC 3492's own example: "bücher" is "xn--bcher-kva" in ASCII. Fails if the host is looked up as typed
+    # (no IDNA encoding) or through another codec.
+    calls = []
+    monkeypatch.setattr(socket, "getaddrinfo", resolver({"xn--bcher-kva.example": ["10.0.0.1"]}, calls))
+    with pytest.raises(Refused, match=r"\(10\.0\.0\.1\)"):
+        fetch("http://Bücher.example/x.jpg")
+    assert calls == ["xn--bcher-kva.example"]
+
+
+def test_a_host_name_idna_cannot_encode_is_400():
+    # A DNS label holds at most 63 characters (RFC 1035), so IDNA refuses a 64-character one. Fails if the
+    # UnicodeError is not turned into the URL's own 400.
+    with pytest.raises(FetchError, match="invalid host name") as error:
+        fetch("http://" + "a" * 64 + ".example/x.jpg")
+    assert type(error.value) is FetchError and error.value.status == 400

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import cli, files, params
-from pipeline.deploy import build, canary, functions, image, limits, releases, resources, smoke
+from pipeline.deploy import build, canary, doors, functions, image, limits, releases, resources, smoke
 from pipeline.deploy.aws import aws_errors, caller, client
 
 RECORD = Path("artifacts/deploy.json")  # what the last deploy shipped, for people; decisions read AWS
@@ -89,11 +89,12 @@ def ship_zip(d: params.Deploy, key: str, expected: tuple[Path, str], account: st
     return resources.upload_zip(client("s3", d.region), d, account, archive, f"{d.function_name}/{key}.zip"), sha
 
 
-def settle(d: params.Deploy, lam, alias_arn: str, account: str, partition: str) -> str:
-    """What is not versioned, made to match the params on every deploy: logs, concurrency, API."""
+def settle(d: params.Deploy, lam, alias_arn: str, account: str, partition: str, expected: tuple) -> str:
+    """What is not versioned, made to match the params on every deploy: logs, concurrency, the front
+    door (a switch of deploy.endpoint included)."""
     resources.ensure_log_group(client("logs", d.region), d)
     functions.cap_concurrency(lam, d, functions.reservation(lam, d, exists=True))
-    return resources.ensure_api(client("apigatewayv2", d.region), lam, d, alias_arn, account, partition)
+    return doors.open_door(d, lam, alias_arn, account, partition, expected)
 
 
 def deploy(p: params.Params, force: bool = False) -> dict:
@@ -120,7 +121,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
         guard_labels(live, labels, force)  # before the accuracy guard: scores on other classes do not compare
         guard_accuracy(d, live, variant, accuracy, force)
         if was and (was["key"], was["config"]) == (key, config):
-            url = settle(d, lam, alias["AliasArn"], account, partition)
+            url = settle(d, lam, alias["AliasArn"], account, partition, (photo, answer))
             print(f"nothing to deploy: {variant} ({key}) is live as version {live['Version']}")
             return write_record(lam, d, variant, key, live["Version"], url)
         published = releases.versions(lam, d)
@@ -160,8 +161,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
             # A new deploy key for the same bytes and configuration (a Dockerfile-only edit for a zip,
             # a deployment made before the key's formula changed): 'live' and its history stay.
             print(f"nothing new to publish: identical to live version {version}")
-            apigw = client("apigatewayv2", d.region)
-            url = resources.ensure_api(apigw, lam, d, alias["AliasArn"], account, partition)
+            url = doors.open_door(d, lam, alias["AliasArn"], account, partition, (photo, answer))
             return write_record(lam, d, variant, key, version, url)
         if not new:
             print(
@@ -181,12 +181,17 @@ def deploy(p: params.Params, force: bool = False) -> dict:
             if d.strategy != "all_at_once":
                 print(f"first release: all the traffic at once (deploy.strategy {d.strategy} needs a live version)")
             alias_arn = releases.move_alias(lam, d, version, history.made_live(int(version)), alias)
-        url = resources.ensure_api(client("apigatewayv2", d.region), lam, d, alias_arn, account, partition)
+        url = doors.open_door(d, lam, alias_arn, account, partition, (photo, answer))
     print(
         f"deployed {variant} as {'version' if new else 'the existing version'} {version} (live)\n  {url}\n"
         f"  curl -XPOST {url} --data-binary @photo.jpg -H 'Content-Type: image/jpeg'"
+        + ("  (AWS_IAM: sign it, e.g. python lambda/client.py photo.jpg --endpoint URL --iam)" if iam(d) else "")
     )
     return write_record(lam, d, variant, key, version, url)
+
+
+def iam(d: params.Deploy) -> bool:
+    return d.endpoint == "function_url" and d.url_auth == "AWS_IAM"
 
 
 def write_record(lam, d: params.Deploy, variant: str, key: str, version: str, url: str) -> dict:

@@ -290,3 +290,11 @@ def allow_api(lam, d: params.Deploy, source_arn: str) -> None:
         Principal="apigateway.amazonaws.com",
         SourceArn=source_arn,
     )
+
+
+def disallow_api(lam, d: params.Deploy) -> None:
+    """The API's permission to invoke 'live' removed, once deploy deleted the API (deploy.endpoint function_url)."""
+    try:
+        lam.remove_permission(FunctionName=d.function_name, Qualifier="live", StatementId=PERMISSION_ID)
+    except lam.exceptions.ResourceNotFoundException:
+        pass  # none there

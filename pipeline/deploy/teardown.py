@@ -3,7 +3,7 @@
 import sys
 
 from pipeline import cli, params
-from pipeline.deploy import alarms, aws, resources
+from pipeline.deploy import alarms, aws, function_url, resources
 from pipeline.deploy.aws import aws_errors, caller, client
 from pipeline.deploy.commands import RECORD
 
@@ -16,7 +16,10 @@ def destroy(p: params.Params, yes: bool) -> list[str]:
     if not yes:
         if not sys.stdin.isatty():
             raise cli.UserError("destroy asks first: run it in a terminal, or pass --yes")
-        question = f"delete {d.function_name}, its API, alarms, role, log group, image repository and bucket? [y/N] "
+        question = (
+            f"delete {d.function_name}, its API or function URL, alarms, role, log group, image repository and "
+            "bucket? [y/N] "
+        )
         if input(question).strip().lower() != "y":
             print("nothing deleted")
             return []
@@ -118,6 +121,10 @@ def teardown(d: params.Deploy, account: str, partition: str):
         what = f"log group {resources.log_group(d)}"
         return outcome(what, resources.delete_log_group(client("logs", region), d, account, partition))
 
+    def url():
+        lam = client("lambda", region)
+        return outcome(f"function URL of {d.function_name}:live", function_url.delete(lam, d, account, partition))
+
     def role():
         return outcome(f"role {d.role_name}", resources.delete_role(client("iam", region), d))
 
@@ -126,6 +133,7 @@ def teardown(d: params.Deploy, account: str, partition: str):
 
     yield f"API {d.api_name}", apis
     yield "alarms", canary_alarms
+    yield "function URL", url
     yield f"function {d.function_name}", function
     yield f"log group {resources.log_group(d)}", log_group
     yield f"role {d.role_name}", role

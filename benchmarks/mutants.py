@@ -1,0 +1,264 @@
+"""Mutation testing (mutmut 3) of the modules that decide what ships and what is refused, one module at a time,
+each against its own selection of fast tests (no model, no AWS stand-in; fetch's own 127.0.0.1 servers are
+in-process threads). `make mutants` runs them all; `python benchmarks/mutants.py gates fetch` runs some.
+
+mutmut names a mutant after its file's path (`lambda/serving/fetch.py` would be `lambda.serving.fetch`) and
+matches it against the running function's module (`serving.fetch`): the Lambda package only lives under a
+folder that is not its import name. So each module is mutated in its own copy of the project under
+.cache/mutants/<module>/, laid out flat (pipeline/ and serving/ side by side, the way the editable install
+imports them), with a [tool.mutmut] section written for that module alone. The working tree is never
+touched, so other work on it can go on while mutants run.
+
+Per module it writes .cache/mutants/<module>.json (every mutant's status and diff) and prints one line:
+killed / checked, survivors, mutants no selected test reaches. benchmarks/results/mutation_<date>.md reads
+these, with why each survivor is equivalent or left.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".cache" / "mutants"
+# Files the fast tests read from the project root besides the code and the tests.
+ALSO = ["params.yaml", "dvc.yaml", "Makefile", "requirements.txt", "lambda", "docs"]
+
+# module: (source file in the staged copy, functions whose mutants count (None: all), test selection).
+# Timed fetch tests (deadlines of 1 s against slow servers) are left out: a mutant that slows them says
+# nothing about the rule mutated, and they would cost seconds per mutant.
+FETCH_UNTIMED = "not deadline and not slow and not resolver and not handshake"
+MODULES = {
+    "gates": (
+        "pipeline/gates.py",
+        None,
+        [
+            "tests/test_gates.py",
+            "tests/test_recommend.py",
+            "tests/test_own_dataset.py",
+            "tests/test_verify.py",
+            "-m",
+            "fast",
+        ],
+    ),
+    "cost": (
+        "pipeline/cost.py",
+        None,
+        [
+            "tests/test_recommend.py",
+            "tests/test_params.py",
+            "tests/test_report.py",
+            "tests/test_deploy_tune.py",
+            "-m",
+            "fast",
+        ],
+    ),
+    "recommend": (
+        "pipeline/recommend.py",
+        None,
+        ["tests/test_recommend.py", "tests/test_own_dataset.py", "tests/test_targets.py", "-m", "fast"],
+    ),
+    "params": (
+        "pipeline/params.py",
+        None,
+        [
+            "tests/test_params.py",
+            "tests/test_arm64_refusals.py",
+            "tests/test_deploy_tune.py",
+            "tests/test_dvc_yaml.py",
+            "tests/test_deploy_canary.py",
+            "tests/test_deploy_lambda_states.py",
+            "-m",
+            "fast",
+        ],
+    ),
+    "releases": (
+        "pipeline/deploy/releases.py",
+        None,
+        [
+            "tests/test_releases.py",
+            "tests/test_own_dataset.py",
+            "tests/test_deploy_canary.py",
+            "tests/test_deploy_releases.py",
+            "-m",
+            "fast",
+        ],
+    ),
+    "alarms": (
+        "pipeline/deploy/alarms.py",
+        None,
+        ["tests/test_alarms.py", "tests/test_deploy_canary.py", "tests/test_deploy_releases.py", "-m", "fast"],
+    ),
+    "fetch": ("serving/fetch.py", None, ["tests/test_fetch.py", "-k", FETCH_UNTIMED]),
+    "images": ("serving/images.py", None, ["tests/test_images.py", "-m", "fast"]),
+    "handler": ("serving/handler.py", None, ["tests/test_events.py", "tests/test_handler_rules.py", "-m", "fast"]),
+    # data.py's rules, not its download and its stage's I/O (fetch, prepare, main).
+    "data": (
+        "pipeline/data.py",
+        {
+            "archive_root",
+            "split_layout",
+            "hidden",
+            "find_root",
+            "class_folders",
+            "images_in",
+            "chosen_classes",
+            "scan",
+            "split_counts",
+            "split_classes",
+            "unreadable",
+            "check_images",
+            "first_readable",
+            "check_classes",
+        },
+        ["tests/test_data.py", "tests/test_data_rules.py", "tests/test_own_dataset.py", "-m", "fast"],
+    ),
+}
+
+
+def failing(here: Path, selection: list) -> list[str]:
+    """Selected tests that fail on the code as it is (work in progress elsewhere in the shared tree): mutmut
+    stops at a failing test, so they are deselected and named in the result instead."""
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rfE",
+            "-n",
+            "0",
+            *selection,
+        ],
+        cwd=here,
+        capture_output=True,
+        text=True,
+    )
+    return sorted({line.split()[1] for line in ran.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))})
+
+
+def stage(module: str, source: str, selection: list) -> tuple[Path, list[str]]:
+    """A flat copy of the project for one module, with mutmut's configuration for it; the tests deselected."""
+    here = WORK / module
+    if here.exists():
+        shutil.rmtree(here)
+    here.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+    shutil.copytree(ROOT / "pipeline", here / "pipeline", ignore=ignore)
+    shutil.copytree(ROOT / "lambda" / "serving", here / "serving", ignore=ignore)
+    shutil.copytree(ROOT / "tests", here / "tests", ignore=ignore)
+    for name in ALSO:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, here / name, ignore=ignore)
+        elif path.exists():
+            shutil.copy2(path, here / name)
+    existing = [s for s in selection if not s.startswith("tests/") or (ROOT / s).exists()]
+    broken = failing(here, existing)
+    existing += [f"--deselect={test}" for test in broken]
+    config = {
+        "source_paths": ["pipeline", "serving"],
+        "only_mutate": [source],
+        "also_copy": ALSO,
+        # One order, no xdist: mutmut maps tests to the functions they reach once, then reruns only those.
+        "pytest_add_cli_args": ["-p", "no:randomly", "-p", "no:cacheprovider", "-q", "--durations=0"],
+        "pytest_add_cli_args_test_selection": existing,
+        "use_git_change_detection": False,
+    }
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    lines = [f"{key} = {json.dumps(value)}" for key, value in config.items()]
+    (here / "pyproject.toml").write_text(pyproject + "\n[tool.mutmut]\n" + "\n".join(lines) + "\n")
+    return here, broken
+
+
+def statuses(here: Path, untested: bool) -> dict:
+    """{mutant name: status} from mutmut's own records; `untested`: mutmut stopped because no selected test
+    reaches any mutant, so none was checked."""
+    from mutmut.stats import status_by_exit_code
+
+    found = {}
+    for meta in (here / "mutants").rglob("*.meta"):
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            found[name] = "no tests" if untested and code is None else status_by_exit_code[code]
+    return found
+
+
+def diff(here: Path, name: str) -> str:
+    shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=here, capture_output=True, text=True)
+    return "\n".join(
+        line for line in shown.stdout.splitlines() if line.startswith(("+", "-")) and line[:3] not in ("+++", "---")
+    )
+
+
+def function_of(name: str) -> str:
+    """pipeline.data.x_split_counts__mutmut_3 -> split_counts; a method keeps its class: History.previous."""
+    key = name.rpartition(".")[2].partition("__mutmut_")[0]
+    return key[2:] if key.startswith("x_") else key.lstrip("xǁ").replace("ǁ", ".")
+
+
+def run(module: str) -> dict:
+    source, functions, selection = MODULES[module]
+    here, broken = stage(module, source, selection)
+    started = time.monotonic()
+    # One worker at low priority: the machine is shared.
+    done = subprocess.run(
+        ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", "1"],
+        cwd=here,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    seconds = round(time.monotonic() - started)
+    untested = "could not find any test case for any mutant" in done.stdout
+    found = statuses(here, untested)
+    if (done.returncode != 0 and not untested) or not found:
+        sys.exit(f"mutmut on {module} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    counted = {n: s for n, s in found.items() if functions is None or function_of(n) in functions}
+    left = {n: s for n, s in counted.items() if s != "killed"}
+    result = {
+        "module": source,
+        "mutants": len(counted),
+        "killed": sum(s == "killed" for s in counted.values()),
+        "survived": sorted(n for n, s in left.items() if s == "survived"),
+        # Names only: mutmut show costs a process each, and no test reaching them says enough.
+        "no_tests": sorted(n for n, s in left.items() if s == "no tests"),
+        "other": {n: s for n, s in left.items() if s not in ("survived", "no tests")},
+        "seconds": seconds,
+        "deselected_failing": broken,
+        "diffs": {n: diff(here, n) for n, s in left.items() if s != "no tests"},
+    }
+    (WORK / f"{module}.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"some of {', '.join(MODULES)} (default: all)")
+    args = parser.parse_args()
+    if unknown := set(args.modules) - set(MODULES):
+        parser.error(f"no such module: {', '.join(sorted(unknown))}")
+    for module in args.modules or MODULES:
+        r = run(module)
+        score = r["killed"] / r["mutants"] if r["mutants"] else float("nan")
+        print(
+            f"{module:10} {r['module']:28} killed {r['killed']:4}/{r['mutants']:<4} ({score:.0%})  survived "
+            f"{len(r['survived']):3}  no tests {len(r['no_tests']):3}  other {len(r['other'])}  {r['seconds']} s"
+            + (
+                f"  (failing before mutation, left out: {', '.join(r['deselected_failing'])})"
+                if r["deselected_failing"]
+                else ""
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
