@@ -100,7 +100,7 @@ def test_tune_reads_the_emulators_report_lines_and_restores_the_function(deploye
     assert len(invoked) >= 5  # deploy's invocation, then the sweep's four
     table = pd.read_csv(project / "artifacts/tune/tune.csv").set_index("memory_mb")
     assert list(table.index) == [1024, 3538] and (table["invocations"] == 2).all()
-    assert (table["variant"] == "full_int8").all() and (table["runtime"] == "litert_full_int8").all()
+    assert (table["variant"] == "full_int8").all() and (table["runtime"] == "full_int8").all()
     # The warm invocation's billed ms priced as recommend prices the estimate, at the function's architecture.
     warm = runs.groupby("memory_mb")["billed_ms"].last()
     assert (table["billed_p50_ms"] == warm).all() and (table["architecture"] == "x86_64").all()
@@ -201,7 +201,7 @@ def test_a_sweep_is_summarized_and_priced_exactly():
         }
     )
     c = LIST_PRICES
-    table = tune.summarize(rows, "full_int8", "litert_full_int8", "x86_64", c).set_index("memory_mb")
+    table = tune.summarize(rows, "full_int8", "full_int8", "x86_64", c).set_index("memory_mb")
     assert list(table.columns) == tune.COLUMNS[1:]
     assert (table.loc[1024, "billed_p50_ms"], table.loc[1024, "duration_p50_ms"]) == (41.5, 40.95)
     assert table.loc[1024, "init_ms"] == 250.0 + 301.0 - 41.5
@@ -232,6 +232,38 @@ def test_init_inside_billed_duration_is_counted_once():
         }
     )
     c = LIST_PRICES
-    table = tune.summarize(rows, "full_int8", "litert_full_int8", "x86_64", c).set_index("memory_mb")
+    table = tune.summarize(rows, "full_int8", "full_int8", "x86_64", c).set_index("memory_mb")
     assert table.loc[1024, "init_ms"] == 551.0 - 41.5
     assert table.loc[1024, "usd_init"] == round(0.01 * 1e6 * 0.510 * 1.0 * 0.0000166667, 4)
+
+
+def tune_table(rows: list[tuple]) -> pd.DataFrame:
+    """A tune.csv's columns that make tune chooses by: (memory_mb, duration_p50_ms, usd_per_million) per size."""
+    return pd.DataFrame(rows, columns=["memory_mb", "duration_p50_ms", "usd_per_million"])
+
+
+@pytest.mark.fast
+def test_make_tune_names_the_cheapest_and_the_fastest_size():
+    # Cheapest and fastest read off the rows by eye: 1024 MB costs least, 3008 MB answers soonest, and neither is
+    # the first or the last row. Fails if either idxmin becomes idxmax, or the two columns are swapped.
+    table = tune_table([(512, 80.0, 2.10), (1024, 41.0, 1.95), (3008, 14.0, 2.40), (2048, 22.0, 2.20)])
+    cheapest, fastest = tune.choices(table)
+    assert (cheapest["memory_mb"], fastest["memory_mb"]) == (1024, 3008)
+    # A tie goes to the first row: the smaller size, listed first.
+    cheapest, fastest = tune.choices(tune_table([(512, 30.0, 1.5), (1024, 30.0, 1.5)]))
+    assert (cheapest["memory_mb"], fastest["memory_mb"]) == (512, 512)
+
+
+@pytest.mark.fast
+def test_each_swept_size_gets_its_own_configuration_with_its_threads():
+    # One vCPU per 1769 MB (Lambda's documented ratio, cost.mb_per_vcpu): 512 MB and 1769 MB run 1 thread, 3538 MB
+    # exactly 2, 5307 MB 3, 10240 MB 5.79 -> 6. Fails if the sweep keeps deploy's own memory size or thread count
+    # for every size, or the thread count is not rounded from the size's vCPUs.
+    from pipeline import params
+
+    d = params.load(ROOT / "params.yaml").deploy
+    sizes = [512, 1769, 3538, 5307, 10240]
+    configs = tune.size_configs(d, sizes, 1769)
+    assert [c["MemorySize"] for c in configs] == sizes
+    assert [c["Environment"]["Variables"]["NUM_THREADS"] for c in configs] == ["1", "1", "2", "3", "6"]
+    assert all(c["Timeout"] == d.timeout_s and set(c) == set(tune.VERSIONED) for c in configs)

@@ -78,7 +78,12 @@ def invoke(lam, name: str, photo: Path) -> dict:
 
 
 def summarize(
-    rows: pd.DataFrame, variant: str, runtime: str, architecture: str, c: params.Cost, door: str = "http_api",
+    rows: pd.DataFrame,
+    variant: str,
+    runtime: str,
+    architecture: str,
+    c: params.Cost,
+    door: str = "http_api",
     body_bytes: int = 0,
 ) -> pd.DataFrame:
     """One row per memory size. Duration: the warm invocations' p50 (all but the first, when there
@@ -114,6 +119,12 @@ def summarize(
             }
         )
     return pd.DataFrame(out, columns=COLUMNS)
+
+
+def choices(table: pd.DataFrame) -> "tuple[pd.Series, pd.Series]":
+    """The cheapest size (lowest usd_per_million) and the fastest (lowest warm p50); a tie goes to the
+    first row, the smaller size."""
+    return table.loc[table["usd_per_million"].idxmin()], table.loc[table["duration_p50_ms"].idxmin()]
 
 
 def plot(table: pd.DataFrame, path: str) -> None:
@@ -171,11 +182,19 @@ def restore(lam, name: str, original: dict, code: "dict | None" = None) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
+def size_configs(d: params.Deploy, sizes: list, mb_per_vcpu: int) -> list[dict]:
+    """What the sweep sets on $LATEST for each memory size, in order: deploy's own configuration at that size
+    (its NUM_THREADS from the vCPUs the size gets), only the keys the sweep puts back after."""
+    configs = []
+    for memory in sizes:
+        config = build.function_config(dataclasses.replace(d, memory_mb=memory), mb_per_vcpu)
+        configs.append({k: config[k] for k in VERSIONED})
+    return configs
+
+
 def sweep(lam, d: params.Deploy, t: params.Tune, mb_per_vcpu: int, photo: Path) -> pd.DataFrame:
     rows = []
-    for memory in t.memory_mb:
-        config = build.function_config(dataclasses.replace(d, memory_mb=memory), mb_per_vcpu)
-        config = {k: config[k] for k in VERSIONED}
+    for memory, config in zip(t.memory_mb, size_configs(d, t.memory_mb, mb_per_vcpu), strict=True):
         lam.update_function_configuration(FunctionName=d.function_name, **config)
         lam.get_waiter("function_updated_v2").wait(FunctionName=d.function_name)
         print(f"{memory} MB: invoking {t.invocations} times", flush=True)
@@ -218,8 +237,7 @@ def tune(p: params.Params) -> pd.DataFrame:
     with files.atomic_path(paths.TUNE_TABLE) as tmp:
         table.to_csv(tmp, index=False)
     plot(table, f"{paths.TUNE_DIR}/tune.png")
-    cheapest = table.loc[table["usd_per_million"].idxmin()]
-    fastest = table.loc[table["duration_p50_ms"].idxmin()]
+    cheapest, fastest = choices(table)
     print(table[["memory_mb", "duration_p50_ms", "billed_p50_ms", "init_ms", "usd_per_million"]].to_string(index=False))
     print(
         f"cheapest: {cheapest['memory_mb']} MB (${cheapest['usd_per_million']} per million); "
