@@ -1,5 +1,7 @@
-"""Stage report: PNG plots (they render offline, unlike `dvc plots show`'s CDN-loaded vega) and a
-Markdown report with one table of every variant and runtime."""
+"""Stage report: PNG plots (they render offline, unlike `dvc plots show`'s CDN-loaded vega), a Markdown
+report that embeds them (report.md: one table of every variant and runtime, per-class scores, the
+recommended variant's most confident mistakes, why each other variant was not chosen, what Lambda
+bills) and the same page as one self-contained HTML file (report.html, images inlined)."""
 
 import json
 from pathlib import Path
@@ -11,9 +13,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import cli, cost, dataset, files, params, paths, variants  # noqa: E402
+from pipeline import cli, cost, dataset, files, html, params, paths, per_class, variants  # noqa: E402
 
 OUT = Path(paths.REPORT_DIR)
+MARK = "★"  # the recommended variant, in every table and plot
+PICKED = "C3"  # its colour in the plots; the others keep matplotlib's first colour
+GALLERY = 12  # misclassified photos shown
+# Why a cell of the main table is empty, by column: the report says so instead of printing nan.
+NOT_APPLICABLE = {
+    "handler_cold_start_s": "the function never serves Keras, so there is no handler to start",
+    "ops_outside_delegate": "XNNPACK is LiteRT's delegate: Keras and ONNX Runtime have none to fall outside of",
+    "accuracy_vs_keras": "Keras is what the others are compared with",
+}
+
+
+def marked(name: str, recommended: str) -> str:
+    """A table's or plot's name for a row, with MARK on the recommended variant's."""
+    return f"{name} {MARK}" if name == recommended else name
 
 
 def save(fig, name: str) -> None:
@@ -22,56 +38,152 @@ def save(fig, name: str) -> None:
     plt.close(fig)
 
 
-def plot_accuracy_vs_size(table: pd.DataFrame) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter(table["size_mb"], table["accuracy"] * 100)
-    for _, row in table.iterrows():
-        ax.annotate(
-            row["runtime"],
-            (row["size_mb"], row["accuracy"] * 100),
-            fontsize=8,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
-    ax.set(xlabel="model file (MiB)", ylabel="test accuracy (%)", title="Accuracy vs size")
+def accuracy_axis(values) -> tuple[float, float]:
+    """The accuracy axis' ends (fractions): from 5 points below the lowest value, down to a multiple of 5
+    points, to 2 points above the highest, up to one (at most 100%). A gap of a few test photos then looks
+    like a few photos, not like the cliff an axis fitted to the points draws."""
+    low = np.floor((min(values) - 0.05) * 20 + 1e-9) / 20
+    high = np.ceil((max(values) + 0.02) * 20 - 1e-9) / 20
+    return max(0.0, float(low)), min(1.0, float(high))
+
+
+def label_groups(xs, ys, x_span: float, y_span: float, near: tuple = (0.1, 0.08)) -> list[list[int]]:
+    """Indices of points close enough on the plot (within near, as shares of each axis' span) to share one
+    label: one label per group, listing each point, instead of labels drawn over each other."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(xs)), key=lambda i: (xs[i], ys[i])):
+        close = (g for g in groups if any(abs(xs[i] - xs[j]) <= near[0] * x_span
+                                          and abs(ys[i] - ys[j]) <= near[1] * y_span for j in g))  # fmt: skip
+        group = next(close, None)
+        if group is None:
+            groups.append([i])
+        else:
+            group.append(i)
+    return groups
+
+
+def difference_interval(verify: dict, variant: str) -> "tuple[float, float] | None":
+    """The variant's paired accuracy difference from Keras, as an interval (verify's accuracy_diff_low and
+    _high, at verify.json's confidence); None where verify wrote none (Keras itself, an older verify)."""
+    m = verify.get(variant, {})
+    if variant == "keras" or "accuracy_diff_low" not in m:
+        return None
+    return m["accuracy_diff_low"], m["accuracy_diff_high"]
+
+
+def plot_accuracy_vs_size(table: pd.DataFrame, verify: dict, recommended: str) -> None:
+    """Each runtime's test accuracy against its model file's size, the recommended one starred; error
+    bars: the interval on its difference from Keras (paired, from verify) where verify has one."""
+    keras = verify["keras"]["accuracy"]
+    names = list(table["runtime"])
+    xs, ys = list(table["size_mb"]), list(table["accuracy"])
+    bars = [difference_interval(verify, variant_of(name)) for name in names]
+    ends = [keras + end for bar in bars if bar for end in bar]
+    low, high = accuracy_axis(ys + ends)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for x, y, name, bar in zip(xs, ys, names, bars, strict=True):
+        picked = name == recommended
+        if bar:  # the interval is around the difference, so around Keras + it; rounding may put y a hair outside
+            below, above = max(0.0, y - keras - bar[0]), max(0.0, keras + bar[1] - y)
+            ax.errorbar(x, y * 100, yerr=[[below * 100], [above * 100]],
+                        color=PICKED if picked else "C0", capsize=3, linewidth=1, alpha=0.6)  # fmt: skip
+        ax.scatter(x, y * 100, marker="*" if picked else "o", s=180 if picked else 30,
+                   color=PICKED if picked else "C0", zorder=3)  # fmt: skip
+    x_max = max(xs) * 1.25
+    groups = sorted(label_groups(xs, ys, x_max, high - low), key=lambda g: min(xs[i] for i in g))
+    for k, group in enumerate(groups):
+        above = k % 2 == 0  # neighbours along x alternate above and below their points: wide labels never meet
+        reach = [ys[i] if not bars[i] else keras + bars[i][1 if above else 0] for i in group]  # past the bars
+        x, y = np.mean([xs[i] for i in group]), (max if above else min)([*reach, *(ys[i] for i in group)])
+        text = "\n".join(f"{marked(names[i], recommended)}  {ys[i]:.2%}" for i in sorted(group, key=lambda i: -ys[i]))
+        ax.annotate(text, (x, y * 100), fontsize=8, xytext=(0, 12 if above else -12), textcoords="offset points",
+                    ha="center", va="bottom" if above else "top",
+                    bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})  # fmt: skip
+    photos = verify.get("test_images")
+    one = f"; 1 photo = {100 / photos:.2f} pt" if photos else ""
+    ax.set(xlim=(0, x_max), ylim=(low * 100, high * 100), xlabel="model file (MiB)",
+           ylabel=f"test accuracy (%{', ' + str(photos) + ' photos' if photos else ''}{one})",
+           title=f"Accuracy vs size ({MARK} recommended)")  # fmt: skip
+    confidence = verify.get("confidence")
+    note = (f"bars: {confidence:.0%} interval of the accuracy difference from Keras (paired, verify)"
+            if any(bars) else "no intervals: verify.json has no accuracy_diff_low/high")  # fmt: skip
+    ax.text(0.01, 0.02, note, transform=ax.transAxes, fontsize=7, color="grey")
+    ax.grid(alpha=0.3)
     save(fig, "accuracy_vs_size.png")
 
 
-def plot_latency(table: pd.DataFrame, threads: int) -> None:
+def variant_of(row: str) -> str:
+    """The bench table's row name as verify names it (keras stays keras)."""
+    return "keras" if row == "keras" else variants.variant_of_row(row)
+
+
+def mark_ticks(ax, names: list, recommended: str) -> None:
+    """The y axis' runtime names, the recommended one starred, bold and in its colour."""
+    ax.set_yticks(range(len(names)), [marked(n, recommended) for n in names])
+    for tick, name in zip(ax.get_yticklabels(), names, strict=True):
+        if name == recommended:
+            tick.set_fontweight("bold")
+            tick.set_color(PICKED)
+
+
+def plot_latency(table: pd.DataFrame, threads: int, recommended: str = "") -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     y = np.arange(len(table))
-    ax.barh(y, table["p50_ms"], label="p50")
+    colours = [PICKED if name == recommended else "C0" for name in table["runtime"]]
+    ax.barh(y, table["p50_ms"], color=colours, label="p50")
     ax.errorbar(table["p99_ms"], y, fmt="|", color="k", label="p99")
-    ax.set_yticks(y, table["runtime"])
-    ax.set(xlabel="ms per image (batch 1)", title=f"Warm latency, {threads} threads")
+    mark_ticks(ax, list(table["runtime"]), recommended)
+    ax.set(xlabel="ms per image (batch 1)", title=f"Warm latency, {threads} threads ({MARK} recommended)")
     ax.legend()
     save(fig, "latency.png")
 
 
-def plot_cold_start(table: pd.DataFrame) -> None:
+def plot_cold_start(table: pd.DataFrame, recommended: str = "") -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     left = np.zeros(len(table))
+    y = np.arange(len(table))
     for part in ("import_s", "load_s", "first_prediction_s"):
-        ax.barh(table["runtime"], table[part], left=left, label=part.removesuffix("_s").replace("_", " "))
+        ax.barh(y, table[part], left=left, label=part.removesuffix("_s").replace("_", " "))
         left += table[part].to_numpy()
-    ax.set(xlabel="seconds in a fresh process", title="Cold start")
+    mark_ticks(ax, list(table["runtime"]), recommended)
+    ax.set(xlabel="seconds in a fresh process", title=f"Cold start ({MARK} recommended)")
     ax.legend()
     save(fig, "cold_start.png")
 
 
-def plot_confusion(predictions: pd.DataFrame, variant: str, labels: list) -> pd.DataFrame:
+def plot_confusion(predictions: pd.DataFrame, variant: str, labels: list, recommended: bool = True) -> pd.DataFrame:
     """labels: the model's, in its output order (rows and columns of the matrix)."""
     rows = predictions[predictions["model"] == variant]
-    matrix = pd.crosstab(pd.Categorical(rows["label"], labels), pd.Categorical(rows["predicted"], labels), dropna=False)
+    matrix = per_class.confusion_matrix(rows, labels)
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(labels)), max(3.5, 0.5 * len(labels))))
     ax.imshow(matrix.to_numpy(), cmap="Blues")
     for (i, j), n in np.ndenumerate(matrix.to_numpy()):
         ax.text(j, i, n, ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
-    ax.set(xlabel="predicted", ylabel="actual", title=f"Confusion matrix, {variant} (test split)")
+    name = f"{MARK} {variant} (recommended)" if recommended else variant
+    ax.set(xlabel="predicted", ylabel="actual", title=f"Confusion matrix, {name}, test split")
     save(fig, "confusion.png")
     return rows[["label", "predicted"]].rename(columns={"label": "actual"})
+
+
+def plot_per_class(keras: pd.DataFrame, chosen: pd.DataFrame, variant: str) -> None:
+    """F1 per class, Keras beside the recommended variant (per_class.scores tables); a class without an
+    F1 (never predicted) draws no bar and says n/a."""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(keras) + 1.5))
+    y = np.arange(len(keras))
+    pairs = ((-0.2, keras, "keras", "C0"), (0.2, chosen, f"{MARK} {variant}", PICKED))  # Keras above
+    for offset, scores, name, colour in pairs:
+        ax.barh(y + offset, scores["f1"].fillna(0), height=0.4, color=colour, label=name)
+        for yi, f1 in zip(y + offset, scores["f1"], strict=True):
+            ax.text(0.01 if np.isnan(f1) else f1 + 0.01, yi, "n/a" if np.isnan(f1) else f"{f1:.2f}",
+                    va="center", fontsize=7)  # fmt: skip
+    ax.set_yticks(y, [f"{c} ({n})" for c, n in zip(keras.index, keras["support"], strict=True)])
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.1), xlabel="F1 on the test split", ylabel="class (test photos)",
+           title=f"Per-class F1: Keras and {MARK} {variant} (recommended)")  # fmt: skip
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside the bars, never over them
+    save(fig, "per_class.png")
 
 
 def plot_training(history: pd.DataFrame) -> None:
@@ -82,9 +194,17 @@ def plot_training(history: pd.DataFrame) -> None:
         if "size" in history and history["size"].nunique() > 1:  # progressive resizing: mark each size
             for _, first in history.drop_duplicates("size").iterrows():
                 ax.axvline(first["epoch"] - 0.5, color="grey", linewidth=0.5)
-                ax.text(first["epoch"] - 0.4, 0.05, f"{first['size']} px", fontsize=7, color="grey")
+                ax.text(
+                    first["epoch"] - 0.4,
+                    0.03,
+                    f"{first['size']:g} px",
+                    fontsize=7,
+                    color="grey",
+                    transform=ax.get_xaxis_transform(),
+                )  # x in epochs, y in the axes: inside, whatever the range
         ax.legend()
-    ax.set(xlabel="epoch", ylabel="accuracy", title="Training curves" if not history.empty else "Loaded model")
+    title = "Training curves: the Keras model every variant is converted from"
+    ax.set(xlabel="epoch", ylabel="accuracy", title=title if not history.empty else "Loaded model (no training)")
     save(fig, "training.png")
 
 
@@ -226,12 +346,13 @@ def verdict(row: pd.Series, reduce_range: bool) -> str:
     return row["verdict"]
 
 
-def targets_section(targets: pd.DataFrame, reduce_range: bool) -> list:
+def targets_section(targets: pd.DataFrame, reduce_range: bool, recommended: str = "") -> list:
     """Each variant on each of Lambda's CPUs (the targets stage): its answers against the build machine's."""
     lines = ["## Lambda's CPUs (the targets stage, docs/targets.md)", ""]
     if targets.empty:
         return [*lines, "No target CPU checked (targets.architectures is empty).", ""]
     shown = targets.assign(
+        variant=[marked(v, recommended) for v in targets["variant"]],
         target=targets["architecture"] + " (" + targets["cpu"] + ")",
         verdict=[verdict(row, reduce_range) for _, row in targets.iterrows()],
     )
@@ -260,6 +381,100 @@ def summary(table: pd.DataFrame, choice: dict, verify: dict) -> str:
     return "\n".join([shown.to_string(index=False), *excluded_lines(verify), f"recommended: {choice['variant']}", ""])
 
 
+def difference_cell(verify: dict, variant: str) -> "str | None":
+    """A variant's accuracy difference from Keras in points with its interval, e.g. -0.27 [-1.08, +0.54]."""
+    bar = difference_interval(verify, variant)
+    if bar is None:
+        return None
+    low, diff, high = (round(x * 100, 2) + 0.0 for x in (bar[0], verify[variant]["accuracy_diff"], bar[1]))  # no -0.00
+    return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def main_table(table: pd.DataFrame, columns: dict, recommended: str) -> list:
+    """The runtimes' table, the recommended row starred; an empty cell says n/a, and a line under the
+    table says why (NOT_APPLICABLE), never nan."""
+    shown = table[[c for c in columns if c in table and table[c].notna().any()]].astype(object)
+    shown["runtime"] = [marked(name, recommended) for name in shown["runtime"]]
+    empty = [c for c in shown if shown[c].isna().any()]
+    why = [f"- n/a in *{columns[c]}*: {NOT_APPLICABLE.get(c, 'not measured for this runtime')}." for c in empty]
+    shown = shown.where(shown.notna(), None)
+    return [shown.rename(columns=columns).to_markdown(index=False, floatfmt="g", missingval="n/a"), "", *why]
+
+
+def scores_cell(value: float, what: str) -> str:
+    return f"{value:.2f}" if not np.isnan(value) else f"n/a ({what})"
+
+
+def per_class_section(keras: pd.DataFrame, chosen: pd.DataFrame, variant: str) -> list:
+    """Precision, recall and F1 per class for Keras and the recommended variant, and their macro means."""
+    rows = []
+    for name in keras.index:
+        row = {"class": name, "test photos": int(keras.loc[name, "support"])}
+        for label, scores in (("Keras", keras), (f"{MARK} {variant}", chosen)):
+            m = scores.loc[name]
+            row[f"{label} precision"] = scores_cell(m["precision"], "never predicted")
+            row[f"{label} recall"] = scores_cell(m["recall"], "no test photo")
+            row[f"{label} F1"] = scores_cell(m["f1"], "no precision" if np.isnan(m["precision"]) else "no recall")
+        rows.append(row)
+    mean = {"class": "**macro mean**", "test photos": int(keras["support"].sum())}
+    for label, scores in (("Keras", keras), (f"{MARK} {variant}", chosen)):
+        for column, title in (("precision", "precision"), ("recall", "recall"), ("f1", "F1")):
+            mean[f"{label} {title}"] = f"{scores[column].mean():.2f}"  # over the classes that have one
+    return [
+        "## Per class (test split)",
+        "",
+        f"Precision: of the photos a model called this class, the share that are; recall: of this class' photos, "
+        f"the share it found; F1 their harmonic mean. Keras beside {MARK} {variant} (recommended); every variant's "
+        f"recall is in `artifacts/verify/per_class.csv`, these numbers in `per_class.csv` here.",
+        "",
+        pd.DataFrame([*rows, mean]).to_markdown(index=False, disable_numparse=True),
+        "",
+        "![Per-class F1, Keras and the recommended variant](per_class.png)",
+        "",
+        "![Confusion matrix of the recommended variant](confusion.png)",
+        "",
+    ]
+
+
+def gallery_section(mistakes: pd.DataFrame, thumbnails: list, variant: str, columns: int = 4) -> list:
+    """The misclassified photos as a grid of thumbnails, each with its true and predicted class."""
+    lines = [f"## {MARK} {variant}'s most confident mistakes (test split)", ""]
+    if mistakes.empty:
+        return [*lines, f"None: {variant} classifies every test photo right.", ""]
+    cells = []
+    for i, (row, name) in enumerate(zip(mistakes.itertuples(), thumbnails, strict=True), start=1):
+        caption = (f"{i}. true **{row.label}** → predicted **{row.predicted}** ({row.probability:.0%}; "
+                   f"{row.label} {row.p_true:.0%})")  # fmt: skip
+        picture = f"![{row.label} taken for {row.predicted}](misclassified/{name})" if name else (
+            f"n/a (photo not found: `{row.path}`)")  # fmt: skip
+        cells.append(f"{picture}<br>{caption}")
+    while len(cells) % columns:
+        cells.append("")
+    grid = [cells[i : i + columns] for i in range(0, len(cells), columns)]
+    header = "| " + " | ".join(" " for _ in range(columns)) + " |"
+    lines += [
+        f"The {len(mistakes)} test photos {variant} got wrong with the highest probability (at most two of each "
+        "true class), with the probability it gave its answer and the one it gave the true class. Paths in "
+        "`misclassified.csv`.",
+        "",
+        header,
+        "|" + ":---:|" * columns,
+        *("| " + " | ".join(row) + " |" for row in grid),
+        "",
+    ]
+    return lines
+
+
+def not_chosen_lines(choice: dict) -> list:
+    """Why each other variant was not chosen (recommend's not_chosen), one line each."""
+    if "not_chosen" not in choice:
+        return ["Why the others were not chosen: n/a (recommendation.json has no not_chosen: an older recommend "
+                "stage; dvc repro recommend writes it).", ""]  # fmt: skip
+    if not choice["not_chosen"]:
+        return ["No other variant to choose from (convert.variants names one).", ""]
+    return ["Not chosen:", "", *(f"- **{v}**: {why}" for v, why in choice["not_chosen"].items()), ""]
+
+
 def markdown(
     table,
     bench: dict,
@@ -271,12 +486,16 @@ def markdown(
     d: params.Deploy,
     verify: dict,
     targets: list = (),
+    sections: list = (),
 ) -> str:
+    """The report; sections: the per-class and gallery parts (per_class_section, gallery_section)."""
     machine = bench["machine"]
+    recommended = variants.bench_row(choice["variant"])
     columns = {
         "runtime": "runtime / variant",
         "size_mb": "size MiB",
         "accuracy": "test acc",
+        "accuracy_vs_keras": f"vs Keras, pt [{verify.get('confidence', 0.95):.0%}]",
         "agreement": "top-1 agr",
         "p50_ms": "p50 ms",
         "p99_ms": "p99 ms",
@@ -289,7 +508,6 @@ def markdown(
         "peak_rss_mb": "RSS MiB",
         "ops_outside_delegate": "ops off XNNPACK",
     }
-    shown = table[[c for c in columns if c in table]].rename(columns=columns)
     lines = [
         "# clothes-serverless report",
         "",
@@ -299,22 +517,53 @@ def markdown(
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads per runtime, "
         f"Python {machine['python']}; float32 matrix product peak {machine['matmul_gflops']} GFLOP/s.",
         "",
-        shown.to_markdown(index=False, floatfmt="g"),
+        f"{MARK} marks the recommended variant in every table and plot.",
         "",
-        f"**Recommended: {choice['variant']}** - {choice['reason']}.",
+        *main_table(table, columns, recommended),
         "",
+        f"**Recommended: {MARK} {choice['variant']}** - {choice['reason']}.",
+        "",
+        *not_chosen_lines(choice),
         *(f"- {line}" for line in excluded_lines(verify)),
         *([""] if excluded_lines(verify) else []),
+        "![Accuracy vs size](accuracy_vs_size.png)",
+        "",
+        "![Warm latency](latency.png)",
+        "",
+        "![Cold start](cold_start.png)",
+        "",
         f"Runtime environment size: LiteRT + numpy + Pillow {bench['environment_mb']['litert']} MiB, "
         f"ONNX Runtime + numpy + Pillow {bench['environment_mb']['onnxruntime']} MiB, "
         f"TensorFlow {bench['environment_mb']['tensorflow']} MiB. The function carries only its variant's runtime.",
         "",
+        *sections,
+        "## Training",
+        "",
+        "![Training curves](training.png)",
+        "",
         *targets,
         *cost_section(costs, handler, choice, c, d),
         "",
-        "Plots: accuracy_vs_size.png, latency.png, cold_start.png, confusion.png, training.png, cost.png.",
+        "![What Lambda bills](cost.png)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def class_sections(predictions: pd.DataFrame, labels: list, variant: str) -> list:
+    """The per-class scores (table, plot, per_class.csv for dvc plots) and the gallery of the recommended
+    variant's mistakes (thumbnails in misclassified/, their paths in misclassified.csv)."""
+    keras = per_class.model_scores(predictions, "keras", labels)
+    chosen = per_class.model_scores(predictions, variant, labels)
+    plot_per_class(keras, chosen, variant)
+    long = pd.concat([keras.assign(model="keras"), chosen.assign(model=f"{variant} {MARK}")]).reset_index()
+    long["bar"] = long["class"] + " · " + long["model"]  # dvc plots' bar_horizontal: one bar per class and model
+    with files.atomic_path(OUT / "per_class.csv") as tmp:
+        long[["bar", "class", "model", "precision", "recall", "f1", "support"]].to_csv(tmp, index=False)
+    mistakes = per_class.misclassified(predictions, variant, GALLERY)
+    thumbnails = per_class.write_thumbnails(mistakes, OUT / "misclassified")
+    with files.atomic_path(OUT / "misclassified.csv") as tmp:
+        mistakes.assign(thumbnail=thumbnails).to_csv(tmp, index=False)
+    return [*per_class_section(keras, chosen, variant), *gallery_section(mistakes, thumbnails, variant)]
 
 
 def main() -> None:
@@ -330,15 +579,19 @@ def main() -> None:
     for _, m in pd.read_csv(paths.BENCH_TABLE).iterrows():
         runtime, measured = m["runtime"], m.dropna().to_dict()
         v = verify["keras" if runtime == "keras" else variants.variant_of_row(runtime)]
-        rows.append({**measured, "accuracy": v["accuracy"], "agreement": v.get("agreement", 1.0)})
+        rows.append({**measured, "accuracy": v["accuracy"], "agreement": v.get("agreement", 1.0),
+                     "accuracy_vs_keras": difference_cell(verify, variant_of(runtime))})  # fmt: skip
     table = pd.DataFrame(rows)
-    plot_accuracy_vs_size(table)
-    plot_latency(table, bench["machine"]["threads"])
-    plot_cold_start(table)
+    recommended = variants.bench_row(choice["variant"])
+    plot_accuracy_vs_size(table, verify, recommended)
+    plot_latency(table, bench["machine"]["threads"], recommended)
+    plot_cold_start(table, recommended)
     predictions = dataset.read_labelled(paths.PREDICTIONS)
-    confusion = plot_confusion(predictions, choice["variant"], dataset.model_labels())
+    labels = dataset.model_labels()
+    confusion = plot_confusion(predictions, choice["variant"], labels)
     with files.atomic_path(OUT / "confusion.csv") as tmp:
         confusion.to_csv(tmp, index=False)
+    sections = class_sections(predictions, labels, choice["variant"])
     history = pd.read_csv(paths.HISTORY)
     plot_training(history)
     # make tune's sweep, where one ran (git holds the table's header alone until then)
@@ -346,9 +599,10 @@ def main() -> None:
     costs = measured_costs(pd.read_csv(paths.COST), tune)
     plot_cost(costs, p.deploy)
     handler = pd.read_csv(paths.BENCH_HANDLER)
-    on_targets = targets_section(pd.read_csv(paths.TARGETS_TABLE), p.convert.onnx_reduce_range)
-    report = markdown(table, bench, info, choice, costs, handler, p.cost, p.deploy, verify, on_targets)
+    on_targets = targets_section(pd.read_csv(paths.TARGETS_TABLE), p.convert.onnx_reduce_range, choice["variant"])
+    report = markdown(table, bench, info, choice, costs, handler, p.cost, p.deploy, verify, on_targets, sections)
     files.write_text(OUT / "report.md", report)
+    files.write_text(OUT / "report.html", html.page(report, OUT, title="clothes-serverless report"))
     files.write_text(OUT / "summary.txt", summary(table, choice, verify))
     print(report)
 

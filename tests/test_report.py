@@ -1,13 +1,17 @@
+import base64
 import json
+import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from conftest import RUNTIMES
-from pipeline import report, variants
+from pipeline import html, per_class, report, variants
+from pipeline import report as report_module
 
-PLOTS = ["accuracy_vs_size.png", "latency.png", "cold_start.png", "confusion.png", "training.png"]
+PLOTS = ["accuracy_vs_size.png", "latency.png", "cold_start.png", "confusion.png", "training.png", "per_class.png"]
 
 
 def test_plots_are_real_pngs(small_run):
@@ -24,7 +28,7 @@ def test_report_table_names_every_runtime_and_the_choice(small_run):
     rows = {}
     for line in report.splitlines():  # the first table: runtimes (the cost table below repeats their names)
         if line.startswith("| "):
-            rows.setdefault(line.split("|")[1].strip(), line)
+            rows.setdefault(line.split("|")[1].strip().removesuffix(f" {report_module.MARK}"), line)
     for runtime in RUNTIMES:
         cells = [c.strip() for c in rows[runtime].split("|")[1:-1]]
         assert float(cells[1]) == results.loc[runtime, "size_mb"]  # size MiB, from the bench table
@@ -33,8 +37,32 @@ def test_report_table_names_every_runtime_and_the_choice(small_run):
     assert float(full_int8[2]) == verify["full_int8"]["accuracy"]  # test accuracy, from verify
     onnx_int8 = [c.strip() for c in rows["onnxruntime_int8"].split("|")[1:-1]]
     assert float(onnx_int8[2]) == verify["onnx_int8"]["accuracy"]  # ONNX Runtime's too
-    assert f"**Recommended: {choice['variant']}**" in report
+    assert f"**Recommended: {report_module.MARK} {choice['variant']}**" in report
+    assert f"| {variants.bench_row(choice['variant'])} {report_module.MARK} |" in re.sub(" +", " ", report)
     assert "weights: **none**" in report and "estimate" in report
+
+
+def test_the_report_embeds_what_it_shows_and_prints_no_nan(small_run):
+    """Every image report.md embeds is there; report.html is the same page with them inside; the per-class
+    table, the gallery and the reasons for the others are in it."""
+    folder = small_run / "artifacts/report"
+    text = (folder / "report.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert set(PLOTS + ["cost.png"]) <= set(images) and all((folder / image).is_file() for image in images)
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+    choice = json.loads((small_run / "artifacts/recommend/recommendation.json").read_text())
+    assert all(f"- **{v}**: {why}" in text for v, why in choice["not_chosen"].items())
+    gallery = [i for i in images if i.startswith("misclassified/")]
+    mistakes = pd.read_csv(folder / "misclassified.csv")
+    assert 0 < len(gallery) == len(mistakes) <= report_module.GALLERY
+    for image in gallery:
+        with Image.open(folder / image) as thumbnail:
+            assert thumbnail.format == "JPEG" and max(thumbnail.size) <= 160
+    scores = pd.read_csv(folder / "per_class.csv")
+    assert set(scores["model"]) == {"keras", f"{choice['variant']} {report_module.MARK}"}
+    page = (folder / "report.html").read_text()
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) == len(images) and all(s.startswith("data:image/") for s in sources)
 
 
 def test_confusion_csv_for_dvc_plots(small_run):
@@ -95,3 +123,148 @@ def test_make_tunes_measurements_replace_the_estimate_where_it_measured():
     assert table.loc[("x86_64", 1024), "source"] == "estimate" and table.loc[("arm64", 1769), "billed_ms"] == 35
     assert table.loc[("x86_64", 3008), "source"] == "make tune"  # a size the estimate did not price: added
     assert report.measured_costs(estimate, pd.DataFrame())["source"].eq("estimate").all()
+
+
+# The report's own pieces on hand-made inputs: every expectation counted or written by hand here.
+ABC = ["a", "b", "c", "d"]  # d: no test photo and never predicted
+PAIRS = [("a", "a")] * 3 + [("a", "b")] * 2 + [("b", "b")] + [("c", "a")] + [("c", "c")] * 2 + [("c", "b")]
+
+
+def predictions(pairs=PAIRS, model="m") -> pd.DataFrame:
+    return pd.DataFrame({"path": [f"p{i:02d}.jpg" for i in range(len(pairs))], "label": [t for t, _ in pairs],
+                         "model": model, "predicted": [p for _, p in pairs]})  # fmt: skip
+
+
+@pytest.mark.fast
+def test_the_confusion_matrix_has_a_row_per_actual_class_and_a_column_per_prediction():
+    matrix = per_class.confusion_matrix(predictions(), ABC)
+    assert matrix.to_numpy().tolist() == [[3, 2, 0, 0], [0, 1, 0, 0], [1, 1, 2, 0], [0, 0, 0, 0]]  # asymmetric
+    assert list(matrix.index) == list(matrix.columns) == ABC
+
+
+@pytest.mark.fast
+def test_precision_recall_and_f1_per_class_match_a_count_by_hand():
+    table = predictions()
+    scores = per_class.scores(per_class.confusion_matrix(table, ABC))
+    for name in ("a", "b", "c"):  # counted from the rows, not from a matrix
+        right = sum(1 for t, p in PAIRS if t == p == name)
+        precision = right / sum(1 for _, p in PAIRS if p == name)
+        recall = right / sum(1 for t, _ in PAIRS if t == name)
+        assert scores.loc[name, "precision"] == pytest.approx(precision)
+        assert scores.loc[name, "recall"] == pytest.approx(recall)
+        assert scores.loc[name, "f1"] == pytest.approx(2 * precision * recall / (precision + recall))
+        assert scores.loc[name, "support"] == sum(1 for t, _ in PAIRS if t == name)
+    # By hand: a 3 of 4 called a, 3 of 5 found; b 1 of 4 called b, 1 of 1 found; c 2 of 2, 2 of 4.
+    assert scores[["precision", "recall"]].loc[["a", "b", "c"]].to_numpy().tolist() == [
+        [0.75, 0.6], [0.25, 1.0], [1.0, 0.5]]  # fmt: skip
+    assert scores.loc["d"].isna()[["precision", "recall", "f1"]].all() and scores.loc["d", "support"] == 0
+    never = per_class.scores(per_class.confusion_matrix(predictions([("a", "b"), ("b", "b")]), ["a", "b"]))
+    assert np.isnan(never.loc["a", "precision"]) and never.loc["a", "recall"] == 0  # a never predicted
+    section = "\n".join(report.per_class_section(never, never, "v"))
+    assert "n/a (never predicted)" in section and "nan" not in section
+
+
+@pytest.mark.fast
+def test_the_gallery_takes_the_models_most_confident_mistakes_at_most_two_a_class():
+    rows = predictions([("a", "b"), ("a", "c"), ("a", "b"), ("b", "a"), ("c", "c"), ("b", "c")])
+    probabilities = {"p_a": [0.1, 0.1, 0.2, 0.5, 0.0, 0.1], "p_b": [0.8, 0.2, 0.7, 0.1, 0.1, 0.2],
+                     "p_c": [0.1, 0.7, 0.1, 0.4, 0.9, 0.7]}  # fmt: skip
+    rows = rows.assign(**probabilities)
+    other = rows.assign(model="keras", predicted=rows["label"])  # another model's rows: all right
+    picked = per_class.misclassified(pd.concat([other, rows]), "m", count=10)
+    # Wrong: p00 a->b 0.8, p01 a->c 0.7, p02 a->b 0.7, p03 b->a 0.5, p05 b->c 0.7; p04 is right.
+    # a has three: the two most confident stay (0.8, then 0.7 by path: p01 before p02).
+    assert list(picked["path"]) == ["p00.jpg", "p01.jpg", "p05.jpg", "p03.jpg"]
+    assert list(picked["probability"]) == [0.8, 0.7, 0.7, 0.5] and list(picked["p_true"]) == [0.1, 0.1, 0.2, 0.1]
+    assert list(per_class.misclassified(pd.concat([other, rows]), "m", count=2)["path"]) == ["p00.jpg", "p01.jpg"]
+    assert per_class.misclassified(other, "keras", count=3).empty
+
+
+@pytest.mark.fast
+def test_thumbnails_are_small_upright_jpegs_and_a_missing_photo_is_named(tmp_path):
+    wide = tmp_path / "wide.jpg"
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(wide)
+    turned = tmp_path / "turned.jpg"  # stored landscape, EXIF says rotate: a phone's portrait photo
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (640, 480), (30, 200, 30)).save(turned, exif=exif)
+    out = tmp_path / "gallery"
+    out.mkdir()
+    (out / "09.jpg").write_bytes(b"an earlier run's")
+    mistakes = pd.DataFrame({"path": [str(wide), str(tmp_path / "gone.jpg"), str(turned)]})
+    assert per_class.write_thumbnails(mistakes, out, size=160) == ["01.jpg", None, "03.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == ["01.jpg", "03.jpg"]
+    with Image.open(out / "01.jpg") as small, Image.open(out / "03.jpg") as upright:
+        assert (small.format, small.size, upright.size) == ("JPEG", (160, 120), (120, 160))
+    lines = report.gallery_section(
+        pd.DataFrame(
+            {
+                "path": mistakes["path"],
+                "label": ["a", "b", "c"],
+                "predicted": ["b", "c", "a"],
+                "probability": [0.9, 0.8, 0.7],
+                "p_true": [0.05, 0.1, 0.2],
+            }
+        ),  # fmt: skip
+        ["01.jpg", None, "03.jpg"],
+        "v",
+        columns=2,
+    )
+    text = "\n".join(lines)
+    assert "![a taken for b](misclassified/01.jpg)<br>1. true **a** → predicted **b** (90%; a 5%)" in text
+    assert f"n/a (photo not found: `{tmp_path / 'gone.jpg'}`)" in text and text.count("\n| ") == 3  # 2 rows + header
+
+
+@pytest.mark.fast
+def test_the_accuracy_axis_starts_well_below_the_points():
+    # The committed full run: 79.03% to 79.30%, which an axis fitted to the points stretched over the plot.
+    assert report.accuracy_axis([0.7903, 0.793, 0.7903]) == (0.70, 0.85)
+    low, high = report.accuracy_axis([0.5012, 0.52])
+    assert (low, high) == (0.45, 0.55) and high - low >= 0.1  # a 1-photo gap stays a small part of the axis
+    assert report.accuracy_axis([0.97, 0.995]) == (0.90, 1.0) and report.accuracy_axis([0.01, 0.03])[0] == 0.0
+
+
+@pytest.mark.fast
+def test_points_that_sit_together_share_one_label():
+    # The committed full run's runtimes: MiB and test accuracy.
+    sizes = [80.14, 79.41, 39.76, 20.56, 21.14, 79.39, 20.57]
+    accuracies = [0.793, 0.793, 0.793, 0.7903, 0.7903, 0.793, 0.793]
+    groups = report.label_groups(sizes, accuracies, 100, 0.15)
+    assert sorted(sorted(g) for g in groups) == [[0, 1, 5], [2], [3, 4, 6]]
+    assert report.label_groups([10, 90], [0.8, 0.8], 100, 0.15) == [[0], [1]]
+    assert report.label_groups([10, 10], [0.7, 0.8], 100, 0.15) == [[0], [1]]  # 10 points apart on a 15-point axis
+
+
+@pytest.mark.fast
+def test_the_main_table_marks_the_choice_and_says_why_a_cell_is_empty():
+    table = pd.DataFrame({"runtime": ["keras", "full_int8", "onnx_int8"], "p50_ms": [38.5, 10.7, 10.3],
+                          "handler_cold_start_s": [np.nan, 0.37, 0.55], "ops_outside_delegate": [np.nan, 0.0, np.nan],
+                          "accuracy_vs_keras": [None, None, None]})  # fmt: skip
+    columns = {"runtime": "runtime", "p50_ms": "p50 ms", "handler_cold_start_s": "handler cold s",
+               "ops_outside_delegate": "ops off XNNPACK", "accuracy_vs_keras": "vs Keras"}  # fmt: skip
+    text = "\n".join(report.main_table(table, columns, "onnx_int8"))
+    assert "nan" not in text and "| onnx_int8 ★ |" in re.sub(" +", " ", text)
+    assert text.count("n/a") == 3 + 2 and "vs Keras" not in text  # a column verify wrote nothing for is left out
+    assert "- n/a in *handler cold s*: the function never serves Keras" in text
+
+
+@pytest.mark.fast
+def test_each_variant_not_chosen_is_listed_with_its_reason():
+    choice = {"variant": "onnx_int8", "not_chosen": {"full_int8": "accuracy 0.78 is 0.013 below Keras (0.793)",
+                                                     "float32": "passes the gate, but its p50_ms is 14"}}  # fmt: skip
+    lines = report.not_chosen_lines(choice)
+    assert "- **full_int8**: accuracy 0.78 is 0.013 below Keras (0.793)" in lines
+    assert "- **float32**: passes the gate, but its p50_ms is 14" in lines
+    assert "n/a (recommendation.json has no not_chosen" in report.not_chosen_lines({"variant": "x"})[0]
+
+
+@pytest.mark.fast
+def test_the_html_page_carries_its_images_inside(tmp_path):
+    Image.new("RGB", (4, 3), (1, 2, 3)).save(tmp_path / "plot.png")
+    text = "# Title\n\n| a | b |\n|---|---|\n| 1 | ![x](plot.png)<br>caption |\n\n![gone](missing.png)\n"
+    page = html.page(text, tmp_path, title="t")
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) == 2 and sources[1] == "missing.png"  # a missing file keeps its name: alt text shows
+    kind, data = sources[0].split(",", 1)
+    assert kind == "data:image/png;base64" and base64.b64decode(data) == (tmp_path / "plot.png").read_bytes()
+    assert "<table>" in page and "<br>caption" in page and "<h1>Title</h1>" in page
