@@ -179,7 +179,19 @@ def test_what_could_grant_the_deployer_more_is_conditioned():
     for action in ("iam:AttachRolePolicy", "iam:DetachRolePolicy"):
         assert [s.get("Condition") for s in granting(action)] == [basic], action
     principal = {"StringEquals": {"lambda:Principal": "apigateway.amazonaws.com"}}
-    assert [s.get("Condition") for s in granting("lambda:AddPermission")] == [principal]
+    everyone = {"StringEquals": {"lambda:Principal": "*"}}  # a function URL with auth NONE (its two statements)
+    assert [s.get("Condition") for s in granting("lambda:AddPermission")] == [principal, everyone]
+    # AWS has no condition key for InvokedViaFunctionUrl: the public grant is held to the 'live' alias instead.
+    [public] = [s for s in granting("lambda:AddPermission") if s["Condition"] == everyone]
+    assert listed(public["Resource"]) == ["arn:aws:lambda:*:*:function:clothes-classifier:live"]
+    # The function URL's configuration: on the function and its 'live' alias only.
+    for action in ("lambda:CreateFunctionUrlConfig", "lambda:UpdateFunctionUrlConfig", "lambda:DeleteFunctionUrlConfig"):
+        assert [listed(s["Resource"]) for s in granting(action)] == [
+            ["arn:aws:lambda:*:*:function:clothes-classifier", "arn:aws:lambda:*:*:function:clothes-classifier:live"]
+        ], action
+    # Untagging could strip the ownership tag destroy relies on: only the function URL's mark may go.
+    [untag] = granting("lambda:UntagResource")
+    assert untag["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": ["clothes-serverless:function-url"]}}
     ours = "clothes-classifier"
     for verb in ("POST", "PATCH", "DELETE"):
         for statement in granting(f"apigateway:{verb}"):
