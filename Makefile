@@ -94,7 +94,7 @@ $(RIE_ARM64): $(RIE)
 # VARIANT=full_int8: another variant than the recommended one (artifacts/recommend/recommendation.json);
 # VERBOSE=1: everything the emulator prints, not one line a request. GET /health answers too.
 serve: $(VENV)/.installed $(RIE) ## the handler under the Lambda runtime interface emulator on 127.0.0.1:8080
-	python -m pipeline.serve $(if $(VARIANT),--variant $(VARIANT)) $(if $(VERBOSE),--verbose) --port 8080
+	python -m pipeline.serve $(if $(VARIANT),--variant $(VARIANT)) $(if $(VERBOSE),--verbose) $(if $(DOOR),--door $(DOOR)) --port 8080
 
 # Ship the recommended variant (params.yaml: deploy) to Lambda + API Gateway; AWS_* from the environment.
 # make deploy FORCE=1 ships a variant less accurate than the live one (deploy.max_accuracy_drop);

@@ -1,5 +1,7 @@
 """The gateway in front of the runtime interface emulator: answers HTTP as API Gateway (and the Lambda Invoke
-API) would, for `make serve` and the tests.
+API) would, for `make serve` and the tests; with door="function_url", as a Lambda function URL would
+(docs/endpoints.md: every path and method reaches the function, with routeKey "$default"; a text body
+passed as text; a function error answered 502 "Internal Server Error" as plain text, not API Gateway's JSON).
 
   POST /2015-03-31/functions/function/invocations  - the Invoke API: passed to the emulator, its answer back
   POST /predict                                    - an HTTP request turned into an API Gateway
@@ -29,6 +31,9 @@ INVOKE_PATH = "/2015-03-31/functions/function/invocations"  # the Lambda Invoke 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit: API Gateway answers 413 above it
 SOCKET_TIMEOUT_S = 30  # a client that stops sending holds a connection no longer than this
 CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
+URL_TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/x-www-form-urlencoded")
+DOORS = ("http_api", "function_url")  # deploy.endpoint's choices: which door the gateway plays
+URL_FUNCTION_ERROR = b"Internal Server Error"  # a function URL's answer to a function error (502, text/plain)
 
 
 def http_api_event(path: str, headers: dict, body: bytes, method: str = "POST") -> dict:
@@ -42,6 +47,42 @@ def http_api_event(path: str, headers: dict, body: bytes, method: str = "POST") 
         "body": base64.b64encode(body).decode(),
         "isBase64Encoded": True,
     }
+
+
+def function_url_event(path: str, headers: dict, body: bytes, method: str = "POST", query: str = "") -> dict:
+    """The payload format 2.0 event a function URL sends: routeKey and stage "$default" whatever the path,
+    a text body (JSON, text/*) as text, any other base64-encoded, no body key for an empty one."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    host = lowered.get("host", "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws")
+    url_id = host.split(".")[0]
+    text = lowered.get("content-type", "").split(";")[0].strip() in URL_TEXT_TYPES or lowered.get(
+        "content-type", ""
+    ).startswith("text/")
+    now = time.time()
+    event = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": lowered,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": url_id,
+            "domainName": host,
+            "domainPrefix": url_id,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                     "userAgent": lowered.get("user-agent", "")},  # fmt: skip
+            "requestId": f"{int(now * 1e6):x}",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": not text,
+    }
+    if body:
+        event["body"] = body.decode("utf-8", errors="replace") if text else base64.b64encode(body).decode()
+    return event
 
 
 def error_body(message: str, **detail) -> bytes:
@@ -81,9 +122,13 @@ def proxy_response(body: bytes) -> "tuple[int, bytes, str] | None":
     return status, data, str(content_type)
 
 
-def make_gateway(emulator_url: str, invoke_timeout_s: float = 70, socket_timeout_s: float = SOCKET_TIMEOUT_S):
+def make_gateway(
+    emulator_url: str, invoke_timeout_s: float = 70, socket_timeout_s: float = SOCKET_TIMEOUT_S, door: str = "http_api"
+):
     """An HTTP handler class answering as API Gateway (and the Lambda Invoke API) would: always JSON, never a
-    dropped connection; 502 when the function fails or times out, 413/400/408 for what the client sent."""
+    dropped connection; 502 when the function fails or times out, 413/400/408 for what the client sent.
+    door="function_url": as a function URL would (every path; its own 502)."""
+    url = door == "function_url"
     lock = threading.Lock()
 
     def invoke(payload: bytes) -> tuple["int | None", dict, bytes]:
@@ -166,6 +211,8 @@ def make_gateway(emulator_url: str, invoke_timeout_s: float = 70, socket_timeout
             return body
 
         def do_GET(self):
+            if url:
+                return self.do_POST()
             if self.path != HEALTH_PATH:
                 return self.send_error(501)  # every other GET: the 404 of a method with no route, as before
             self.close_connection = True
@@ -186,6 +233,12 @@ def make_gateway(emulator_url: str, invoke_timeout_s: float = 70, socket_timeout
                     self.reply(500, error_body("Internal Server Error"))
 
         def route(self):
+            if url and self.path != INVOKE_PATH:  # a function URL passes every path and method to the function
+                path, _, query = self.path.partition("?")
+                body = self.read_body() if self.command != "GET" else b""
+                if body is not None:
+                    self.pass_event(function_url_event(path, dict(self.headers), body, self.command, query))
+                return
             if self.path not in (INVOKE_PATH, "/predict"):
                 self.close_connection = True
                 return self.reply(404, error_body("Not Found"))
@@ -217,6 +270,11 @@ def make_gateway(emulator_url: str, invoke_timeout_s: float = 70, socket_timeout
             status, headers, answer = invoke(payload)
             failure = function_error(status, headers, answer)
             response = None if failure else proxy_response(answer)
+            if url and response is None and not failure:  # a function URL takes any other JSON as a 200 body
+                response = (200, answer, "application/json")
+            if url and response is None:
+                self.log_error("function error: %s", failure)
+                return self.reply(502, URL_FUNCTION_ERROR, "text/plain")
             if response is None:
                 self.log_error("function error: %s", failure or "malformed proxy response")
                 return self.reply(502, error_body("Internal Server Error", error=failure or "malformed response"))

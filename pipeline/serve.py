@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 from pipeline import params, paths, variants
-from pipeline.gateway import HEALTH_PATH, INVOKE_PATH, SOCKET_TIMEOUT_S, make_gateway
+from pipeline.gateway import DOORS, HEALTH_PATH, INVOKE_PATH, SOCKET_TIMEOUT_S, make_gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = ROOT / "lambda"  # what the image's $LAMBDA_TASK_ROOT holds: the serving package
@@ -259,6 +259,9 @@ def main() -> None:
         "--function-path", default="", help="a folder added to the function's PYTHONPATH (a --handler's)"
     )
     parser.add_argument("--socket-timeout", type=float, default=SOCKET_TIMEOUT_S, help="seconds a client may stall")
+    parser.add_argument(
+        "--door", choices=DOORS, default="http_api", help="answer /predict as an HTTP API, or every path as a function URL"
+    )
     args = parser.parse_args()
     p = params.load(ROOT / "params.yaml")
     if args.function_timeout is None:
@@ -298,6 +301,7 @@ def main() -> None:
                 f"http://127.0.0.1:{args.emulator_port}",
                 invoke_timeout_s=args.function_timeout + 30,
                 socket_timeout_s=args.socket_timeout,
+                door=args.door,
             ),
         )
         server.daemon_threads = True

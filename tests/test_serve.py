@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
@@ -369,3 +370,78 @@ def test_make_serve_serves_the_recommended_variant_unless_told_another(tmp_path,
     (tmp_path / "artifacts/onnx").mkdir(parents=True)
     (tmp_path / "artifacts/onnx/onnx_int8.onnx").write_bytes(b"model")
     assert serve.variant_model("onnx_int8", ["float32", "onnx_int8"]) == tmp_path / "artifacts/onnx/onnx_int8.onnx"
+
+
+def sam_http_api_event() -> dict:
+    """AWS's own payload format 2.0 sample event, as the aws-sam-cli wheel generates it (`make rie` downloads it)."""
+    wheels = sorted((ROOT / ".cache/sam").glob("aws_sam_cli-*.whl"))
+    if not wheels:
+        pytest.fail("no aws-sam-cli wheel in .cache/sam: `make rie` downloads it (make test does)")
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        return json.loads(wheel.read("samcli/lib/generated_sample_events/events/apigateway/HttpApi.json"))
+
+
+def door_event(sample: dict, door: str, photo: bytes) -> dict:
+    """The sample filled with a real photo (base64, isBase64Encoded as in the sample), in the shape each
+    door sends it: the HTTP API's route and stage, or a function URL's "$default" and its own domain."""
+    text = json.dumps(sample)
+    fill = {"path": "predict", "method": "POST", "stage": "$default", "account_id": "123456789012",
+            "dns_suffix": "us-east-1.amazonaws.com", "body": base64.b64encode(photo).decode()}  # fmt: skip
+    for key, value in fill.items():
+        text = text.replace("{{{" + key + "}}}", value)
+    event = json.loads(text)
+    if door == "http_api":
+        event["routeKey"] = event["requestContext"]["routeKey"] = "POST /predict"
+    else:  # no JWT authorizer on a function URL, an anonymous caller, the URL's domain
+        del event["requestContext"]["authorizer"]
+        event["requestContext"].update(accountId="anonymous", domainName="abc123.lambda-url.us-east-1.on.aws",
+                                       domainPrefix="abc123")  # fmt: skip
+    return event
+
+
+@pytest.mark.parametrize("door", ["http_api", "function_url"])
+def test_aws_sample_events_of_both_doors_get_verifys_answer(server, photos, door):
+    """AWS's sample event under the runtime interface emulator: the answer each door turns into HTTP."""
+    data, row = photos[0]
+    event = door_event(sam_http_api_event(), door, data)
+    assert event["isBase64Encoded"] is True and event["requestContext"]["http"]["method"] == "POST"
+    answer = requests.post(server + INVOKE, json=event, timeout=30)
+    assert answer.status_code == 200 and "X-Amz-Function-Error" not in answer.headers
+    proxy = answer.json()
+    assert proxy["statusCode"] == 200
+    check_matches_verify(json.loads(proxy["body"]), row)
+
+
+@contextlib.contextmanager
+def url_gateway(function_base: str):
+    """A gateway playing a function URL in front of another gateway's Invoke API path (the same emulator)."""
+    from http.server import ThreadingHTTPServer
+
+    from pipeline.gateway import make_gateway
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_gateway(function_base, door="function_url"))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
+def test_the_gateway_plays_a_function_url_every_path_and_its_own_502(server, echo_server, photos):
+    """make serve --door function_url: every path reaches the function (no /predict route), JSON and raw
+    bodies alike; a function error is 502 "Internal Server Error" as plain text, where the HTTP API's is JSON."""
+    data, row = photos[0]
+    with url_gateway(server) as base:
+        root = requests.post(base + "/", json={"image": base64.b64encode(data).decode()}, timeout=30)
+        assert root.status_code == 200 and root.headers["Content-Type"] == "application/json"
+        check_matches_verify(root.json(), row)
+        anywhere = requests.post(base + "/any/path?x=1", data=data, headers={"Content-Type": "image/jpeg"}, timeout=30)
+        assert anywhere.status_code == 200 and anywhere.json()["top"] == row["predicted"]
+    not_json = b"this is no JSON"  # echo.py's json.loads raises: a function error
+    with url_gateway(echo_server) as base:
+        failed = requests.post(base + "/", data=not_json, headers={"Content-Type": "application/octet-stream"}, timeout=30)
+        assert (failed.status_code, failed.headers["Content-Type"], failed.text) == (
+            502, "text/plain", "Internal Server Error"
+        )  # fmt: skip
+    api = requests.post(echo_server + "/predict", data=not_json, timeout=30)
+    assert api.status_code == 502 and api.json()["message"] == "Internal Server Error"
