@@ -28,6 +28,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+from pipeline.gateway import URL_FUNCTION_ERROR  # what make serve's function-URL gateway answers too
+
 URL_CONFIG = re.compile(r"^/2021-10-31/functions/([^/]+)/url/?$")
 API_HOST = re.compile(r"^([a-z0-9]+)\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(:\d+)?$")
 URL_HOST = re.compile(r"^([a-z0-9]+)\.lambda-url\.([a-z0-9-]+)\.on\.aws(:\d+)?$")
@@ -206,11 +208,11 @@ class FunctionUrls:
 def http_answer(failed: bool, content: bytes) -> tuple[int, dict, bytes]:
     """The function's answer as a function URL sends it (payload format 2.0's response rules)."""
     if failed:
-        return 502, {"Content-Type": "application/json"}, b"Internal Server Error"
+        return 502, {"Content-Type": "text/plain"}, URL_FUNCTION_ERROR
     try:
         answer = json.loads(content)
     except ValueError:
-        return 502, {"Content-Type": "application/json"}, b"Internal Server Error"
+        return 502, {"Content-Type": "text/plain"}, URL_FUNCTION_ERROR
     if isinstance(answer, dict) and "statusCode" in answer:
         body = answer.get("body") or ""
         data = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()

@@ -107,3 +107,39 @@ def params_of(project):
     from pipeline import params
 
     return params.load(project / "params.yaml").deploy
+
+
+@pytest.mark.fast
+def test_the_client_signs_for_an_aws_iam_url_with_the_urls_region(monkeypatch):
+    """lambda/client.py --iam: SigV4 for service lambda in the region the URL names, over the body it sends."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("client", ROOT / "lambda/client.py")
+    client_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client_module)
+    sent = {}
+
+    class Answer:
+        status_code = 200
+
+        def json(self):
+            return {"top": "hat"}
+
+    def post(url, data=None, headers=None, timeout=None, json=None):
+        sent.update(url=url, data=data, headers=headers, json=json)
+        return Answer()
+
+    monkeypatch.setattr(client_module.requests, "post", post)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    url = "https://abc123.lambda-url.eu-west-1.on.aws/"
+    assert client_module.ask(url, {"image": "aGk="}, iam=True) == {"top": "hat"}
+    authorization = sent["headers"]["Authorization"]
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/eu-west-1/lambda/aws4_request" in authorization and "X-Amz-Date" in sent["headers"]
+    assert sent["data"] == b'{"image": "aGk="}' and sent["json"] is None
+    client_module.ask(url, {"image": "aGk="})  # unsigned without --iam
+    assert sent["json"] == {"image": "aGk="} and sent["headers"] is None
