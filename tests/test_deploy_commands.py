@@ -3,6 +3,7 @@ status, url and logs, against moto in this process (no registry, no container, n
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import time
@@ -78,6 +79,17 @@ def test_dry_run_runs_the_plan_not_the_deploy(capsys, acted, monkeypatch):
     deploy_cli.main(["deploy", "--dry-run"])
     deploy_cli.main(["deploy"])
     assert acted == ["plan", "deploy"]
+
+
+@pytest.mark.fast
+def test_the_makefile_targets_use_the_commands_as_they_are():
+    """make deploy/rollback/destroy/tune/status/logs, with every option their variables add (FORCE=1 ...)."""
+    lines = re.findall(r"^\tpython -m pipeline\.deploy (.*)$", (ROOT / "Makefile").read_text(), re.M)
+    commands = {line.split()[0] for line in lines}
+    assert {"deploy", "rollback", "destroy", "tune", "status", "logs"} <= commands
+    for line in lines:
+        argv = re.sub(r"\$\(if \$\(\w+\),([^)]*)\)", r"\1", line).split()  # each variable set
+        deploy_cli.parser().parse_args(argv)  # exits 2 on an argument the command does not take
 
 
 def test_the_module_answers_as_python_minus_m():
