@@ -242,8 +242,10 @@ def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: pa
     side = side.join(phone[["model_ms", "decode_share", "model_share", "rest_share"]], on="runtime")
     names = {"model_ms": f"model p50 ms ({c.photo})", "decode_share": f"decode/resize share ({c.photo})",
              "model_share": "model share", "rest_share": "rest share"}  # fmt: skip
-    side = side.rename(columns=names)
-    at = costs[costs["memory_mb"] == d.memory_mb].drop(columns=["photo", "memory_mb"])
+    recommended = variants.bench_row(choice["variant"])
+    side = marked_rows(side.rename(columns=names), recommended)
+    shown = marked_rows(costs, recommended)  # door_lines reads costs by runtime name: unmarked
+    at = shown[shown["memory_mb"] == d.memory_mb].drop(columns=["photo", "memory_mb"])
     measured = (costs["source"] == "make tune").any()
     shot_body = cost.base64_bytes(int(shot["bytes"]))
     steps = cost.api_steps(shot_body, c.api_request_step_kb)
@@ -280,9 +282,14 @@ def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: pa
         "",
         f"### Every memory size ({d.architecture})",
         "",
-        costs[costs["architecture"] == d.architecture].drop(columns=["photo"]).to_markdown(index=False, floatfmt="g"),
+        shown[shown["architecture"] == d.architecture].drop(columns=["photo"]).to_markdown(index=False, floatfmt="g"),
     ]
     return lines
+
+
+def marked_rows(table: pd.DataFrame, recommended: str) -> pd.DataFrame:
+    """The table with MARK on the recommended runtime's rows (its runtime column), for display only."""
+    return table.assign(runtime=[marked(name, recommended) for name in table["runtime"]])
 
 
 def door_lines(costs: pd.DataFrame, choice: dict, d: params.Deploy) -> list:
@@ -303,22 +310,27 @@ def door_lines(costs: pd.DataFrame, choice: dict, d: params.Deploy) -> list:
     ]
 
 
-def plot_cost(costs: pd.DataFrame, d: params.Deploy) -> None:
+def plot_cost(costs: pd.DataFrame, d: params.Deploy, recommended: str = "") -> None:
     """Where each dollar goes at the deploy's memory size and architecture, per runtime, behind each
     front door side by side (one bar each)."""
     at = costs[(costs["memory_mb"] == d.memory_mb) & (costs["architecture"] == d.architecture)]
     if "door" in at:
         at = at.sort_values(["runtime", "door"], kind="stable")
-        labels = at["runtime"] + " · " + at["door"].str.replace("_", " ")
+        labels = at["runtime"].map(lambda r: marked(r, recommended)) + " · " + at["door"].str.replace("_", " ")
     else:
-        labels = at["runtime"]
+        labels = at["runtime"].map(lambda r: marked(r, recommended))
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(at) + 1.5))
     left = np.zeros(len(at))
     for part in cost.PARTS:
         ax.barh(labels, at[part], left=left, label=part.removeprefix("usd_"))
         left += at[part].to_numpy()
-    ax.set(xlabel="USD per million requests", title=f"What Lambda bills, {d.memory_mb} MB {d.architecture}")
-    ax.legend()
+    for tick in ax.get_yticklabels():
+        if MARK in tick.get_text():
+            tick.set_fontweight("bold")
+            tick.set_color(PICKED)
+    title = f"What Lambda bills, {d.memory_mb} MB {d.architecture} ({MARK} recommended)"
+    ax.set(xlabel="USD per million requests", title=title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     save(fig, "cost.png")
 
 
@@ -597,7 +609,7 @@ def main() -> None:
     # make tune's sweep, where one ran (git holds the table's header alone until then)
     tune = pd.read_csv(paths.TUNE_TABLE) if Path(paths.TUNE_TABLE).exists() else pd.DataFrame()
     costs = measured_costs(pd.read_csv(paths.COST), tune)
-    plot_cost(costs, p.deploy)
+    plot_cost(costs, p.deploy, recommended)
     handler = pd.read_csv(paths.BENCH_HANDLER)
     on_targets = targets_section(pd.read_csv(paths.TARGETS_TABLE), p.convert.onnx_reduce_range, choice["variant"])
     report = markdown(table, bench, info, choice, costs, handler, p.cost, p.deploy, verify, on_targets, sections)

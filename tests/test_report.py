@@ -85,7 +85,8 @@ def test_the_report_says_what_lambda_bills_and_where_each_dollar_goes(small_run)
     assert "## What Lambda bills" in report and "handler p50 ms, phone photo" in report
     assert "us-east-1" in report and "x86's latency" in report
     section = report[report.index("### At the deploy's memory size") : report.index("### Every memory size")]
-    rows = {"/".join(cell.strip() for cell in line.split("|")[1:4]): line for line in section.splitlines()
+    unmarked = (line.replace(f" {report_module.MARK}", "") for line in section.splitlines())  # the choice's rows
+    rows = {"/".join(cell.strip() for cell in line.split("|")[1:4]): line for line in unmarked
             if line.startswith("| ") and "|" in line[2:]}  # fmt: skip
     for _, m in costs[costs["memory_mb"] == 1769].iterrows():  # the small run's deploy.memory_mb
         cells = [c.strip() for c in rows[f"{m['runtime']}/{m['architecture']}/{m['door']}"].split("|")[1:-1]]
@@ -95,6 +96,9 @@ def test_the_report_says_what_lambda_bills_and_where_each_dollar_goes(small_run)
     choice = json.loads((small_run / "artifacts/recommend/recommendation.json").read_text())
     mine = costs[(costs["memory_mb"] == 1769) & (costs["architecture"] == "x86_64")]
     mine = mine[mine["runtime"] == variants.bench_row(choice["variant"])].set_index("door")["usd_per_million"]
+    table = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")]
+    starred = {name for name in table if report_module.MARK in name}
+    assert starred == {f"{variants.bench_row(choice['variant'])} {report_module.MARK}"}  # its rows and no other
     assert (f"${mine['function_url']:.2f} per million requests behind a function URL, "
             f"${mine['http_api']:.2f} behind an HTTP API") in report  # fmt: skip
     many = handler[(handler["threads"] == handler["threads"].max()) & (handler["photo"] == "phone")]
