@@ -171,7 +171,7 @@ def main() -> None:
     }
     for variant in VARIANTS:
         predicted = np.array([labels_of(manifest).index(label) for label in by_path[variant]["predicted"]])
-        m, row = verify[variant], bench.loc[f"litert_{variant}"]
+        m, row = verify[variant], bench.loc[variant]
         drop = verify["keras"]["accuracy"] - m["accuracy"]
         result["variants"][variant] = {
             "accuracy": m["accuracy"],

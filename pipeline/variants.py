@@ -36,15 +36,14 @@ def metadata_path(variant: str) -> Path:
 
 
 def bench_row(variant: str) -> str:
-    """The bench table's row: litert_full_int8, onnxruntime_int8 (runtime + quantization)."""
-    return f"{runtime(variant)}_{variant.removeprefix(ONNX_PREFIX)}"
+    """The bench table's row of a variant: its own name (one name per variant in every table, plot and
+    metric; the runtime is a column of its own where a table shows it)."""
+    return variant
 
 
 def variant_of_row(row: str) -> str:
-    """bench_row's inverse: onnxruntime_int8 -> onnx_int8, litert_float32 -> float32."""
-    if row.startswith("onnxruntime_"):
-        return ONNX_PREFIX + row.removeprefix("onnxruntime_")
-    return row.removeprefix("litert_")
+    """The variant a bench table's row measures (the keras row is no variant)."""
+    return row
 
 
 def requirements(variant: str) -> str:

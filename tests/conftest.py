@@ -36,12 +36,12 @@ LABELS = ("dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "s
 # What the bench stage measures with the default variants, in its order.
 RUNTIMES = [
     "keras",
-    "litert_float32",
-    "litert_float16",
-    "litert_dynamic_int8",
-    "litert_full_int8",
-    "onnxruntime_float32",
-    "onnxruntime_int8",
+    "float32",
+    "float16",
+    "dynamic_int8",
+    "full_int8",
+    "onnx_float32",
+    "onnx_int8",
 ]
 
 

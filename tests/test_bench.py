@@ -9,12 +9,12 @@ from conftest import RUNTIMES
 
 MODEL_FILES = {
     "keras": "artifacts/model/model.keras",
-    "litert_float32": "artifacts/tflite/float32.tflite",
-    "litert_float16": "artifacts/tflite/float16.tflite",
-    "litert_dynamic_int8": "artifacts/tflite/dynamic_int8.tflite",
-    "litert_full_int8": "artifacts/tflite/full_int8.tflite",
-    "onnxruntime_float32": "artifacts/onnx/onnx_float32.onnx",
-    "onnxruntime_int8": "artifacts/onnx/onnx_int8.onnx",
+    "float32": "artifacts/tflite/float32.tflite",
+    "float16": "artifacts/tflite/float16.tflite",
+    "dynamic_int8": "artifacts/tflite/dynamic_int8.tflite",
+    "full_int8": "artifacts/tflite/full_int8.tflite",
+    "onnx_float32": "artifacts/onnx/onnx_float32.onnx",
+    "onnx_int8": "artifacts/onnx/onnx_int8.onnx",
 }
 
 
@@ -28,22 +28,22 @@ def test_every_runtime_has_every_number(small_run):
         assert m["process_s"] > m["cold_start_s"] >= max(m["import_s"], m["load_s"], m["first_prediction_s"]) > 0
         assert m["peak_rss_mb"] > 20 and m["throughput_img_s"] > 0 and m["size_mb"] > 10
     # Float runtimes cannot beat the machine's float32 matrix-product peak; int8 ones (VNNI) may.
-    for name in ("keras", "onnxruntime_float32", "litert_float32"):
+    for name in ("keras", "onnx_float32", "float32"):
         assert 0 < results.loc[name, "fraction_of_peak"] < 1.5, name
-    litert, keras = results.loc["litert_float32"], results.loc["keras"]
+    litert, keras = results.loc["float32"], results.loc["keras"]
     # Keras' cold start is TensorFlow's import (seconds); LiteRT's runtime imports in a fraction of that.
     assert keras["import_s"] > 5 * litert["import_s"]
     # Memory is each fresh process's own: TensorFlow's is far above LiteRT's.
     assert keras["peak_rss_mb"] > 1.5 * litert["peak_rss_mb"]
     assert litert["handler_cold_start_s"] > 0 and litert["ops_outside_delegate"] == 0
-    assert results.loc["litert_dynamic_int8", "ops_outside_delegate"] > 0
+    assert results.loc["dynamic_int8", "ops_outside_delegate"] > 0
     assert environment["environment_mb"]["tensorflow"] > 5 * environment["environment_mb"]["litert"] > 0
     # The ONNX Runtime variants are timed exactly like LiteRT's: every probe, the handler included;
     # XNNPACK partitions are LiteRT's alone.
-    for name in ("onnxruntime_float32", "onnxruntime_int8"):
+    for name in ("onnx_float32", "onnx_int8"):
         onnx = results.loc[name]
         assert onnx["handler_cold_start_s"] > 0 and onnx["p50_1_thread_ms"] > 0 and pd.isna(onnx["partitions"])
-    assert results.loc["onnxruntime_int8", "size_mb"] < 0.35 * results.loc["onnxruntime_float32", "size_mb"]
+    assert results.loc["onnx_int8", "size_mb"] < 0.35 * results.loc["onnx_float32", "size_mb"]
     assert environment["environment_mb"]["tensorflow"] > 5 * environment["environment_mb"]["onnxruntime"] > 0
     assert environment["model"]["input_size"] == 75 and environment["machine"]["threads"] >= 1
     # Xception's multiply-adds scale with the input area: 8.36 G at 299 px (16.7 GFLOP, Keras' own count).
@@ -60,7 +60,7 @@ def test_metrics_file_holds_the_headline_numbers_only(small_run):
         assert m["size_mb"] == pytest.approx(model.stat().st_size / 2**20, abs=0.01), name
         assert m["p50_ms"] > 0 and m["cold_start_s"] > 0 and m["peak_rss_mb"] > 20
     # Full int8 runs the same graph several times faster than float32 here (measured 0.14-0.30x).
-    assert metrics["litert_full_int8"]["p50_ms"] < metrics["litert_float32"]["p50_ms"]
+    assert metrics["full_int8"]["p50_ms"] < metrics["float32"]["p50_ms"]
 
 
 def test_the_handler_end_to_end_adds_up_and_a_phone_photo_costs_more(small_run):

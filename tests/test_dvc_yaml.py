@@ -159,7 +159,7 @@ def test_the_headline_is_the_shipped_variants_own_row():
     results = pd.DataFrame(
         {"p50_ms": [10.2749, 3.0], "cold_start_s": [0.35721, 0.1], "size_mb": [20.571, 21.0],
          "usd_per_million": [2.1349, 1.0]},
-        index=["onnxruntime_int8", "litert_full_int8"],
+        index=["onnx_int8", "full_int8"],
     )  # fmt: skip
     assert recommend.headline("onnx_int8", verify, results) == {
         "variant": "onnx_int8", "accuracy": 0.793, "agreement": 0.9839, "p50_ms": 10.27, "cold_start_s": 0.357,

@@ -22,7 +22,7 @@ VERIFY = {
 VARIANTS = ["float32", "float16", "dynamic_int8", "full_int8"]
 RESULTS = pd.DataFrame(
     {
-        "runtime": ["litert_float32", "litert_float16", "litert_dynamic_int8", "litert_full_int8"],
+        "runtime": ["float32", "float16", "dynamic_int8", "full_int8"],
         "p50_ms": [11.0, 11.0, 9.0, 3.0],
         "process_s": [0.5, 0.4, 0.45, 0.3],
         "size_mb": [79.4, 39.8, 20.6, 21.1],
@@ -192,7 +192,7 @@ def test_prefer_cost_ranks_at_the_deploys_memory_and_can_disagree_with_warm_p50(
     deploy = params.load(ROOT / "params.yaml").deploy
     at = recommend.deploy_costs(table, deploy)
     assert at["a"] > at["b"]
-    results = pd.DataFrame({"runtime": ["litert_float32", "litert_full_int8"], "p50_ms": [3.0, 4.0],
+    results = pd.DataFrame({"runtime": ["float32", "full_int8"], "p50_ms": [3.0, 4.0],
                             "usd_per_million": [at["a"], at["b"]]}).set_index("runtime")  # fmt: skip
     passing = {"keras": {"accuracy": 0.8}, **{v: {"accuracy": 0.8, "agreement": 1.0} for v in ("float32", "full_int8")}}
     assert recommend.recommend(results, passing, ["float32", "full_int8"], rule("cost"))["variant"] == "full_int8"
@@ -231,12 +231,12 @@ STAGE_VERIFY = {
 }
 STAGE_BENCH = """runtime,p50_ms,p50_1_thread_ms,process_s,size_mb,handler_cold_start_s
 keras,30.0,50.0,5.0,80.1,
-litert_float32,12.0,20.0,0.40,79.4,0.5
-litert_float16,11.0,19.0,0.45,39.8,0.5
-litert_dynamic_int8,8.0,14.0,0.42,20.6,0.5
-litert_full_int8,2.0,3.5,0.30,21.1,0.4
-onnxruntime_float32,10.0,18.0,0.60,79.5,0.6
-onnxruntime_int8,3.0,5.0,0.50,20.4,0.5
+float32,12.0,20.0,0.40,79.4,0.5
+float16,11.0,19.0,0.45,39.8,0.5
+dynamic_int8,8.0,14.0,0.42,20.6,0.5
+full_int8,2.0,3.5,0.30,21.1,0.4
+onnx_float32,10.0,18.0,0.60,79.5,0.6
+onnx_int8,3.0,5.0,0.50,20.4,0.5
 """
 
 
@@ -276,7 +276,7 @@ def test_stage_reads_its_tables_and_writes_the_choice_and_costs(tmp_path, small_
     # 1.7275 GB x 0.038 s x $0.0000166667 x 1e6 = $1.0941; its 0.6 s cold start for 1% of requests $0.1728;
     # + $0.20 for Lambda's requests and $2.00 for the HTTP API's (0.92 MB of base64: two 512 KB steps);
     # the logs: (264 + 400) bytes x 1e6 / 2^30 x $0.50 = $0.3092 (the project's params).
-    row = table.loc[("onnxruntime_float32", "x86_64", 1769)]
+    row = table.loc[("onnx_float32", "x86_64", 1769)]
     assert (row["est_ms"], row["billed_ms"], row["init_ms"]) == (38.0, 38, 600.0)
     assert (row["usd_compute"], row["usd_init"], row["usd_requests"], row["usd_door"]) == (1.0941, 0.1728, 0.2, 2.0)
     assert row["usd_logs"] == round(664e6 / 2**30 * 0.5, 4) == 0.3092
@@ -314,7 +314,7 @@ def test_the_rule_picks_across_runtimes_and_names_what_the_function_needs():
         "onnx_int8": {"accuracy": 0.798, "agreement": 0.985},
     }
     onnx_rows = pd.DataFrame(
-        {"runtime": ["onnxruntime_float32", "onnxruntime_int8"], "p50_ms": [8.0, 3.1], "process_s": [0.6, 0.5],
+        {"runtime": ["onnx_float32", "onnx_int8"], "p50_ms": [8.0, 3.1], "process_s": [0.6, 0.5],
          "size_mb": [79.4, 20.4]}
     ).set_index("runtime")  # fmt: skip
     results = pd.concat([RESULTS, onnx_rows])

@@ -33,9 +33,9 @@ def test_report_table_names_every_runtime_and_the_choice(small_run):
         cells = [c.strip() for c in rows[runtime].split("|")[1:-1]]
         assert float(cells[1]) == results.loc[runtime, "size_mb"]  # size MiB, from the bench table
         assert float(cells[4]) == results.loc[runtime, "p50_ms"]  # p50 ms
-    full_int8 = [c.strip() for c in rows["litert_full_int8"].split("|")[1:-1]]
+    full_int8 = [c.strip() for c in rows["full_int8"].split("|")[1:-1]]
     assert float(full_int8[2]) == verify["full_int8"]["accuracy"]  # test accuracy, from verify
-    onnx_int8 = [c.strip() for c in rows["onnxruntime_int8"].split("|")[1:-1]]
+    onnx_int8 = [c.strip() for c in rows["onnx_int8"].split("|")[1:-1]]
     assert float(onnx_int8[2]) == verify["onnx_int8"]["accuracy"]  # ONNX Runtime's too
     assert f"**Recommended: {report_module.MARK} {choice['variant']}**" in report
     assert f"| {variants.bench_row(choice['variant'])} {report_module.MARK} |" in re.sub(" +", " ", report)
@@ -110,13 +110,13 @@ def test_the_report_says_what_lambda_bills_and_where_each_dollar_goes(small_run)
 @pytest.mark.fast
 def test_make_tunes_measurements_replace_the_estimate_where_it_measured():
     estimate = pd.DataFrame(
-        {"runtime": ["litert_full_int8"] * 3, "architecture": ["x86_64", "x86_64", "arm64"],
+        {"runtime": ["full_int8"] * 3, "architecture": ["x86_64", "x86_64", "arm64"],
          "memory_mb": [1024, 1769, 1769], "photo": "phone", "latency": "measured", "est_ms": [60.0, 35.0, 35.0],
          "billed_ms": [60, 35, 35], "init_ms": [700.0, 400.0, 400.0], "usd_compute": [1.0, 1.01, 0.81],
          "usd_init": [0.12, 0.12, 0.09], "usd_requests": 0.2, "usd_door": 1.0, "usd_logs": 0.0, "usd_per_million": [2.32, 2.33, 2.1]}
     )  # fmt: skip
     measured = pd.DataFrame(
-        {"memory_mb": [1769, 3008], "architecture": "x86_64", "variant": "full_int8", "runtime": "litert_full_int8",
+        {"memory_mb": [1769, 3008], "architecture": "x86_64", "variant": "full_int8", "runtime": "full_int8",
          "invocations": 5, "duration_p50_ms": [41.2, 30.1], "billed_p50_ms": [42.0, 31.0], "init_ms": [650.0, 500.0],
          "max_memory_used_mb": 150.0, "usd_compute": [1.21, 1.5], "usd_init": [0.19, 0.2], "usd_requests": 0.2,
          "usd_door": 1.0, "usd_logs": 0.0, "usd_per_million": [2.6, 2.9]}

@@ -99,7 +99,7 @@ def test_the_outcome_lists_exclusions_per_architecture_and_unchecked_is_not_excl
 
 
 VERIFY = {"keras": {"accuracy": 0.8}, **{v: {"accuracy": 0.8, "agreement": 1.0} for v in ("float32", "onnx_int8")}}
-RESULTS = pd.DataFrame({"runtime": ["litert_float32", "onnxruntime_int8"], "p50_ms": [12.0, 3.0]}).set_index("runtime")
+RESULTS = pd.DataFrame({"runtime": ["float32", "onnx_int8"], "p50_ms": [12.0, 3.0]}).set_index("runtime")
 RULE = params.Recommend(max_accuracy_drop=0.005, min_agreement=0.97, prefer="warm_p50")
 
 
