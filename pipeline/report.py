@@ -432,14 +432,16 @@ def per_class_section(keras: pd.DataFrame, chosen: pd.DataFrame, variant: str) -
     for label, scores in (("Keras", keras), (f"{MARK} {variant}", chosen)):
         for column, title in (("precision", "precision"), ("recall", "recall"), ("f1", "F1")):
             mean[f"{label} {title}"] = f"{scores[column].mean():.2f}"  # over the classes that have one
+    table = pd.DataFrame([*rows, mean])
     return [
         "## Per class (test split)",
         "",
-        f"Precision: of the photos a model called this class, the share that are; recall: of this class' photos, "
-        f"the share it found; F1 their harmonic mean. Keras beside {MARK} {variant} (recommended); every variant's "
-        f"recall is in `artifacts/verify/per_class.csv`, these numbers in `per_class.csv` here.",
+        "Precision: of the photos a model called this class, the share that are; recall: of this class' photos, "
+        "the share it found; F1 their harmonic mean; the macro mean is over the classes that have the number. "
+        f"Keras beside {MARK} {variant} (recommended); every variant's recall is in "
+        "`artifacts/verify/per_class.csv`, these numbers in `per_class.csv` here.",
         "",
-        pd.DataFrame([*rows, mean]).to_markdown(index=False, disable_numparse=True),
+        table.to_markdown(index=False, disable_numparse=True, colalign=["left"] + ["right"] * (table.shape[1] - 1)),
         "",
         "![Per-class F1, Keras and the recommended variant](per_class.png)",
         "",
