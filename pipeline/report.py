@@ -572,7 +572,7 @@ def class_sections(predictions: pd.DataFrame, labels: list, variant: str) -> lis
     long = pd.concat([keras.assign(model="keras"), chosen.assign(model=f"{variant} {MARK}")]).reset_index()
     long["bar"] = long["class"] + " · " + long["model"]  # dvc plots' bar_horizontal: one bar per class and model
     with files.atomic_path(OUT / "per_class.csv") as tmp:
-        long[["bar", "class", "model", "precision", "recall", "f1", "support"]].to_csv(tmp, index=False)
+        long[["bar", "class", "model", "precision", "recall", "f1", "support"]].round(4).to_csv(tmp, index=False)
     mistakes = per_class.misclassified(predictions, variant, GALLERY)
     thumbnails = per_class.write_thumbnails(mistakes, OUT / "misclassified")
     with files.atomic_path(OUT / "misclassified.csv") as tmp:
