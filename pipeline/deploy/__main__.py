@@ -15,7 +15,8 @@ AWS credentials and region from the environment (AWS_PROFILE or AWS_ACCESS_KEY_I
 AWS_ENDPOINT_URL points every call at a stand-in. docs/deploy-commands.md has the details."""
 EPILOG = """\
 what touches AWS:  deploy, rollback, destroy, tune write; deploy --dry-run, status, url, logs only read.
-`make deploy`, `make rollback`, `make destroy`, `make tune` run the commands of the same name."""
+`make deploy` (DRY_RUN=1, FORCE=1), `make rollback`, `make destroy`, `make tune`, `make status` and
+`make logs` run the commands of the same name."""
 
 COMMANDS = {  # name: (one line for the list, the command's own description)
     "deploy": (
