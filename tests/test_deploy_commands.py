@@ -266,3 +266,15 @@ def test_logs_are_the_newest_lines_of_the_window(project, capsys):
     assert [line.split(" ", 2)[2] for line in lines] == ["two", "three"]
     assert capsys.readouterr().out.splitlines() == lines
     assert [line.split(" ", 2)[2] for line in status.logs(project, minutes=240, limit=10)][0] == "three hours ago"
+
+
+def test_the_url_of_a_function_url_deployment_is_lives_function_url(project):
+    if not hasattr(project.deploy, "endpoint"):
+        pytest.skip("deploy.endpoint not in this checkout's params")
+    p = dataclasses.replace(project, deploy=dataclasses.replace(project.deploy, endpoint="function_url"))
+    make_live(p, "k", "c")
+    with pytest.raises(cli.UserError, match="no endpoint"):
+        status.url(p)
+    name = p.deploy.function_name
+    made = aws("lambda").create_function_url_config(FunctionName=name, Qualifier="live", AuthType="NONE")
+    assert status.url(p) == made["FunctionUrl"] == status.read(p.deploy)["url"]
