@@ -22,6 +22,7 @@ and passes every other call through unchanged:
   $LATEST's Code, so they follow a later UpdateFunctionCode).
 - TagResource on an HTTP API's stage is answered (moto routes it for an API's ARN only).
 - Function URLs: their configuration per alias, and requests to them (function_urls.py).
+- SnapStart: its setting, and a published version's snapshot (Pending, then On; snapstart_play.py).
 - Given the caller's IAM policy (caller_policy), CreateFunction/UpdateFunctionCode from an S3 zip
   it cannot s3:GetObject is refused as Lambda refuses it (Lambda reads the zip as the caller).
 - On request, the refusals and states a real account shows: a new role Lambda cannot assume yet,
@@ -52,6 +53,7 @@ import requests
 from moto.iam.access_control import IAMPolicy, PermissionResult  # moto's own IAM policy evaluation
 
 from function_urls import URL_CONFIG, FunctionUrls
+from snapstart_play import SnapStarts
 from pipeline.emulators import CPU_MODELS
 from pipeline.gateway import INVOKE_PATH
 from pipeline.serve import free_port
@@ -115,6 +117,7 @@ class LambdaProxy:
         self.stage_tags = {}  # stage ARN -> tags: moto routes TagResource for an API's ARN only, not a stage's
         self.calls = []  # every request, in order: method, path, X-Amz-Target (JSON APIs), body
         self.urls = FunctionUrls(self)  # function URLs: their configuration, and requests to them (function_urls.py)
+        self.snaps = SnapStarts(self)  # SnapStart's setting and snapshots (snapstart_play.py)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -185,6 +188,8 @@ class LambdaProxy:
             return door
         if m := URL_CONFIG.match(path):
             return self.urls.config(method, m.group(1), (query.get("Qualifier") or [None])[0], body)
+        if method == "PUT" and (m := FUNCTION.match(path)) and m.group(2):
+            self.snaps.record(m.group(1), json.loads(body or b"{}"))
         if denied := self.s3_zip_denied(method, path, body):
             return denied
         if method == "POST" and (m := STAGE_TAGS.match(path)):
@@ -201,6 +206,7 @@ class LambdaProxy:
             return self.invoke(m.group(1), qualifier, body, tail=headers.get("X-Amz-Log-Type") == "Tail")
         if method == "POST" and (m := VERSIONS.match(path)):
             self.remember_image(m.group(1))
+            self.snaps.published(m.group(1))
             return self.publish(m.group(1))
         if method == "GET" and ACCOUNT_SETTINGS.match(path):
             return reply(200, {"AccountLimit": self.account, "AccountUsage": {"FunctionCount": 0}})
@@ -216,7 +222,8 @@ class LambdaProxy:
                 )
                 return error(409, "ResourceConflictException", message)
             self.failed.pop(name, None)
-            self.urls.forget(name)
+            if qualifier == "$LATEST":  # the function itself, not one version: its URLs go with it
+                self.urls.forget(name)
         return None
 
     def s3_zip_denied(self, method: str, path: str, body: bytes) -> "tuple[int, dict, bytes] | None":
@@ -241,6 +248,7 @@ class LambdaProxy:
 
     def create(self, spec: dict) -> "tuple[int, dict, bytes] | None":
         name = spec.get("FunctionName")
+        self.snaps.record(name, spec)
         if name in self.refuse_role:
             refused = self.role_refusals[name]
             if not refused or time.monotonic() - refused[0] < self.refuse_role[name]:
@@ -261,6 +269,7 @@ class LambdaProxy:
         elif self.pending_reads[(name, qualifier)] > 0:
             self.pending_reads[(name, qualifier)] -= 1
             patch = {"State": "Pending"} if version else {"LastUpdateStatus": "InProgress"}
+        patch = {**self.snaps.patch(name, qualifier), **patch}
         if not patch and (configuration or version is None):  # a version's image: moto's may be $LATEST's
             return None
         try:

@@ -97,6 +97,28 @@ def test_a_switch_between_doors_keeps_the_old_one_until_the_new_one_answers(proj
     refused = requests.post(aws["proxy"].url, data=b"{}", headers={"Host": iam_url.split("/")[2]}, timeout=30)
     assert refused.status_code == 403 and refused.json() == {"Message": "Forbidden"}
 
+    # SnapStart on a python3.11 zip: refused in one line, before anything changes.
+    set_params(project, **{"deploy.snapstart": True, "deploy.zip_runtime": "python3.11"})
+    refused_snapstart = deploy(project, aws)
+    assert refused_snapstart.returncode == 2 and "Traceback" not in refused_snapstart.stderr
+    assert refused_snapstart.stderr.strip() == (
+        "error: deploy.snapstart needs a python3.12+ runtime; deploy.zip_runtime is python3.11"
+    )
+    # On python3.12: the new version is published with SnapStart, deploy waits for its snapshot (the proxy
+    # answers Pending first, as Lambda does while it takes it), the canary runs, and the versions no longer
+    # needed are deleted (each snapshot is billed): 'live''s and the one a rollback returns to stay.
+    set_params(project, **{"deploy.zip_runtime": "python3.12", "deploy.memory_mb": 2560})
+    answers(aws, released, 1)
+    snapped = deploy(project, aws)
+    assert snapped.returncode == 0, snapped.stdout + snapped.stderr
+    assert "version 4: SnapStart snapshot ready" in snapped.stdout and "canary: version 4 takes 10%" in snapped.stdout
+    assert lam.get_function_configuration(FunctionName=name, Qualifier="4")["SnapStart"] == {
+        "ApplyOn": "PublishedVersions", "OptimizationStatus": "On"
+    }  # fmt: skip
+    assert "SnapStart: deleted version(s) 1, 2" in snapped.stdout
+    listed = [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]]
+    assert listed == ["$LATEST", "3", "4"]
+
     # destroy removes the URL it made, with the function.
     gone = deploy(project, aws, "destroy", "--yes")
     assert gone.returncode == 0, gone.stdout + gone.stderr
@@ -143,3 +165,50 @@ def test_the_client_signs_for_an_aws_iam_url_with_the_urls_region(monkeypatch):
     assert sent["data"] == b'{"image": "aGk="}' and sent["json"] is None
     client_module.ask(url, {"image": "aGk="})  # unsigned without --iam
     assert sent["json"] == {"image": "aGk="} and sent["headers"] is None
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    ("package", "runtime", "base", "refused"),
+    [
+        ("zip", "python3.12", "", None),
+        ("zip", "python3.13", "", None),
+        ("zip", "python3.11", "", "needs a python3.12+ runtime"),
+        ("image", "", "public.ecr.aws/lambda/python:3.12", None),
+        ("image", "", "public.ecr.aws/lambda/python:3.13-arm64", None),
+        ("image", "", "public.ecr.aws/lambda/python:3.11", "needs an image on AWS's Python 3.12+ base"),
+        ("image", "", "localhost/lambda-python-standin:3.12", "needs an image on AWS's Python 3.12+ base"),
+    ],
+)
+def test_snapstart_only_where_aws_supports_it_for_the_package(package, runtime, base, refused):
+    from pipeline import params
+    from pipeline.deploy import snapstart
+    from conftest import ROOT
+    import dataclasses
+
+    d = dataclasses.replace(params.load(ROOT / "params.yaml").deploy, snapstart=True, package=package,
+                            zip_runtime=runtime or "python3.12", base_image=base or "x")  # fmt: skip
+    why = snapstart.refusal(d)
+    assert (why is None) if refused is None else (refused in why)
+    assert snapstart.refusal(dataclasses.replace(d, snapstart=False)) is None
+
+
+def test_a_snapstart_init_loads_the_model_and_an_on_demand_one_does_not(small_run):
+    """The snapshot must hold the model: Lambda's SnapStart init (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start)
+    loads it at import; on demand the first request still does."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = "from serving import handler; print(handler.model.cache_info().currsize)"
+    model = small_run / "artifacts/tflite/full_int8.tflite"
+    loaded = {}
+    for kind in ("snap-start", "on-demand"):
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "lambda"), "MODEL_PATH": str(model),
+               "AWS_LAMBDA_INITIALIZATION_TYPE": kind}  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        loaded[kind] = done.stdout.strip().splitlines()[-1]
+    assert loaded == {"snap-start": "1", "on-demand": "0"}

@@ -280,3 +280,16 @@ def answer_health(kind: str, log: dict, started: float) -> dict:
     log.update(event=kind, route="health", status=status, total_ms=round((time.perf_counter() - started) * 1000, 2))
     print(json.dumps({**log, **({"error": body["error"]} if status != 200 else {})}, default=str), flush=True)
     return respond(kind, status, body)
+
+
+def load_for_snapshot(initialization: "str | None") -> bool:
+    """During a SnapStart init (Lambda sets AWS_LAMBDA_INITIALIZATION_TYPE=snap-start), the model is loaded
+    now: the snapshot then holds it, and an environment restored from it answers without loading. On
+    demand, it stays lazy (the first request loads it), as before. Whether it loaded now."""
+    if initialization != "snap-start":
+        return False
+    model()
+    return True
+
+
+load_for_snapshot(os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"))

@@ -129,6 +129,8 @@ def config_key(d: params.Deploy, mb_per_vcpu: int) -> str:
     """The function's whole configuration: what UpdateFunctionConfiguration sets, the package type and
     the architecture (set with the code)."""
     whole = {**function_config(d, mb_per_vcpu), "PackageType": d.package, "Architectures": [d.architecture]}
+    if d.snapstart:  # only when on: the keys of functions deployed before SnapStart stay what they were
+        whole["SnapStart"] = "PublishedVersions"
     return hashlib.sha256(json.dumps(whole, sort_keys=True).encode()).hexdigest()[:12]
 
 

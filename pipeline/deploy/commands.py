@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import cli, files, params
-from pipeline.deploy import build, canary, doors, functions, image, limits, releases, resources, smoke
+from pipeline.deploy import build, canary, doors, functions, image, limits, releases, resources, smoke, snapstart
 from pipeline.deploy.aws import aws_errors, caller, client
 
 RECORD = Path("artifacts/deploy.json")  # what the last deploy shipped, for people; decisions read AWS
@@ -100,6 +100,7 @@ def settle(d: params.Deploy, lam, alias_arn: str, account: str, partition: str, 
 def deploy(p: params.Params, force: bool = False) -> dict:
     d = p.deploy
     limits.check(d)
+    snapstart.refuse(d)
     variant, model = build.chosen_model(d)
     accuracy = build.verify_accuracy(variant)
     labels = build.stage_model(variant, model)
@@ -146,7 +147,8 @@ def deploy(p: params.Params, force: bool = False) -> dict:
             code, sha = ship_image(d, key, (photo, answer)), ""
         else:
             code, sha = ship_zip(d, key, (photo, answer), account)
-        functions.ensure_function(lam, d, latest, code, build.function_config(d, p.cost.mb_per_vcpu, role_arn))
+        settings = {**build.function_config(d, p.cost.mb_per_vcpu, role_arn), **snapstart.config(d, latest)}
+        functions.ensure_function(lam, d, latest, code, settings)
         code_sha, revision = functions.shipped(lam, d, code, sha)  # before any invoke
         functions.cap_concurrency(lam, d, reserved)
         # Only Lambda can test a configuration (memory, timeout): a new configuration (the first
@@ -157,6 +159,8 @@ def deploy(p: params.Params, force: bool = False) -> dict:
             smoke.check(smoke.invoke(lam, d, photo), photo, answer)
         description = releases.describe(key, config, variant, accuracy, tested_in, photo.name, answer, labels)
         version, new = releases.publish(lam, d, code_sha, revision, description, published)
+        if d.snapstart:
+            snapstart.wait_for_snapshot(lam, d, version)
         if live and version == live["Version"]:
             # A new deploy key for the same bytes and configuration (a Dockerfile-only edit for a zip,
             # a deployment made before the key's formula changed): 'live' and its history stay.
@@ -182,6 +186,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
                 print(f"first release: all the traffic at once (deploy.strategy {d.strategy} needs a live version)")
             alias_arn = releases.move_alias(lam, d, version, history.made_live(int(version)), alias)
         url = doors.open_door(d, lam, alias_arn, account, partition, (photo, answer))
+        snapstart.prune(lam, d)
     print(
         f"deployed {variant} as {'version' if new else 'the existing version'} {version} (live)\n  {url}\n"
         f"  curl -XPOST {url} --data-binary @photo.jpg -H 'Content-Type: image/jpeg'"
