@@ -180,8 +180,12 @@ class Deploy:
     min_canary_requests: int  # fewer requests answered by the new version meanwhile: rolled back
     watch_every_s: float  # how often the alarms are read while a new version is watched
     alarm_error_rate: float  # alarms: the new version's share of 5xx answers, or of invocations failed in Lambda
-    alarm_p90_ms: float  # alarm: its p90 latency (the whole request) over a minute above this
+    alarm_p90_ms: float  # alarm: its p90 model-and-decode latency (ModelLatency) in a minute above this
     alarm_probability_drop: float  # alarm: its mean top-class probability this much below the live version's
+    alarm_min_samples: int  # a minute with fewer requests than this (either version's) is not judged by any alarm
+    alarm_periods: int  # alarms look at this many of the last minutes (EvaluationPeriods)
+    alarm_datapoints: int  # and fire when this many of them breach (DatapointsToAlarm)
+    lock_stale_minutes: float  # a deploy's lock older than this is taken over (its deploy was killed outright)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,11 @@ and passes every other call through unchanged:
 - TagResource on an HTTP API's stage is answered (moto routes it for an API's ARN only).
 - Function URLs: their configuration per alias, and requests to them (function_urls.py).
 - SnapStart: its setting, and a published version's snapshot (Pending, then On; snapstart_play.py).
+- UpdateAlias with a RevisionId that is not the alias's latest is refused (PreconditionFailedException),
+  and every change of an alias gives it a new RevisionId, as Lambda does (moto ignores RevisionId and
+  never changes it).
+- CloudWatch's judgement of an alarm, which moto never makes: judge_alarms over the EMF lines the
+  function's containers wrote (emf_documents) or a test's, with each alarm's own settings.
 - Given the caller's IAM policy (caller_policy), CreateFunction/UpdateFunctionCode from an S3 zip
   it cannot s3:GetObject is refused as Lambda refuses it (Lambda reads the zip as the caller).
 - On request, the refusals and states a real account shows: a new role Lambda cannot assume yet,
@@ -42,6 +47,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 import zipfile
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +71,12 @@ INVOCATIONS = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?$")
 VERSIONS = re.compile(r"^/2015-03-31/functions/([^/]+)/versions/?$")
 ACCOUNT_SETTINGS = re.compile(r"^/2016-08-19/account-settings/?$")
 FUNCTION_CODE = re.compile(r"^/2015-03-31/functions/[^/]+/code/?$")
+ALIAS = re.compile(r"^/2015-03-31/functions/([^/]+)/aliases/([^/]+)/?$")
+ALIASES = re.compile(r"^/2015-03-31/functions/([^/]+)/aliases/?$")
+REVISION_MISMATCH = (
+    "The Revision Id provided does not match the latest Revision Id. Call the GetAlias API to retrieve the latest "
+    "Revision Id"
+)
 STAGE_TAGS = re.compile(r"^/v2/tags/(arn:[^/]+::/apis/[^/]+/stages/[^/]+)$")  # TagResource on an HTTP API's stage
 SIGNED_REGION = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/")  # SigV4: .../DATE/REGION/SERVICE/aws4_request
 # AWS's own words for each refusal the proxy can make.
@@ -116,6 +128,7 @@ class LambdaProxy:
         self.images = {}  # (function, CodeSha256) -> the ImageUri it was published with (remember_image)
         self.stage_tags = {}  # stage ARN -> tags: moto routes TagResource for an API's ARN only, not a stage's
         self.calls = []  # every request, in order: method, path, X-Amz-Target (JSON APIs), body
+        self.revisions = {}  # (function, alias) -> its RevisionId as Lambda would give it (moto never changes one)
         self.urls = FunctionUrls(self)  # function URLs: their configuration, and requests to them (function_urls.py)
         self.snaps = SnapStarts(self)  # SnapStart's setting and snapshots (snapstart_play.py)
         proxy = self
@@ -151,6 +164,18 @@ class LambdaProxy:
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def emf_documents(self) -> list[dict]:
+        """Every EMF document (one a request) the function's containers wrote so far: what CloudWatch Logs
+        would receive and make the function's metrics from (judge_alarms)."""
+        found = []
+        for container, *_ in list(self.containers.values()):
+            for line in container_log(container).decode(errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    document = json.loads(line)
+                    if isinstance(document, dict) and "_aws" in document:
+                        found.append(document)
+        return found
 
     def close(self) -> None:
         self.server.shutdown()
@@ -192,6 +217,8 @@ class LambdaProxy:
             self.snaps.record(m.group(1), json.loads(body or b"{}"))
         if denied := self.s3_zip_denied(method, path, body):
             return denied
+        if (m := ALIAS.match(path)) or (method == "POST" and (m := ALIASES.match(path))):
+            return self.alias(method, path, body, headers, m.group(1), m.group(2) if m.re is ALIAS else None)
         if method == "POST" and (m := STAGE_TAGS.match(path)):
             self.stage_tags.setdefault(m.group(1), {}).update(json.loads(body).get("tags", {}))
             return 201, {"Content-Type": "application/json"}, b"{}"
@@ -224,7 +251,33 @@ class LambdaProxy:
             self.failed.pop(name, None)
             if qualifier == "$LATEST":  # the function itself, not one version: its URLs go with it
                 self.urls.forget(name)
+            if qualifier == "$LATEST":  # the function itself, not one version: its aliases go with it
+                self.revisions = {k: v for k, v in self.revisions.items() if k[0] != name}
         return None
+
+    def alias(self, method: str, path: str, body: bytes, headers, name: str, alias: "str | None"):
+        """An alias call answered by moto, with Lambda's RevisionId: UpdateAlias naming another than the
+        latest is refused, and each change gives the alias a new one."""
+        if method == "POST":
+            alias = json.loads(body).get("Name")
+        key = (name, alias)
+        if method == "PUT":
+            given = json.loads(body).get("RevisionId")
+            latest = self.revisions.get(key)
+            if given and latest and given != latest:
+                return error(412, "PreconditionFailedException", REVISION_MISMATCH)
+        status, answer_headers, content = self.forward(method, path, dict(headers), body)
+        if status >= 300:
+            return status, answer_headers, content
+        if method == "DELETE":
+            self.revisions.pop(key, None)
+            return status, answer_headers, content
+        document = json.loads(content)
+        if method == "PUT":
+            self.revisions[key] = str(uuid.uuid4())
+        self.revisions.setdefault(key, document.get("RevisionId"))
+        document["RevisionId"] = self.revisions[key]
+        return status, {**answer_headers, "Content-Type": "application/json"}, json.dumps(document).encode()
 
     def s3_zip_denied(self, method: str, path: str, body: bytes) -> "tuple[int, dict, bytes] | None":
         """AWS's refusal of CreateFunction or UpdateFunctionCode from an S3 zip that the caller's policy
@@ -508,3 +561,204 @@ def hide_cpu_files(scratch: Path) -> list[str]:
                         (into / name).write_bytes(source.read_bytes())
         building.rename(copy)
     return ["-v", f"{copy}:{CPU_SYS}:ro"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# CloudWatch's alarm evaluation, offline: moto stores alarms (metric math included) and never
+# evaluates one. What CloudWatch would compute from the function's EMF log lines with an alarm's own
+# settings (Period, statistics, metric math, EvaluationPeriods, DatapointsToAlarm, TreatMissingData).
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One value of one metric, as CloudWatch extracts it from an EMF document (or Lambda records it)."""
+
+    time_s: float
+    namespace: str
+    metric: str
+    dimensions: frozenset  # of (name, value)
+    value: float
+
+
+# Synthetic traffic for a version the proxy does not run (moto answers a zip function's Invoke): the
+# EMF documents its containers would write, made by the handler's own metrics module.
+# Top-class probabilities of ten photos, easy to hard; each version's requests cycle through them.
+PHOTOS = [0.98, 0.95, 0.91, 0.87, 0.83, 0.78, 0.72, 0.66, 0.58, 0.49]
+HARD = [0.66, 0.58, 0.49, 0.58, 0.49, 0.66]  # six hard photos: mean 0.577, 0.2 below PHOTOS' 0.777
+
+
+@dataclasses.dataclass
+class Context:
+    """What the handler reads of Lambda's context."""
+
+    function_name: str
+    function_version: str
+    aws_request_id: str = "req"
+
+
+def emf_request(function: str, version: str, variant: str, at_s: float, status: int = 200, total_ms: float = 300.0,
+                inference_ms: float = 45.0, probability: float = 0.9) -> dict:  # fmt: skip
+    """The EMF document the handler prints for one request (serving/metrics.py writes it), at at_s."""
+    from serving import metrics  # Powertools: only where the proxy makes a function's log lines
+
+    log = {"request_id": f"r{at_s}", "event": "http_api", "status": status, "total_ms": total_ms}
+    if status == 200:
+        log.update(top="t-shirt", probability=probability, inference_ms=inference_ms)
+    document = metrics.document(log, Context(function, version), variant)
+    document["_aws"]["Timestamp"] = int(at_s * 1000)
+    return document
+
+
+def emf_traffic(function: str, version: str, variant: str, start_s: float, minutes: int, per_minute: int,
+                cold_per_minute: int = 0, **fields) -> list[dict]:  # fmt: skip
+    """per_minute requests a minute from start_s on; the first cold_per_minute of each minute from a new
+    execution environment (the runtime's start and the model's load in the whole request's time, a
+    slower first inference); every whole request carries the client's URL fetch. fields: a function
+    of (minute, i) per emf_request field, overriding these."""
+    found = []
+    for m in range(minutes):
+        for i in range(per_minute):
+            cold = i < cold_per_minute
+            values = {
+                "total_ms": 3000.0 + 400 if cold else 250.0 + 90 * (i % 6),  # load + fetch | fetch + model
+                "inference_ms": 110.0 if cold else 44.0 + i % 3,
+                "probability": PHOTOS[(m * per_minute + i) % len(PHOTOS)],
+            }
+            values.update({k: f(m, i) for k, f in fields.items()})
+            found.append(emf_request(function, version, variant, start_s + m * 60 + i * 60 / per_minute, **values))
+    return found
+
+
+def emf_points(document: dict, alias: str = "live") -> list[Point]:
+    """The metrics one EMF document (one request's log line) makes: each metric of each directive
+    under the directive's dimension sets, the values read from the document's top level, as CloudWatch
+    does; and Lambda's own Invocations (and Errors 0) for the version that ran, through the alias."""
+    meta = document["_aws"]
+    when = meta["Timestamp"] / 1000
+    found = []
+    for directive in meta["CloudWatchMetrics"]:
+        for names in directive["Dimensions"]:
+            dims = frozenset((n, str(document[n])) for n in names)
+            for metric in directive["Metrics"]:
+                values = document[metric["Name"]]
+                for value in values if isinstance(values, list) else [values]:
+                    found.append(Point(when, directive["Namespace"], metric["Name"], dims, float(value)))
+    if "function" in document and "version" in document:
+        lam = frozenset({("FunctionName", document["function"]), ("Resource", f"{document['function']}:{alias}"),
+                         ("ExecutedVersion", str(document["version"]))})  # fmt: skip
+        found += [Point(when, "AWS/Lambda", "Invocations", lam, 1.0), Point(when, "AWS/Lambda", "Errors", lam, 0.0)]
+    return found
+
+
+def statistic(values: list[float], name: str) -> "float | None":
+    """One period's statistic; percentiles by nearest rank (CloudWatch's are within its histogram's 1%)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    if name.startswith("p"):
+        rank = max(1, -(-float(name[1:]) * len(ordered) // 100))
+        return ordered[int(rank) - 1]
+    return {
+        "Average": sum(values) / len(values),
+        "Sum": sum(values),
+        "SampleCount": float(len(values)),
+        "Minimum": ordered[0],
+        "Maximum": ordered[-1],
+    }[name]
+
+
+def period_value(metric: dict, stat: str, points: list[Point], start: float, period: int) -> "float | None":
+    dims = frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", []))
+    values = [
+        p.value
+        for p in points
+        if p.namespace == metric["Namespace"] and p.metric == metric["MetricName"] and p.dimensions == dims
+        and start <= p.time_s < start + period
+    ]  # fmt: skip
+    return statistic(values, stat)
+
+
+def math(expression: str, values: dict) -> "float | None":
+    """A metric math expression over one period's values (None: the query had no data): the subset
+    the deployer writes (+ - * /, comparisons, AND/OR, IF, FILL). An operation on no data is no data."""
+
+    def if_(condition, true, false=None):
+        return true if condition else false
+
+    def fill(value, default):
+        return default if value is None else value
+
+    text = re.sub(r"\bAND\b", " and ", re.sub(r"\bOR\b", " or ", expression))
+    text = re.sub(r"\bIF\(", "if_(", re.sub(r"\bFILL\(", "fill(", text))
+    try:
+        return eval(text, {"__builtins__": {}}, {**values, "if_": if_, "fill": fill})  # noqa: S307
+    except (TypeError, ZeroDivisionError):
+        return None
+
+
+def alarm_datapoints(alarm: dict, points: list[Point], now_s: float) -> list["float | None"]:
+    """The value of each of the alarm's last EvaluationPeriods periods, oldest first, the one holding
+    now_s last; None where it has no data."""
+    found = []
+    queries = alarm.get("Metrics")
+    period = next(q["MetricStat"]["Period"] for q in queries if "MetricStat" in q) if queries else alarm["Period"]
+    last = now_s // period * period
+    for k in range(alarm["EvaluationPeriods"] - 1, -1, -1):
+        start = last - k * period
+        if not queries:
+            metric = {"Namespace": alarm["Namespace"], "MetricName": alarm["MetricName"],
+                      "Dimensions": alarm.get("Dimensions", [])}  # fmt: skip
+            stat = alarm.get("Statistic") or alarm["ExtendedStatistic"]
+            found.append(period_value(metric, stat, points, start, period))
+            continue
+        values = {}
+        for q in queries:  # in order: an expression names queries before it
+            if "MetricStat" in q:
+                ms = q["MetricStat"]
+                values[q["Id"]] = period_value(ms["Metric"], ms["Stat"], points, start, ms["Period"])
+            else:
+                values[q["Id"]] = math(q["Expression"], values)
+        found.append(next(values[q["Id"]] for q in queries if q.get("ReturnData", True)))
+    return found
+
+
+COMPARE = {
+    "GreaterThanThreshold": lambda v, t: v > t,
+    "GreaterThanOrEqualToThreshold": lambda v, t: v >= t,
+    "LessThanThreshold": lambda v, t: v < t,
+    "LessThanOrEqualToThreshold": lambda v, t: v <= t,
+}
+
+
+def evaluate_alarm(alarm: dict, points: list[Point], now_s: float) -> tuple[str, str]:
+    """The state CloudWatch would give the alarm at now_s (ALARM, OK or INSUFFICIENT_DATA) and its
+    reason: ALARM when DatapointsToAlarm (default EvaluationPeriods) of the last EvaluationPeriods
+    periods breach, missing periods counted as TreatMissingData says."""
+    values = alarm_datapoints(alarm, points, now_s)
+    needed = alarm.get("DatapointsToAlarm") or alarm["EvaluationPeriods"]
+    treat = alarm.get("TreatMissingData", "missing")
+    breaching = [v is not None and COMPARE[alarm["ComparisonOperator"]](v, alarm["Threshold"]) for v in values]
+    if treat == "breaching":
+        breaching = [b or v is None for b, v in zip(breaching, values, strict=True)]
+    shown = [round(v, 4) for v in values if v is not None]
+    reason = (
+        f"Threshold Crossed: {sum(breaching)} out of the last {len(values)} datapoints {shown} were "
+        f"{alarm['ComparisonOperator']} ({alarm['Threshold']}) (minimum {needed} datapoints for ALARM)"
+    )
+    if sum(breaching) >= needed:
+        return "ALARM", reason
+    if all(v is None for v in values) and treat in ("missing", "ignore"):
+        return "INSUFFICIENT_DATA", "no datapoints"
+    return "OK", reason
+
+
+def judge_alarms(cw, prefix: str, documents: list[dict], now_s: float) -> dict:
+    """Play CloudWatch: evaluate every alarm whose name starts with prefix over the EMF documents and
+    set its state as CloudWatch would (moto keeps what set_alarm_state gives); {name: state}."""
+    points = [p for document in documents for p in emf_points(document)]
+    states = {}
+    for alarm in cw.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]:
+        state, reason = evaluate_alarm(alarm, points, now_s)
+        cw.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason[:1000])
+        states[alarm["AlarmName"]] = state
+    return states

@@ -6,11 +6,12 @@ routes it a share of 'live' under its CloudWatch alarms, the canary's minutes sh
 
 The test plays CloudWatch's part: moto stores alarms (their metrics, metric math, thresholds, tags)
 and keeps whatever state set_alarm_state gives them, but never evaluates one against metric data,
-and it routes no invocation by the alias's weights. So what is tested is what deploy writes and how
-it acts on an alarm's state, not CloudWatch's judgement; the requests a version answered are
-datapoints the test puts, which moto's GetMetricData counts as CloudWatch does. moto ignores
-UpdateAlias's RevisionId: what keeps a rollback that lands just before promotion is deploy reading
-the alias once more, and that is what is tested."""
+and it routes no invocation by the alias's weights. The proxy's evaluator (lambda_proxy.judge_alarms)
+sets each alarm's state as CloudWatch would compute it, with the alarm's own settings as deploy
+stored them, over the EMF lines a version's requests write (made by the handler's metrics module:
+moto runs no zip function); the requests a version answered are datapoints the test puts, which
+moto's GetMetricData counts as CloudWatch does. The proxy enforces UpdateAlias's RevisionId as
+Lambda does (moto ignores it)."""
 
 import contextlib
 import dataclasses
@@ -25,6 +26,7 @@ import sys
 import threading
 import time
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,8 +40,9 @@ from deploy_tools import (
     verify_answer,
     zip_invokes_answer,
 )
+from lambda_proxy import HARD, emf_traffic, judge_alarms
 
-from conftest import BIN, set_params
+from conftest import BIN, LABELS, set_params
 from pipeline import cli, params
 from pipeline.deploy import canary, limits, releases
 
@@ -150,6 +153,28 @@ def alias(aws, name) -> dict:
     }
 
 
+def live_version(aws, name) -> str:
+    return client(aws, "lambda").get_alias(FunctionName=name, Name="live")["FunctionVersion"]
+
+
+def aliases(aws, name) -> list[str]:
+    """The function's aliases: 'live', and 'deploy-lock' while a deploy holds the lock."""
+    return sorted(a["Name"] for a in client(aws, "lambda").list_aliases(FunctionName=name)["Aliases"])
+
+
+def judge(aws, name: str, version: str, minutes: int = 4, **fields) -> dict:
+    """CloudWatch's judgement now of the canary's alarms on version `version` over the last minutes of
+    a canary of 6 requests a minute to it (2 of them from new execution environments, carrying the
+    model's load) and 20 to version 1; fields make the new version's requests bad."""
+    start = (time.time() // 60 - (minutes - 1)) * 60
+    documents = [
+        *emf_traffic(name, version, "full_int8", start, minutes, 6, cold_per_minute=2, **fields),
+        *emf_traffic(name, "1", "full_int8", start, minutes, 20),  # enough to judge, fewer to make
+    ]
+    found = judge_alarms(client(aws, "cloudwatch"), f"{name}-v{version}-", documents, time.time())
+    return {n.removeprefix(f"{name}-v{version}-"): state for n, state in found.items()}
+
+
 def canary_alarms(aws, name, version) -> dict:
     found = client(aws, "cloudwatch").describe_alarms(AlarmNamePrefix=f"{name}-v{version}-")["MetricAlarms"]
     return {a["AlarmName"].removeprefix(f"{name}-v{version}-"): a for a in found}
@@ -214,19 +239,8 @@ def test_an_alarm_mid_way_rolls_back_quiet_alarms_promote_and_linear_steps(proje
     }
     made = canary_alarms(aws, name, 2)
     assert sorted(made) == ["confidence", "function-errors", "p90-latency", "server-errors"]
-    dims = dimensions(name, "2")
-    errors, latency, confidence = made["server-errors"], made["p90-latency"], made["confidence"]
-    assert (errors["MetricName"], errors["Statistic"], errors["Threshold"]) == ("ServerError", "Average", 0.01)
-    assert (latency["MetricName"], latency["ExtendedStatistic"], latency["Threshold"]) == ("Latency", "p90", 1000)
-    assert errors["Dimensions"] == latency["Dimensions"] == dims and errors["Namespace"] == "clothes-serverless"
-    queries = {q["Id"]: q for q in confidence["Metrics"]}
-    assert queries["drop"]["Expression"] == "live - new" and confidence["Threshold"] == 0.1
-    assert queries["new"]["MetricStat"]["Metric"]["Dimensions"] == dims
-    assert queries["live"]["MetricStat"]["Metric"]["Dimensions"][1] == {"Name": "version", "Value": "1"}
-    # Lambda's own Errors and Invocations of version 2 behind 'live' (what a timeout or a crash counts in).
+    # What they judge is tested in test_canary_judgement.py; here that they are stored as deploy wrote them.
     failed = {q["Id"]: q for q in made["function-errors"]["Metrics"]}
-    assert failed["rate"]["Expression"] == "FILL(errors, 0) / invocations" and failed["rate"]["ReturnData"]
-    assert made["function-errors"]["Threshold"] == 0.01
     lambda_dims = [{"Name": "FunctionName", "Value": name}, {"Name": "Resource", "Value": f"{name}:live"},
                    {"Name": "ExecutedVersion", "Value": "2"}]  # fmt: skip
     for query, metric in (("errors", "Errors"), ("invocations", "Invocations")):
@@ -235,22 +249,37 @@ def test_an_alarm_mid_way_rolls_back_quiet_alarms_promote_and_linear_steps(proje
         assert (stat["Stat"], stat["Period"], failed[query]["ReturnData"]) == ("Sum", 60, False)
     for alarm in made.values():
         assert (alarm["TreatMissingData"], alarm["ComparisonOperator"]) == ("notBreaching", "GreaterThanThreshold")
+        assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (5, 3)
         tags = cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]
         assert tags == [{"Key": "clothes-serverless", "Value": name}]
 
-    reason = "Threshold Crossed: 1 datapoint [0.31] was greater than the threshold (0.1)."
-    cw.set_alarm_state(AlarmName=f"{name}-v2-confidence", StateValue="ALARM", StateReason=reason)
+    # A second deploy meanwhile (a CI double trigger) stops at once, naming the lock's holder; it
+    # stages nothing and touches neither the canary nor its alarms.
+    staged = project / "build/model/model.json"
+    before = staged.stat().st_mtime_ns
+    assert aliases(aws, name) == ["deploy-lock", "live"]
+    second = one_line_error(deploy(project, aws))
+    assert re.search(
+        rf"another deploy of {name} is running: \S+ pid {running.process.pid} holds its lock since ", second
+    )
+    assert staged.stat().st_mtime_ns == before and len(canary_alarms(aws, name, 2)) == 4
+    assert alias(aws, name)["weights"] == {"2": 0.1}
+
+    # Version 2 answers every request 5xx: its server-errors alarm fires once 3 of the last 5 minutes breach.
+    assert judge(aws, name, "2", minutes=2, status=lambda m, i: 500)["server-errors"] == "OK"
+    assert judge(aws, name, "2", minutes=3, status=lambda m, i: 500)["server-errors"] == "ALARM"
     code, stderr = running.finish()
     assert code == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
-    assert f"alarm {name}-v2-confidence is in ALARM (Threshold Crossed" in stderr
+    assert f"alarm {name}-v2-server-errors is in ALARM (Threshold Crossed: 3 out of the last 5 datapoints" in stderr
     assert "rolled back, all traffic on version 1; version 2 is rejected" in stderr
     ended(aws, name, 2, live=[1], rejected=[2])
+    assert aliases(aws, name) == ["live"]  # the lock released
 
-    # Quiet alarms: after its time (2 s here) and the wait for its last metrics (3 s), with its share
+    # Quiet alarms: after its time (3 s here) and the wait for its last metrics (3 s), with its share
     # kept meanwhile, 'live' moves to the new version and its alarms go. Alarms an earlier deploy left
     # on other versions are deleted as it starts (deploy's tag only), and the requests the version
     # answered (its Latency samples, not the live version's) are counted and said.
-    set_params(project, **{"deploy.memory_mb": 3008, "deploy.canary_minutes": 0.03, "deploy.watch_after_minutes": 0.05})
+    set_params(project, **{"deploy.memory_mb": 3008, "deploy.canary_minutes": 0.05, "deploy.watch_after_minutes": 0.05})
     alarm = {"MetricName": "Latency", "Namespace": "clothes-serverless", "Statistic": "Average", "Period": 60,
              "EvaluationPeriods": 1, "Threshold": 1.0, "ComparisonOperator": "GreaterThanThreshold"}  # fmt: skip
     cw.put_metric_alarm(AlarmName=f"{name}-v9-server-errors", Tags=[{"Key": "clothes-serverless", "Value": name}],
@@ -259,6 +288,11 @@ def test_an_alarm_mid_way_rolls_back_quiet_alarms_promote_and_linear_steps(proje
     zip_invokes_answer(aws, released)
     running = Deploying(project, aws)
     running.wait_for("canary: version 3 takes 10%")
+    # A good version on ordinary traffic: cold starts every minute, one minute of hard photos.
+    hard_minute = {"probability": lambda m, i: HARD[i] if m == 2 else 0.9}
+    assert judge(aws, name, "3", minutes=5, **hard_minute) == dict.fromkeys(
+        ["server-errors", "p90-latency", "confidence", "function-errors"], "OK"
+    )
     answered(aws, name, "3", 3)
     answered(aws, name, "1", 20)
     running.wait_for("canary (waiting for its last minutes' metrics): version 3 takes 10% of the traffic")
@@ -271,7 +305,7 @@ def test_an_alarm_mid_way_rolls_back_quiet_alarms_promote_and_linear_steps(proje
     watched = [line for line in quiet.splitlines() if line.startswith("canary: version 3 takes 10%")]
     # The time left as it was at the first read (its calls take a moment on a busy machine).
     assert re.search(
-        r"version 1 the rest; 0:0[0-2] left; alarms: server-errors OK, p90-latency OK, confidence OK, "
+        r"version 1 the rest; 0:0[0-3] left; alarms: server-errors OK, p90-latency OK, confidence OK, "
         "function-errors OK",
         watched[0],
     )
@@ -308,34 +342,58 @@ def test_ctrl_c_or_make_rollback_during_a_canary_leave_all_traffic_on_the_old_ve
     code, stderr = running.finish()
     assert code == 2 and "interrupted: rolled back, all traffic on version 1; version 2 is rejected" in stderr, stderr
     ended(aws, name, 2, live=[1], rejected=[2])
+    assert aliases(aws, name) == ["live"]  # the lock released
+
+    # SIGTERM (a CI runner's stop) ends it the same way, and releases the lock too.
+    set_params(project, **{"deploy.memory_mb": 1536})
+    zip_invokes_answer(aws, released)
+    running = Deploying(project, aws)
+    running.wait_for("canary: version 3 takes 10%")
+    running.process.send_signal(signal.SIGTERM)
+    code, stderr = running.finish()
+    assert code == 2 and "interrupted: rolled back, all traffic on version 1; version 3 is rejected" in stderr, stderr
+    ended(aws, name, 3, live=[1], rejected=[2, 3])
+    assert aliases(aws, name) == ["live"]
 
     # make rollback while a canary runs (in another terminal): all traffic back on version 1 at once;
     # the canary's deploy sees it, stops and says so. A deploy meanwhile is refused.
     set_params(project, **{"deploy.memory_mb": 3008})
     zip_invokes_answer(aws, released)
     running = Deploying(project, aws)
-    running.wait_for("canary: version 3 takes 10%")
+    running.wait_for("canary: version 4 takes 10%")
     refused = one_line_error(deploy(project, aws))
-    assert "version 3 takes a share of 'live' under its alarms" in refused and "make rollback" in refused
+    assert f"another deploy of {name} is running" in refused and "holds its lock since" in refused
     back = deploy(project, aws, "rollback")
-    assert back.returncode == 0 and "the canary of version 3 is ended: all traffic on version 1" in back.stdout, (
+    assert back.returncode == 0 and "the canary of version 4 is ended: all traffic on version 1" in back.stdout, (
         back.stderr
     )
     code, stderr = running.finish()
     assert code == 2 and "was ended elsewhere" in stderr and "'live' is on version 1" in stderr, stderr
-    ended(aws, name, 3, live=[1], rejected=[2, 3])
+    ended(aws, name, 4, live=[1], rejected=[2, 3, 4])
+    assert aliases(aws, name) == ["live"]
 
     # A deploy killed outright (no chance to roll back) leaves its canary and alarms: destroy deletes the alarms.
     set_params(project, **{"deploy.memory_mb": 2560})
     zip_invokes_answer(aws, released)
     running = Deploying(project, aws)
-    running.wait_for("canary: version 4 takes 10%")
+    running.wait_for("canary: version 5 takes 10%")
     running.process.kill()
     running.finish()
-    assert alias(aws, name)["weights"] == {"4": 0.1} and len(canary_alarms(aws, name, 4)) == 4
+    assert alias(aws, name)["weights"] == {"5": 0.1} and len(canary_alarms(aws, name, 5)) == 4
+    # Its lock is left too: the next deploy is refused by it until it is stale, then takes it over (and
+    # is refused by the canary left running: `make rollback` ends that), releasing it as it stops.
+    assert "holds its lock since" in one_line_error(deploy(project, aws)) and aliases(aws, name) == [
+        "deploy-lock",
+        "live",
+    ]
+    set_params(project, **{"deploy.lock_stale_minutes": 0.001})
+    after = deploy(project, aws)
+    assert "version 5 takes a share of 'live' under its alarms" in one_line_error(after)
+    assert re.search(r"took over the lock \S+ pid \d+ left at .* \(stale", after.stdout), after.stdout
+    assert aliases(aws, name) == ["live"]
     gone = deploy(project, aws, "destroy", "--yes")
-    assert gone.returncode == 0 and f"alarm {name}-v4-server-errors" in gone.stdout, gone.stdout + gone.stderr
-    assert canary_alarms(aws, name, 4) == {}
+    assert gone.returncode == 0 and f"alarm {name}-v5-server-errors" in gone.stdout, gone.stdout + gone.stderr
+    assert canary_alarms(aws, name, 5) == {}
 
 
 def test_a_rollback_just_before_promotion_an_aws_error_or_no_requests_leave_all_traffic_on_the_old_version(
@@ -379,6 +437,44 @@ def test_a_rollback_just_before_promotion_an_aws_error_or_no_requests_leave_all_
     assert "the canary stopped on an error (AWS refused UpdateAlias: ResourceNotFoundException" in stderr, stderr
     assert "rolled back, all traffic on version 1; version 4 is not rejected" in stderr
     ended(aws, name, 4, live=[1], rejected=[2])
+
+
+def test_the_release_guards_refuse_what_they_exist_to_refuse(project, aws, names, released):
+    """A wrong class from the smoke invoke stops the deploy; rollback given a wrong answer keeps 'live';
+    v1, v2, rollback, rollback again refuses; a canary that would outlive the credentials does not start."""
+    name, lam = names["function"], moto_client(aws, "lambda")
+    wrong = next(label for label in LABELS if label != released)
+    set_params(project, **{"deploy.memory_mb": 2048, "deploy.strategy": "all_at_once"})
+    zip_invokes_answer(aws, wrong)  # a model with permuted labels
+    stopped = one_line_error(deploy(project, aws))
+    assert "smoke test failed: " in stopped and f"answered {wrong} where {released} was expected" in stopped
+    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]]
+    assert versions == ["$LATEST", "1"] and live_version(aws, name) == "1" and aliases(aws, name) == ["live"]
+
+    zip_invokes_answer(aws, released)
+    assert deploy(project, aws).returncode == 0 and live_version(aws, name) == "2"
+    zip_invokes_answer(aws, wrong)  # version 1 no longer answers as it did when it was published
+    refused = one_line_error(deploy(project, aws, "rollback"))
+    assert f"answered {wrong} where {released} was expected; 'live' stays on version 2" in refused
+    assert live_version(aws, name) == "2"
+    zip_invokes_answer(aws, released)
+    assert deploy(project, aws, "rollback").returncode == 0 and live_version(aws, name) == "1"
+    again = one_line_error(deploy(project, aws, "rollback"))
+    assert "'live' is on version 1; no earlier live version that was not rolled back from is left" in again
+    history = {"by": "clothes-serverless", "live": [1, 2, 1], "rejected": [2]}
+    assert alias(aws, name) == {"version": "1", "weights": {}, "history": history}
+
+    # Credentials that expire in 3 minutes (an STS session in the environment), a canary of 5: not started.
+    set_params(project, **{"deploy.memory_mb": 3008, "deploy.strategy": "canary", "deploy.canary_minutes": 5})
+    expiry = (datetime.now(UTC) + timedelta(minutes=3)).isoformat(timespec="seconds")
+    zip_invokes_answer(aws, released)
+    short = deploy(project, aws, env={"AWS_SESSION_TOKEN": "session", "AWS_CREDENTIAL_EXPIRATION": expiry})
+    refused = one_line_error(short)
+    assert re.search(r"the AWS credentials expire in [0-3]:\d\d \(at .*\); the canary needs 7:00 to end", refused)
+    assert (
+        alias(aws, name)["version"] == "1" and alias(aws, name)["weights"] == {} and canary_alarms(aws, name, 3) == {}
+    )
+    assert aliases(aws, name) == ["live"]
 
 
 @pytest.mark.fast

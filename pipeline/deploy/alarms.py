@@ -1,10 +1,18 @@
 """The CloudWatch alarms that watch a new version while it takes part of the traffic (deploy.strategy
 canary or linear): on the metrics the function writes itself (serving/metrics.py, embedded in its
-log lines) its 5xx rate, its p90 latency, and its mean top-class probability against the live
-version's over the same minutes; on Lambda's own metrics its share of failed invocations (timeouts,
-out-of-memory kills, crashes: requests that never write a line). They exist for the canary only:
-deploy deletes them when the canary ends, and any a killed deploy left when the next canary starts;
-destroy deletes them too (they carry deploy's tag)."""
+log lines) its 5xx rate, its p90 model-and-decode latency, and its mean top-class probability against
+the live version's over the same minutes; on Lambda's own metrics its share of failed invocations
+(timeouts, out-of-memory kills, crashes: requests that never write a line). They exist for the canary
+only: deploy deletes them when the canary ends, and any a killed deploy left when the next canary
+starts; destroy deletes them too (they carry deploy's tag).
+
+The judgement (docs/canary.md): each alarm is metric math over one-minute periods that gives a minute
+with fewer than alarm_min_samples requests (of either version it compares) the value 0, so too little
+evidence is a quiet minute, never a breach; it fires when alarm_datapoints of the last alarm_periods
+minutes breach. Latency is ModelLatency (decoding the photo and the model, measured after the model is
+loaded): neither the client's URL fetch nor a new execution environment's model load counts. An
+error-rate alarm's trip rejects the version; a latency or confidence trip rolls it back unrejected.
+"""
 
 from datetime import datetime, timedelta
 
@@ -15,6 +23,9 @@ from serving import metric_names as metrics
 
 # What each alarm watches, by the suffix of its name.
 KINDS = ("server-errors", "p90-latency", "confidence", "function-errors")
+# An error-rate trip rejects the version (it answered wrongly); a latency or confidence trip rolls it back
+# unrejected: a statistic over a few requests a minute, which a deploy of the same version may pass.
+REJECTING = ("server-errors", "function-errors")
 LAMBDA_NAMESPACE = "AWS/Lambda"
 
 
@@ -59,62 +70,84 @@ def lambda_sum(d: params.Deploy, version: str, metric: str) -> dict:
     return metric_stat(LAMBDA_NAMESPACE, metric, lambda_dimensions(d, version), "Sum")
 
 
+def judged_above(samples: str, value: str, n: int) -> str:
+    """Metric math: the value in minutes with at least n samples, else 0 (a quiet minute, not a breach)."""
+    return f"IF({samples} >= {n}, {value}, 0)"
+
+
+def query(query_id: str, metric_stat: dict) -> dict:
+    return {"Id": query_id, "MetricStat": metric_stat, "ReturnData": False}
+
+
+def expression(query_id: str, expression: str, label: str) -> dict:
+    return {"Id": query_id, "Expression": expression, "Label": label, "ReturnData": True}
+
+
 def definitions(d: params.Deploy, new: tuple[str, str], live: "tuple[str, str] | None") -> list[dict]:
     """PutMetricAlarm's arguments for each alarm on the new version (version, variant). Each is
-    judged on one period of the function's metrics; no data (no request reached the new version
-    yet) is not breaching. The confidence alarm needs the live version's metrics: not made when
-    the live version is not this deployer's (it writes none). The function-errors alarm is a rate
-    (Errors / Invocations, errors filled with 0 where Lambda sent none) over the same threshold as
+    metric math that judges only minutes with alarm_min_samples requests (judged_above), and fires
+    when alarm_datapoints of the last alarm_periods minutes breach; no data at all (no request reached
+    the new version yet) is not breaching. The confidence alarm needs the live version's metrics: not
+    made when the live version is not this deployer's (it writes none). The function-errors alarm is a
+    rate (Errors / Invocations, errors filled with 0 where Lambda sent none) over the same threshold as
     the 5xx one, not "any error": one cold request cut off by the timeout among hundreds is not a
     broken version, and a version that cannot start fails every request (rate 1)."""
     version, variant = new
+    n = d.alarm_min_samples
     common = {
-        "EvaluationPeriods": 1,
+        "EvaluationPeriods": d.alarm_periods,
+        "DatapointsToAlarm": d.alarm_datapoints,
         "ComparisonOperator": "GreaterThanThreshold",
         "TreatMissingData": "notBreaching",
         "Tags": tag_list(d),
     }
+    judging = f"in {d.alarm_datapoints} of {d.alarm_periods} minutes with {n}+ requests"
     found = [
         {
             "AlarmName": name(d, version, "server-errors"),
-            "AlarmDescription": f"version {version}: more than {d.alarm_error_rate:.1%} of its requests answered 5xx",
+            "AlarmDescription": (
+                f"version {version}: more than {d.alarm_error_rate:.1%} of its requests answered 5xx {judging}"
+            ),
             **common,
-            "Namespace": metrics.NAMESPACE,
-            "MetricName": metrics.SERVER_ERROR,
-            "Dimensions": dimensions(d, version, variant),
-            "Period": limits.ALARM_PERIOD_S,
-            "Statistic": "Average",  # ServerError is 1 or 0: its average is the 5xx rate
+            "Metrics": [
+                # ServerError is 1 or 0: its average is the 5xx rate, its sample count the requests
+                query("rate", stat(d, *new, metrics.SERVER_ERROR, "Average")),
+                query("requests", stat(d, *new, metrics.SERVER_ERROR, "SampleCount")),
+                expression("judged", judged_above("requests", "rate", n), "5xx rate"),
+            ],
             "Threshold": d.alarm_error_rate,
         },
         {
             "AlarmName": name(d, version, "p90-latency"),
-            "AlarmDescription": f"version {version}: p90 of the whole request over {d.alarm_p90_ms:g} ms",
+            "AlarmDescription": (
+                f"version {version}: p90 of decoding and the model (no fetch, no model load) over "
+                f"{d.alarm_p90_ms:g} ms {judging}"
+            ),
             **common,
-            "Namespace": metrics.NAMESPACE,
-            "MetricName": metrics.LATENCY,
-            "Dimensions": dimensions(d, version, variant),
-            "Period": limits.ALARM_PERIOD_S,
-            "ExtendedStatistic": "p90",
+            "Metrics": [
+                query("p90", stat(d, *new, metrics.MODEL_LATENCY, "p90")),
+                query("answers", stat(d, *new, metrics.MODEL_LATENCY, "SampleCount")),
+                expression("judged", judged_above("answers", "p90", n), "p90 ModelLatency"),
+            ],
             "Threshold": d.alarm_p90_ms,
         },
     ]
     if live is not None:
+        both = f"IF(new_answers >= {n} AND live_answers >= {n}, live - new, 0)"
         found.append(
             {
                 "AlarmName": name(d, version, "confidence"),
                 "AlarmDescription": (
                     f"version {version}: mean top-class probability more than {d.alarm_probability_drop:g} "
-                    f"below live version {live[0]}'s over the same minute"
+                    f"below live version {live[0]}'s over the same minute, {judging} (each version)"
                 ),
                 **common,
                 "Metrics": [
-                    {"Id": "new", "MetricStat": stat(d, *new, metrics.TOP_PROBABILITY, "Average"), "ReturnData": False},
-                    {
-                        "Id": "live",
-                        "MetricStat": stat(d, *live, metrics.TOP_PROBABILITY, "Average"),
-                        "ReturnData": False,
-                    },
-                    {"Id": "drop", "Expression": "live - new", "Label": "probability drop", "ReturnData": True},
+                    query("new", stat(d, *new, metrics.TOP_PROBABILITY, "Average")),
+                    query("new_answers", stat(d, *new, metrics.TOP_PROBABILITY, "SampleCount")),
+                    query("live", stat(d, *live, metrics.TOP_PROBABILITY, "Average")),
+                    query("live_answers", stat(d, *live, metrics.TOP_PROBABILITY, "SampleCount")),
+                    expression("drop", both, "probability drop"),
                 ],
                 "Threshold": d.alarm_probability_drop,
             }
@@ -124,13 +157,13 @@ def definitions(d: params.Deploy, new: tuple[str, str], live: "tuple[str, str] |
             "AlarmName": name(d, version, "function-errors"),
             "AlarmDescription": (
                 f"version {version}: more than {d.alarm_error_rate:.1%} of its invocations through "
-                f"'{releases.ALIAS}' failed in Lambda (timeouts, out of memory, crashes: AWS/Lambda Errors)"
+                f"'{releases.ALIAS}' failed in Lambda (timeouts, out of memory, crashes: AWS/Lambda Errors) {judging}"
             ),
             **common,
             "Metrics": [
-                {"Id": "errors", "MetricStat": lambda_sum(d, version, "Errors"), "ReturnData": False},
-                {"Id": "invocations", "MetricStat": lambda_sum(d, version, "Invocations"), "ReturnData": False},
-                {"Id": "rate", "Expression": "FILL(errors, 0) / invocations", "Label": "failed", "ReturnData": True},
+                query("errors", lambda_sum(d, version, "Errors")),
+                query("invocations", lambda_sum(d, version, "Invocations")),
+                expression("rate", judged_above("invocations", "FILL(errors, 0) / invocations", n), "failed"),
             ],
             "Threshold": d.alarm_error_rate,
         }
@@ -164,7 +197,7 @@ def delete(cw, names: list[str]) -> None:
         cw.delete_alarms(AlarmNames=names[start : start + limits.ALARMS_PER_DELETE])
 
 
-def left(cw, d: params.Deploy) -> list[str]:
+def find_left(cw, d: params.Deploy) -> list[str]:
     """Deploy's alarms on any version of the function (carrying its tag), e.g. left by a killed deploy."""
     found = pages(cw.describe_alarms, "MetricAlarms", AlarmNamePrefix=prefix(d))
     return [a["AlarmName"] for a in found if tagged(cw.list_tags_for_resource(ResourceARN=a["AlarmArn"])["Tags"], d)]

@@ -3,7 +3,9 @@ DeploymentPreference does through CodeDeploy, with the alias alone: 'live' stays
 version and routes the new one its share (RoutingConfig.AdditionalVersionWeights) while CloudWatch
 alarms on the function's own metrics watch the new version (alarms.py). Quiet alarms to the end:
 'live' moves to the new version. An alarm in ALARM, Ctrl-C (or SIGTERM): all traffic back on the
-released version at once, and the new one recorded rejected in the release history. The history
+released version at once; the new one is recorded rejected in the release history when an error-rate
+alarm fired or a person stopped it (alarms.REJECTING; docs/canary.md). A canary that could not end
+before the AWS credentials expire does not start (require_time): its roll-back would fail with them. The history
 marks the canary while it runs, so `make rollback` from anywhere ends it the same way, and a second
 deploy does not start another one on top of it."""
 
@@ -12,13 +14,29 @@ import signal
 import time
 from datetime import UTC, datetime
 
+import boto3
+
 from pipeline import cli, params
 from pipeline.deploy import alarms, releases
 from pipeline.deploy.aws import aws_errors
+from pipeline.deploy.errors import CredentialsExpiring
+
+# Credentials that boto3 renews itself from a source that outlives them (an instance or container
+# role, a role assumed from long-lived keys or a web identity token file): their expiry is no limit.
+RENEWED = ("iam-role", "container-role", "assume-role", "assume-role-with-web-identity")
+ROLLBACK_S = 120  # what a canary needs after its last step to read its alarms once more and roll back
 
 
 class Tripped(Exception):
-    """An alarm on the new version is in ALARM (or was deleted: it can no longer watch)."""
+    """An alarm on the new version is in ALARM: kind is the alarm's (alarms.KINDS)."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class Unwatched(Exception):
+    """An alarm on the new version was deleted meanwhile: it can no longer judge anything."""
 
 
 class EndedElsewhere(Exception):
@@ -30,7 +48,7 @@ class Unjudged(Exception):
 
 
 # What ends a canary on its own terms (its message is the reason); anything else is an error it stopped on.
-OUTCOMES = (Tripped, EndedElsewhere, Unjudged)
+OUTCOMES = (Tripped, Unwatched, EndedElsewhere, Unjudged)
 
 
 def schedule(d: params.Deploy) -> list[tuple[int, float]]:
@@ -69,20 +87,22 @@ def route(lam, d: params.Deploy, alias: dict, new: str, percent: int, history: r
 def end(lam, cw, d: params.Deploy) -> "tuple[str, str] | None":
     """All traffic back on the released version, the canary's version rejected in the same
     UpdateAlias call, its alarms deleted: (released, rejected), or None when no canary runs.
-    Read afresh (what the alias is now), so it also ends a canary another process runs."""
-    ended = unroute(lam, d)
+    Read afresh (what the alias is now), so it also ends a canary another process runs (make rollback)."""
+    ended = unroute(lam, d, only=None)
     if ended is not None:
         alarms.delete(cw, [alarms.name(d, ended[1], kind) for kind in alarms.KINDS])
     return ended
 
 
-def unroute(lam, d: params.Deploy, reject: bool = True) -> "tuple[str, str] | None":
-    """end() without deleting the alarms: the alias's part, in one UpdateAlias call. reject False: the
-    canary's version is not recorded rejected (nothing judged it bad: a later deploy may try it again)."""
+def unroute(lam, d: params.Deploy, reject: bool = True, only: "str | None" = None) -> "tuple[str, str] | None":
+    """end() without deleting the alarms: the alias's part, in one UpdateAlias call (RevisionId: one
+    that lands after this read makes AWS refuse it instead of being overwritten). reject False: the
+    canary's version is not recorded rejected (nothing judged it bad: a later deploy may try it again).
+    only: end the canary of this version and no other (a deploy ends its own canary, never another's)."""
     alias = releases.live_alias(lam, d)
     history = releases.read(alias)
     new = in_progress(alias, history)
-    if new is None:
+    if new is None or (only is not None and new != only):
         return None
     lam.update_alias(
         FunctionName=d.function_name,
@@ -106,10 +126,13 @@ def watch(lam, cw, d: params.Deploy, names: list[str], new: str, percent: int, s
         found = alarms.states(cw, names)
         missing = [n for n in names if n not in found]
         if missing:
-            raise Tripped(f"alarm {missing[0]} was deleted: the canary can no longer be watched")
+            raise Unwatched(f"alarm {missing[0]} was deleted: the canary can no longer be watched")
         fired = [(n, reason) for n, (state, reason) in found.items() if state == "ALARM"]
         if fired:
-            raise Tripped(f"alarm {fired[0][0]} is in ALARM ({' '.join(fired[0][1].split())[:200]})")
+            # The rejecting kinds first: an error-rate trip with a latency one is still a broken version.
+            fired.sort(key=lambda f: kind_of(d, new, f[0]) not in alarms.REJECTING)
+            alarm, why = fired[0]
+            raise Tripped(f"alarm {alarm} is in ALARM ({' '.join(why.split())[:200]})", kind_of(d, new, alarm))
         left = deadline - time.monotonic()
         shown = ", ".join(f"{n.removeprefix(alarms.name(d, new, ''))} {found[n][0]}" for n in names)
         print(
@@ -119,6 +142,40 @@ def watch(lam, cw, d: params.Deploy, names: list[str], new: str, percent: int, s
         if left <= 0:
             return alias
         time.sleep(min(d.watch_every_s, left))
+
+
+def kind_of(d: params.Deploy, version: str, alarm: str) -> str:
+    return alarm.removeprefix(alarms.name(d, version, ""))
+
+
+def time_needed(d: params.Deploy) -> float:
+    """Seconds from the canary's first step to its promotion or roll-back: every step, the wait for the
+    last minutes' metrics, and the roll-back itself."""
+    return sum(seconds for _, seconds in schedule(d)) + d.watch_after_minutes * 60 + d.watch_every_s + ROLLBACK_S
+
+
+def credentials_expiry(session: "boto3.Session | None" = None) -> "datetime | None":
+    """When the AWS credentials in use expire and boto3 cannot renew them (an STS session in the
+    environment, aws-vault's, a CI OIDC session with its expiry given); None when they do not."""
+    credentials = (session or boto3.Session()).get_credentials()
+    expiry = getattr(credentials, "_expiry_time", None)  # botocore's RefreshableCredentials keeps it here
+    if expiry is None or getattr(credentials, "method", "") in RENEWED:
+        return None
+    return expiry
+
+
+def require_time(d: params.Deploy, expiry: "datetime | None", now: datetime) -> None:
+    """Refuse a canary that could not end before the credentials expire: its promotion or roll-back
+    would fail with them, leaving up to all but the first share on an unjudged version."""
+    if expiry is None:
+        return
+    left, needed = (expiry - now).total_seconds(), time_needed(d)
+    if left < needed:
+        raise CredentialsExpiring(
+            f"the AWS credentials expire in {minutes(left)} (at {expiry:%H:%M:%S %Z}); the {d.strategy} needs "
+            f"{minutes(needed)} to end and roll back if it must: not starting it; renew the credentials (a longer "
+            "session) or shorten deploy.canary_minutes/linear_minutes"
+        )
 
 
 def minutes(seconds: float) -> str:
@@ -160,6 +217,7 @@ def release(lam, cw, d: params.Deploy, alias: dict, history: releases.History, n
     version, released = new[0], alias["FunctionVersion"]
     steps, names = schedule(d), []
     marked = history.canary_started(int(version))
+    require_time(d, credentials_expiry(), datetime.now(UTC))
     try:
         with interrupts_as_keyboard():
             clear_left(cw, d)
@@ -174,26 +232,26 @@ def release(lam, cw, d: params.Deploy, alias: dict, history: releases.History, n
                 alias = watch(lam, cw, d, names, version, percent, seconds, step)
             late = " (waiting for its last minutes' metrics)"
             alias = watch(lam, cw, d, names, version, steps[-1][0], d.watch_after_minutes * 60, late)
-            judged(cw, d, new, started)
+            require_evidence(cw, d, new, started)
             with uninterrupted():  # once 'live' moves, its alarms go too: a Ctrl-C now would leave them
                 arn = promote(lam, d, version, history, alias)
                 drop(cw, names, f"version {version} is live, but")
             return arn
     except (Exception, KeyboardInterrupt) as e:
         with uninterrupted():
-            raise stopped(lam, cw, d, e, version, released, names) from None
+            raise roll_back(lam, cw, d, e, version, released, names) from None
 
 
 def clear_left(cw, d: params.Deploy) -> None:
     """Deploy's alarms on other versions are leftovers (a deploy killed outright, an alarm that
     could not be deleted): a deploy is refused while a canary runs, so none watches anything."""
-    found = alarms.left(cw, d)
+    found = alarms.find_left(cw, d)
     if found:
         alarms.delete(cw, found)
         print(f"deleted {len(found)} alarm(s) an earlier deploy left: {', '.join(found)}")
 
 
-def judged(cw, d: params.Deploy, new: tuple, started: datetime) -> None:
+def require_evidence(cw, d: params.Deploy, new: tuple, started: datetime) -> None:
     """How many requests the new version answered while it took its share: quiet alarms over no
     request judged nothing. Fewer than min_canary_requests: roll back; none (and none required):
     promoted, with a warning."""
@@ -247,16 +305,17 @@ def reason(e: BaseException) -> str:
         return " ".join(f"{type(e).__name__}: {e}".split())[:400]
 
 
-def stopped(lam, cw, d: params.Deploy, e: BaseException, version: str, released: str, names: list) -> cli.UserError:
+def roll_back(lam, cw, d: params.Deploy, e: BaseException, version: str, released: str, names: list) -> cli.UserError:
     """Roll back (all traffic on the released version, its alarms deleted) and say why in one line.
-    The new version is recorded rejected when an alarm judged it or a person stopped it (Ctrl-C), not
-    when too few requests or an AWS error stopped the canary: deploying it again then tries again."""
+    The new version is recorded rejected when an error-rate alarm judged it or a person stopped it
+    (Ctrl-C, SIGTERM); not when a latency or confidence alarm, too few requests, a deleted alarm or an
+    AWS error stopped the canary: deploying it again then tries again."""
     why = reason(e)
     if not isinstance(e, (*OUTCOMES, KeyboardInterrupt)):
         why = f"the {d.strategy} stopped on an error ({why})"
-    reject = isinstance(e, (Tripped, KeyboardInterrupt))
+    reject = isinstance(e, KeyboardInterrupt) or (isinstance(e, Tripped) and e.kind in alarms.REJECTING)
     try:
-        ended = unroute(lam, d, reject)
+        ended = unroute(lam, d, reject, only=version)
     except Exception as failed:
         return cli.UserError(
             f"{why}; rolling back failed too ({reason(failed)}): version {version} may still take a share of "
@@ -273,6 +332,6 @@ def stopped(lam, cw, d: params.Deploy, e: BaseException, version: str, released:
     verdict = (
         "is rejected (deploy does not make it live again without --force)"
         if reject
-        else "is not rejected (nothing judged it bad: deploy again to try it again)"
+        else "is not rejected (no error-rate alarm judged it: deploy again to try it again)"
     )
     return cli.UserError(f"{why}: rolled back, all traffic on version {released}; version {version} {verdict}")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import cli, files, params
-from pipeline.deploy import build, canary, doors, functions, image, limits, releases, resources, smoke, snapstart
+from pipeline.deploy import build, canary, doors, functions, image, limits, lock, releases, resources, smoke, snapstart
 from pipeline.deploy.aws import aws_errors, caller, client
 
 RECORD = Path("artifacts/deploy.json")  # what the last deploy shipped, for people; decisions read AWS
@@ -97,6 +97,7 @@ def settle(d: params.Deploy, lam, alias_arn: str, account: str, partition: str, 
     return doors.open_door(d, lam, alias_arn, account, partition, expected)
 
 
+@lock.one_at_a_time
 def deploy(p: params.Params, force: bool = False) -> dict:
     d = p.deploy
     limits.check(d)

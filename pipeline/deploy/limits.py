@@ -32,6 +32,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 # judges whole minutes; DeleteAlarms takes at most 100 names a call. Lambda's alias routing sends
 # a share strictly between 0 and 1 to one additional version.
 ALARM_PERIOD_S = 60
+ALARM_MAX_PERIODS = 1440  # EvaluationPeriods x Period may span at most one day
 ALARMS_PER_DELETE = 100
 
 # S3: bucket names are global, 3-63 characters; anyone may create a name you predicted
@@ -62,11 +63,19 @@ def check(d: params.Deploy) -> None:
             problems.append(
                 f"deploy.{key} must be 1-99 (the alias routes a share strictly between 0 and 1), got {getattr(d, key)}"
             )
-    for key in ("canary_minutes", "linear_minutes", "watch_every_s", "alarm_p90_ms"):
+    for key in ("canary_minutes", "linear_minutes", "watch_every_s", "alarm_p90_ms", "lock_stale_minutes"):
         if getattr(d, key) <= 0:
             problems.append(f"deploy.{key} must be more than 0, got {getattr(d, key)}")
     for key in ("watch_after_minutes", "min_canary_requests"):
         if getattr(d, key) < 0:
             problems.append(f"deploy.{key} must be 0 or more, got {getattr(d, key)}")
+    for key in ("alarm_min_samples", "alarm_datapoints"):
+        if getattr(d, key) < 1:
+            problems.append(f"deploy.{key} must be at least 1, got {getattr(d, key)}")
+    if not d.alarm_datapoints <= d.alarm_periods <= ALARM_MAX_PERIODS:
+        problems.append(
+            f"deploy.alarm_periods must be deploy.alarm_datapoints ({d.alarm_datapoints}) to {ALARM_MAX_PERIODS} "
+            f"(CloudWatch's limit for one-minute periods: a day), got {d.alarm_periods}"
+        )
     if problems:
         raise UserError("; ".join(problems))

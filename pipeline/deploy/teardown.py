@@ -91,7 +91,7 @@ def teardown(d: params.Deploy, account: str, partition: str):
 
     def canary_alarms():
         cw = client("cloudwatch", region)
-        found = alarms.left(cw, d)  # a deploy that was killed during a canary leaves its alarms
+        found = alarms.find_left(cw, d)  # a deploy that was killed during a canary leaves its alarms
         alarms.delete(cw, found)
         return [f"alarm {n}" for n in found], []
 
