@@ -5,9 +5,10 @@ its runtime interface emulator (tests/lambda_proxy.py)."""
 
 import json
 
+import pandas as pd
 from deploy_tools import client, deploy, live, one_line_error, registry_digest, registry_tags, replace_file, versions
 
-from conftest import set_params
+from conftest import LABELS, set_params
 
 pytest_plugins = ["deploy_env"]  # the fixtures: aws, names, project, built_image, seeded
 
@@ -32,9 +33,22 @@ def test_rollback_goes_to_the_previous_live_version_and_stays_back(project, aws,
     default smoke test in Lambda first; the first rollback's target is Inactive and is woken."""
     lam, proxy, name = client(aws, "lambda"), aws["proxy"], names["function"]
     set_params(project, **{"deploy.smoke_test": "aws"})
+    # The image answers a class other than the one expected (as a model with permuted labels would):
+    # the deploy stops before anything is published. The expectation is changed, not the image.
+    predictions = project / "artifacts/verify/predictions.csv"
+    right = predictions.read_text()
+    table = pd.read_csv(predictions)
+    row = table.index[table["model"] == "full_int8"][0]
+    expected = table.loc[row, "predicted"]
+    table.loc[row, "predicted"] = wrong = next(label for label in LABELS if label != expected)
+    table.to_csv(predictions, index=False)
+    refused = one_line_error(deploy(project, aws))
+    assert "smoke test failed: " in refused and f"where {wrong} was expected; nothing was published" in refused
+    assert versions(lam, name) == [] and lam.list_aliases(FunctionName=name)["Aliases"] == []
+    replace_file(predictions, right.encode())
     first = deploy(project, aws)
     assert first.returncode == 0 and "deployed full_int8 as version 1" in first.stdout, first.stdout + first.stderr
-    assert [c["qualifier"] for c in proxy.invocations if c["function"] == name] == ["$LATEST"]
+    assert [c["qualifier"] for c in proxy.invocations if c["function"] == name] == ["$LATEST", "$LATEST"]
 
     set_params(project, **{"deploy.memory_mb": 2048})
     assert deploy(project, aws).returncode == 0 and live(lam, name) == "2"
@@ -67,7 +81,7 @@ def test_rollback_goes_to_the_previous_live_version_and_stays_back(project, aws,
     assert live(lam, name) == "3" and versions(lam, name) == ["1", "2", "3"]
     assert history(lam, name)["rejected"] == [2]
     pushed = registry_digest(aws, names["repository"], seeded)
-    assert digests_run(proxy, name) == [pushed] * 6  # 4 deploys and 2 rollbacks, each ran the pushed image
+    assert digests_run(proxy, name) == [pushed] * 7  # 5 deploys and 2 rollbacks, each ran the pushed image
     assert all(v["CodeSha256"] == lam.get_function_configuration(FunctionName=name, Qualifier="1")["CodeSha256"]
                for v in lam.list_versions_by_function(FunctionName=name)["Versions"])  # fmt: skip
 
