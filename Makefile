@@ -37,9 +37,9 @@ lint: $(VENV)/.installed ## ruff check and ruff format --check
 	ruff format --check .
 
 # Three workers on 2 cores, each taking whole files (module fixtures start once): the deploy and server tests
-# wait on subprocesses and servers, so a third worker fills the CPU they leave idle (fresh clones on one AMD
-# EPYC: pytest 856 s on two workers, 679-844 s on three before the suite was cut down, 480-536 s since;
-# docs/testing.md). Files in the order tests/conftest.py sorts them (xdist's default puts the most tests first).
+# wait on subprocesses and servers, so a third worker fills the CPU they leave idle (the timings behind it:
+# docs/toolchain.md, Measurements behind the code's rules). Files in the order tests/conftest.py sorts them
+# (xdist's default puts the most tests first).
 test: lint rie deploy-deps ## lint, then the suite on 3 workers (12-14 min on 2 cores; docs/testing.md)
 	pytest -n 3 --dist loadfile --no-loadscope-reorder
 

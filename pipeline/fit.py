@@ -88,7 +88,7 @@ def compile_model(model, p: params.Recipe, steps_per_epoch: int):
         metrics=["accuracy"],
     )
     # The optimizer's variables made here, not in the first train step: variables created inside a tf.function
-    # make TensorFlow trace it again (the first batch of a 75 px run took 23.1 s against 17.0 s built first).
+    # make TensorFlow trace it again (measured: docs/toolchain.md, Measurements behind the code's rules).
     model.optimizer.build(model.trainable_variables)
 
 
@@ -121,9 +121,8 @@ def fit(model, train, val, p: params.Recipe, seed: int, keep: KeepBest, features
 
 
 def native_bfloat16() -> bool:
-    """Whether the CPU computes bfloat16 itself (AVX512-BF16 or AMX). Without either TensorFlow emulates it:
-    a training step at 75 px took 19.3 s in mixed_bfloat16 against 1.4-2.6 s in float32 on an AVX2-only
-    AMD EPYC (benchmarks/results/mixed_precision.txt)."""
+    """Whether the CPU computes bfloat16 itself (AVX512-BF16 or AMX). Without either TensorFlow emulates it,
+    several times slower than float32 (benchmarks/results/mixed_precision.txt)."""
     try:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
     except (OSError, StopIteration):

@@ -192,15 +192,14 @@ def pytest_collection_modifyitems(items):
     worker starts building the run (minutes) at once, then every file that does not need it, which the
     other workers work through meanwhile, then the rest. Within each group the files that take minutes
     (a test marked slow or long, or a deploy test) go first: a long file handed out last is a tail the other
-    workers wait out (test_deploy.py ran alone for the last 70 s of a fresh clone's run)."""
+    workers wait out. The runs behind each rule: docs/toolchain.md, Measurements behind the code's rules."""
     waits = {item.path for item in items if "small_run" in item.fixturenames}
     # Not a deploy file where one can be had: a deploy test's fixtures build the Lambda-like base image
-    # (minutes) before the small run, and any test of the file may be its first (a fresh clone's small
-    # run started 2 min late from a deploy file's test that needed no AWS itself).
+    # (minutes) before the small run, and any test of the file may be its first.
     deploy = {item.path for item in items if "aws" in item.fixturenames}
     # And the file with the most tests: a worker is handed its next file as soon as two or fewer of its tests
-    # are left, so a small starter file took the next one (test_load.py, minutes that need no small run)
-    # onto the worker that builds the run, behind it, and the others waited for the run with nothing to do.
+    # are left, so a small starter file would take the next one onto the worker that builds the run, behind
+    # it, while the others wait for the run with nothing to do.
     tests = collections.Counter(item.path for item in items)
     candidates = (i for i in items if "small_run" in i.fixturenames)
     starter = min(candidates, key=lambda i: (i.path in deploy, -tests[i.path]), default=None)
@@ -223,9 +222,8 @@ def build_small_run(folder: Path, dataset: Path) -> Path:
 
 def first_in_line() -> None:
     """The small run ahead of the other workers' tests on the CPU: most files wait for it, so while it
-    builds the suite's time is its time (a fresh clone took 381-450 s for it beside the other workers'
-    load and training tests, ~370 s alone). Raising a priority needs root (CI's case); elsewhere it
-    runs at the others' priority."""
+    builds the suite's time is its time. Raising a priority needs root (CI's case); elsewhere it runs at
+    the others' priority."""
     with contextlib.suppress(PermissionError):
         os.nice(-10)
 
