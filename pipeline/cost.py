@@ -15,7 +15,8 @@ from pipeline import params
 
 ARCHITECTURES = ("x86_64", "arm64")
 DOORS = ("function_url", "http_api")  # deploy.endpoint's choices: both are priced, side by side
-PARTS = ("usd_compute", "usd_init", "usd_requests", "usd_door", "usd_logs")  # summed in usd_per_million
+PARTS = ("usd_compute", "usd_init", "usd_requests", "usd_door", "usd_logs", "usd_snapstart")  # summed in usd_per_million
+MONTH_S = 730 * 3600  # AWS prices a month as 730 hours
 GB = 1024**3  # AWS bills data (CloudWatch Logs ingestion included) in binary gigabytes
 # What Lambda itself writes to the function's log for each request, besides the handler's lines: its
 # START, END and REPORT lines, at their usual widths (a 36-character request id, a 3-digit version,
@@ -83,6 +84,16 @@ def log_bytes(handler_bytes: int) -> int:
     return PLATFORM_LOG_BYTES + handler_bytes
 
 
+def snapstart_per_million(memory_mb: int, c: params.Cost) -> float:
+    """SnapStart's own charges per million requests: the cached snapshots of the versions kept
+    (snapstart_versions, all month, spread over the month's requests) and a restore per cold start
+    (cold_start_share of requests, per GB of memory). Duration of the restore is billed on top, as init."""
+    gb = memory_mb / 1024
+    cache = gb * MONTH_S * c.snapstart_cache_price_per_gb_second * c.snapstart_versions / c.requests_per_month_millions
+    restore = 1e6 * c.cold_start_share * gb * c.snapstart_restore_price_per_gb
+    return cache + restore
+
+
 def per_million(
     duration_ms: float,
     init_ms: float,
@@ -92,6 +103,7 @@ def per_million(
     door: str = "http_api",
     body_bytes: int = 0,
     handler_log_bytes: int = 0,
+    snapstart: bool = False,
 ) -> dict:
     """USD per million requests, by part: compute (billed ms x GB x price), init (the cold share of
     requests, each billed its init rounded up), Lambda's requests, the front door's (door_per_million),
@@ -103,5 +115,6 @@ def per_million(
         "usd_requests": c.price_per_million_requests,
         "usd_door": door_per_million(door, body_bytes, c),
         "usd_logs": 1e6 * log_bytes(handler_log_bytes) / GB * c.logs_price_per_gb,
+        "usd_snapstart": snapstart_per_million(memory_mb, c) if snapstart else 0.0,
     }
     return {**{k: round(v, 4) for k, v in parts.items()}, "usd_per_million": round(sum(parts.values()), 4)}

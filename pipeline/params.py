@@ -136,6 +136,9 @@ class Cost:
     api_request_step_kb: int  # HTTP API meters each request in steps of this many KB
     requests_per_month_millions: float  # the monthly traffic priced (where it falls among the API's tiers)
     logs_price_per_gb: float  # CloudWatch Logs ingestion per GB
+    snapstart_cache_price_per_gb_second: float  # SnapStart: a version's cached snapshot, per GB-second
+    snapstart_restore_price_per_gb: float  # SnapStart: each restore, per GB of memory
+    snapstart_versions: int  # versions whose snapshots are cached at once (deploy keeps live's and rollback's)
 
 
 @dataclass(frozen=True)

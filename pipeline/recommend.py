@@ -85,7 +85,9 @@ def lost_to(results: pd.DataFrame, variant: str, chosen: str, key: str) -> str:
     return why
 
 
-def cost_table(handler: pd.DataFrame, results: pd.DataFrame, c: params.Cost, deploy_memory_mb: int) -> pd.DataFrame:
+def cost_table(
+    handler: pd.DataFrame, results: pd.DataFrame, c: params.Cost, deploy_memory_mb: int, snapstart: bool = False
+) -> pd.DataFrame:
     """USD per million requests for each runtime, architecture and memory size (cost.memory_mb and the
     deploy's), by part. The duration is the handler's end-to-end p50 on cost.photo (bench's handler
     table: event in, JSON out), one-thread and multi-thread, scaled to the CPU share of each memory
@@ -120,7 +122,7 @@ def cost_table(handler: pd.DataFrame, results: pd.DataFrame, c: params.Cost, dep
                             "est_ms": round(ms, 2),
                             "billed_ms": cost.billed_ms(ms),
                             "init_ms": round(init_ms, 1),
-                            **cost.per_million(ms, init_ms, memory, architecture, c, door, body, logged),
+                            **cost.per_million(ms, init_ms, memory, architecture, c, door, body, logged, snapstart),
                         }
                     )
     return pd.DataFrame(rows)
@@ -156,7 +158,7 @@ def main() -> None:
             raise cli.UserError(f"{path} not found: run the verify, targets and bench stages first (dvc repro bench)")
     verify = json.loads(Path(paths.VERIFY_METRICS).read_text())
     results = pd.read_csv(paths.BENCH_TABLE).set_index("runtime")
-    costs = cost_table(pd.read_csv(paths.BENCH_HANDLER), results, p.cost, p.deploy.memory_mb)
+    costs = cost_table(pd.read_csv(paths.BENCH_HANDLER), results, p.cost, p.deploy.memory_mb, p.deploy.snapstart)
     results["usd_per_million"] = deploy_costs(costs, p.deploy)  # Keras has no handler row: NaN, never shipped
     target = on_target(json.loads(Path(paths.TARGETS).read_text()), p.deploy.architecture)
     choice = recommend(results, verify, p.convert.variants, p.recommend, target)

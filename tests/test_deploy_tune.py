@@ -185,6 +185,7 @@ LIST_PRICES = Cost(
     prices_date="2026-12-02", x86_64_price_per_gb_second=0.0000166667, arm64_price_per_gb_second=0.0000133334,
     price_per_million_requests=0.2, api_price_per_million=1.0, api_price_per_million_past_tier=0.9,
     api_tier_millions=300, api_request_step_kb=512, requests_per_month_millions=10, logs_price_per_gb=0.0,
+    snapstart_cache_price_per_gb_second=0.0000015046, snapstart_restore_price_per_gb=0.0001397998, snapstart_versions=2,
 )  # fmt: skip
 
 

@@ -87,6 +87,9 @@ PRICES = {
     "api_request_step_kb": 512,
     "requests_per_month_millions": 10,
     "logs_price_per_gb": 0.0,
+    "snapstart_cache_price_per_gb_second": 0.0000015046,
+    "snapstart_restore_price_per_gb": 0.0001397998,
+    "snapstart_versions": 2,
 }
 
 
@@ -180,6 +183,21 @@ def test_cost_table_prices_the_handler_end_to_end_at_each_cpu_share():
     arm = table[(table["architecture"] == "arm64") & (table["door"] == "http_api")].set_index("memory_mb")
     assert set(arm["latency"]) == {"x86's, unmeasured"} and set(x86["latency"]) == {"measured"}
     assert (arm["billed_ms"] == x86["billed_ms"]).all() and arm.loc[1769, "usd_compute"] == 0.7141
+
+
+@pytest.mark.fast
+def test_snapstart_prices_two_cached_snapshots_and_a_restore_per_cold_start_by_hand():
+    """1769 MB is 1.7275 GB. Cache: 2 versions x 1.7275 GB x 730 h x 3600 s x $0.0000015046 = $13.6617 a
+    month, over 10 M requests: $1.3662 per million. Restores: 1% of a million x 1.7275 GB x $0.0001397998
+    = $2.4151. Off: nothing."""
+    gb = 1769 / 1024
+    cache = 2 * gb * 730 * 3600 * 0.0000015046 / 10
+    restore = 0.01 * 1e6 * gb * 0.0001397998
+    assert (round(cache, 4), round(restore, 4)) == (1.3662, 2.4151)
+    on = cost.per_million(30.2, 400.0, 1769, "x86_64", prices(), "function_url", 0, 0, snapstart=True)
+    off = cost.per_million(30.2, 400.0, 1769, "x86_64", prices(), "function_url", 0, 0)
+    assert on["usd_snapstart"] == round(cache + restore, 4) and off["usd_snapstart"] == 0.0
+    assert on["usd_per_million"] == round(off["usd_per_million"] + cache + restore, 4)
 
 
 @pytest.mark.fast

@@ -85,6 +85,7 @@ def summarize(
     c: params.Cost,
     door: str = "http_api",
     body_bytes: int = 0,
+    snapstart: bool = False,
 ) -> pd.DataFrame:
     """One row per memory size. Duration: the warm invocations' p50 (all but the first, when there
     are more). Init: what the first one, in a new environment, cost beyond them: its billed ms over
@@ -115,7 +116,9 @@ def summarize(
                 "init_ms": round(init_ms, 1),
                 "restore_ms": float(runs["restore_ms"].max()) if "restore_ms" in runs else 0.0,
                 "max_memory_used_mb": runs["max_memory_used_mb"].max(),
-                **cost.per_million(billed, init_ms, int(memory), architecture, c, door, body_bytes, handler_logged),
+                **cost.per_million(
+                    billed, init_ms, int(memory), architecture, c, door, body_bytes, handler_logged, snapstart
+                ),
             }
         )
     return pd.DataFrame(out, columns=COLUMNS)
@@ -231,7 +234,7 @@ def tune(p: params.Params) -> pd.DataFrame:
         finally:  # after success, a failed invoke, an AWS refusal or Ctrl-C alike
             restore(lam, d.function_name, original, swap[1] if swap else None)
     body = cost.base64_bytes(photo.stat().st_size)
-    table = summarize(rows, variant, variants.bench_row(variant), architecture, p.cost, d.endpoint, body)
+    table = summarize(rows, variant, variants.bench_row(variant), architecture, p.cost, d.endpoint, body, d.snapstart)
     with files.atomic_path(paths.TUNE_INVOCATIONS) as tmp:
         rows.to_csv(tmp, index=False)
     with files.atomic_path(paths.TUNE_TABLE) as tmp:
