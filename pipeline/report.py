@@ -389,7 +389,8 @@ def targets_section(targets: pd.DataFrame, reduce_range: bool, recommended: str 
 
 def summary(table: pd.DataFrame, choice: dict, verify: dict) -> str:
     """The few numbers a person compares between runs, narrow enough for a terminal (make all ends with it)."""
-    shown = table[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS)
+    shown = marked_rows(table[list(SUMMARY_COLUMNS)], variants.bench_row(choice["variant"]))
+    shown = shown.rename(columns=SUMMARY_COLUMNS)
     return "\n".join([shown.to_string(index=False), *excluded_lines(verify), f"recommended: {choice['variant']}", ""])
 
 

@@ -113,13 +113,13 @@ def test_make_tunes_measurements_replace_the_estimate_where_it_measured():
         {"runtime": ["full_int8"] * 3, "architecture": ["x86_64", "x86_64", "arm64"],
          "memory_mb": [1024, 1769, 1769], "photo": "phone", "latency": "measured", "est_ms": [60.0, 35.0, 35.0],
          "billed_ms": [60, 35, 35], "init_ms": [700.0, 400.0, 400.0], "usd_compute": [1.0, 1.01, 0.81],
-         "usd_init": [0.12, 0.12, 0.09], "usd_requests": 0.2, "usd_door": 1.0, "usd_logs": 0.0, "usd_snapstart": 0.0, "usd_per_million": [2.32, 2.33, 2.1]}
+         "usd_init": [0.12, 0.12, 0.09], "usd_requests": 0.2, "usd_door": 1.0, "usd_logs": 0.0, "usd_per_million": [2.32, 2.33, 2.1]}
     )  # fmt: skip
     measured = pd.DataFrame(
         {"memory_mb": [1769, 3008], "architecture": "x86_64", "variant": "full_int8", "runtime": "full_int8",
          "invocations": 5, "duration_p50_ms": [41.2, 30.1], "billed_p50_ms": [42.0, 31.0], "init_ms": [650.0, 500.0],
          "max_memory_used_mb": 150.0, "usd_compute": [1.21, 1.5], "usd_init": [0.19, 0.2], "usd_requests": 0.2,
-         "usd_door": 1.0, "usd_logs": 0.0, "usd_snapstart": 0.0, "usd_per_million": [2.6, 2.9]}
+         "usd_door": 1.0, "usd_logs": 0.0, "usd_per_million": [2.6, 2.9]}
     )  # fmt: skip
     table = report.measured_costs(estimate, measured).set_index(["architecture", "memory_mb"])
     assert table.loc[("x86_64", 1769), "source"] == "make tune" and table.loc[("x86_64", 1769), "billed_ms"] == 42
@@ -272,3 +272,14 @@ def test_the_html_page_carries_its_images_inside(tmp_path):
     kind, data = sources[0].split(",", 1)
     assert kind == "data:image/png;base64" and base64.b64decode(data) == (tmp_path / "plot.png").read_bytes()
     assert "<table>" in page and "<br>caption" in page and "<h1>Title</h1>" in page
+
+
+@pytest.mark.fast
+def test_the_terminal_summary_stars_the_recommended_row_only():
+    table = pd.DataFrame({"runtime": ["keras", "full_int8", "onnx_int8"], "size_mb": [80.1, 21.1, 20.6],
+                          "accuracy": [0.79, 0.79, 0.79], "agreement": [1.0, 0.98, 0.98], "p50_ms": [38.5, 10.7, 10.3],
+                          "cold_start_s": [7.5, 0.16, 0.36], "peak_rss_mb": [861.7, 149.1, 135.7]})  # fmt: skip
+    lines = report.summary(table, {"variant": "onnx_int8"}, {}).splitlines()
+    assert [line.split()[:2] for line in lines if report.MARK in line] == [["onnx_int8", report.MARK]]
+    assert [line.split()[0] for line in lines[1:-1]] == ["keras", "full_int8", "onnx_int8"]
+    assert lines[-1] == "recommended: onnx_int8" and max(len(line) for line in lines) <= 120
