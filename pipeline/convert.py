@@ -1,9 +1,11 @@
-"""Stage convert: the Keras model to TFLite float32, float16, dynamic-range int8 and full int8, and to
-ONNX float32 and int8 (pipeline/onnx_convert.py) for the onnx_* variants."""
+"""Stage convert: the Keras model to each variant of convert.variants, by the converter
+pipeline/variants.py's table names: TFLite (LiteRT) float32, float16, dynamic-range and full int8; ONNX
+float32 and int8 (pipeline/onnx_convert.py)."""
 
 import functools
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -28,25 +30,107 @@ def export_for_tflite(model, folder: Path) -> Path:
     return folder
 
 
-def converter_for(source, variant: str, representative: np.ndarray, int8_io: str):
-    """source: a Keras model, or the folder export_for_tflite wrote."""
-    if isinstance(source, Path):
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(source))
-    else:
-        converter = tf.lite.TFLiteConverter.from_keras_model(source)
-    if variant == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif variant == "dynamic_int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif variant in ("full_int8", "full_int8_leaky"):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([image[None]] for image in representative)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io in INT8_IO:
-            converter.inference_input_type = INT8_IO[int8_io]
-            converter.inference_output_type = INT8_IO[int8_io]
-    return converter
+@dataclass
+class Job:
+    """What every converter gets: the Keras model, the calibration photos, convert's params, one log per
+    runtime, and the variants this run has converted so far."""
+
+    model: keras.Model
+    representative: np.ndarray
+    p: params.Convert
+    logs: dict  # runtime -> its convert.log
+    workdir: Path  # a temporary folder for this run's intermediate files
+    converted: set = field(default_factory=set)
+
+    def saved_model(self) -> Path:
+        """The SavedModel export_for_tflite writes, exported once per run for every TFLite variant."""
+        folder = self.workdir / "saved_model"
+        return folder if folder.exists() else export_for_tflite(self.model, folder)
+
+
+# Each converter writes variants.model_path(variant) and returns what it measured beyond size and time.
+CONVERTERS = {}
+
+
+def converter(function):
+    """Register a converter under its name, the converter column of pipeline/variants.py's table."""
+    CONVERTERS[function.__name__] = function
+    return function
+
+
+def write_tflite(tflite_converter, variant: str) -> None:
+    flatbuffer = tflite_converter.convert()
+    with files.atomic_path(variants.model_path(variant)) as tmp:
+        tmp.write_bytes(flatbuffer)
+
+
+def calibrate_full_int8(tflite_converter, job: Job):
+    """Integer weights and activations, calibrated on the representative photos; float or int8/uint8
+    input and output (convert.int8_io)."""
+    tflite_converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    tflite_converter.representative_dataset = lambda: ([image[None]] for image in job.representative)
+    tflite_converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if job.p.int8_io in INT8_IO:
+        tflite_converter.inference_input_type = INT8_IO[job.p.int8_io]
+        tflite_converter.inference_output_type = INT8_IO[job.p.int8_io]
+    return tflite_converter
+
+
+@converter
+def tflite_float32(job: Job, variant: str) -> dict:
+    write_tflite(tf.lite.TFLiteConverter.from_saved_model(str(job.saved_model())), variant)
+    return {}
+
+
+@converter
+def tflite_float16(job: Job, variant: str) -> dict:
+    c = tf.lite.TFLiteConverter.from_saved_model(str(job.saved_model()))
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.target_spec.supported_types = [tf.float16]
+    write_tflite(c, variant)
+    return {}
+
+
+@converter
+def tflite_dynamic_int8(job: Job, variant: str) -> dict:
+    c = tf.lite.TFLiteConverter.from_saved_model(str(job.saved_model()))
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    write_tflite(c, variant)
+    return {}
+
+
+@converter
+def tflite_full_int8(job: Job, variant: str) -> dict:
+    write_tflite(calibrate_full_int8(tf.lite.TFLiteConverter.from_saved_model(str(job.saved_model())), job), variant)
+    return {}
+
+
+@converter
+def tflite_full_int8_leaky(job: Job, variant: str) -> dict:
+    """Full int8 of the model with its residual ReLUs as LeakyReLU(convert.leaky_slope), no retraining."""
+    swapped_model, swapped = swap_residual_relus(job.model, job.p.leaky_slope)
+    write_tflite(calibrate_full_int8(tf.lite.TFLiteConverter.from_keras_model(swapped_model), job), variant)
+    return {"swapped_relus": swapped}
+
+
+@converter
+def onnx_float32(job: Job, variant: str) -> dict:
+    onnx_convert.export_float32(job.model, variants.model_path(variant), job.logs["onnxruntime"])
+    return {}
+
+
+@converter
+def onnx_int8(job: Job, variant: str) -> dict:
+    """Quantizes onnx_float32 as exported earlier in this run (never a file left by an earlier run), or
+    a float32 export of its own."""
+    dest, log, reduce_range = variants.model_path(variant), job.logs["onnxruntime"], job.p.onnx_reduce_range
+    if "onnx_float32" in job.converted:
+        onnx_convert.quantize_int8(variants.model_path("onnx_float32"), dest, job.representative, log, reduce_range)
+        return {}
+    float_path = job.workdir / "float32.onnx"
+    onnx_convert.export_float32(job.model, float_path, log)
+    onnx_convert.quantize_int8(float_path, dest, job.representative, log, reduce_range)
+    return {}
 
 
 def convert(model_path: str, p: params.Params) -> dict:
@@ -55,57 +139,42 @@ def convert(model_path: str, p: params.Params) -> dict:
     model = keras.models.load_model(model_path, compile=False)
     size, labels = model.input_shape[1], dataset.model_labels()
     representative = np.zeros((0, size, size, 3), np.float32)
-    if {"full_int8", "full_int8_leaky", "onnx_int8"} & set(p.convert.variants):  # every int8 calibrates on these
+    if any(variants.VARIANTS[v].calibrated for v in p.convert.variants):
         images, _, _ = dataset.load_split(dataset.read_manifest(), "train", size, labels)
         pick = np.random.default_rng(0).permutation(len(images))[: p.convert.representative_images]
         representative = scale(images[pick])
 
-    out_dir = Path(paths.TFLITE_DIR)
-    for folder in (out_dir, Path(paths.ONNX_DIR)):  # both are dvc.yaml outs, even when no variant lands in one
-        folder.mkdir(parents=True, exist_ok=True)
-    log = out_dir / "convert.log"
-    log.unlink(missing_ok=True)
-    onnx_log = Path(paths.ONNX_DIR) / "convert.log"
-    onnx_log.unlink(missing_ok=True)
+    logs = {}
+    for runtime, r in variants.RUNTIMES.items():  # each folder is a dvc.yaml out, even when no variant lands in it
+        Path(r["dir"]).mkdir(parents=True, exist_ok=True)
+        logs[runtime] = Path(r["dir"]) / "convert.log"
+        logs[runtime].unlink(missing_ok=True)
     metrics = {"keras": {"size_mb": round(Path(model_path).stat().st_size / 2**20, 2)}}
-    with tempfile.TemporaryDirectory() as exported:
-        convert_all(model, p, representative, labels, Path(exported) / "saved_model", (log, onnx_log), metrics)
+    with tempfile.TemporaryDirectory() as workdir:
+        convert_all(Job(model, representative, p.convert, logs, Path(workdir)), p.convert.variants, labels, metrics)
     files.write_json(paths.CONVERT_METRICS, metrics)
     return metrics
 
 
-def convert_all(model, p, representative, labels: list, saved_model: Path, logs: tuple, metrics: dict) -> None:
-    """Each variant of convert.variants, written with its metadata; the float TFLite ones from one export."""
-    size, (log, onnx_log) = model.input_shape[1], logs
-    for variant in p.convert.variants:
+def convert_all(job: Job, names: list, labels: list, metrics: dict) -> None:
+    """Each variant of convert.variants by its converter, written with its metadata."""
+    for variant in names:
         print(f"converting {variant} ...", flush=True)
-        started = time.time()
-        if variants.runtime(variant) == "onnxruntime":
-            done = "onnx_float32" in metrics
-            metrics[variant] = convert_onnx(model, variant, representative, onnx_log, done, p.convert.onnx_reduce_range)
-            metrics[variant]["convert_seconds"] = round(time.time() - started, 1)
-            write_metadata(variant, labels, size)
-            print(f"  {variants.model_path(variant)}: {metrics[variant]['size_mb']} MiB")
-            continue
+        started, spec = time.time(), variants.VARIANTS[variant]
+        log = job.logs[spec.runtime]
         try:
             with files.output_to(log):
-                # full_int8_leaky: the residual ReLUs as LeakyReLU, no retraining (pipeline/relu_swap.py)
-                leaky = variant == "full_int8_leaky"
-                if leaky:
-                    source, swapped = swap_residual_relus(model, p.convert.leaky_slope)
-                else:
-                    source, swapped = saved_model if saved_model.exists() else export_for_tflite(model, saved_model), 0
-                flatbuffer = converter_for(source, variant, representative, p.convert.int8_io).convert()
-        except Exception as e:  # the converter's errors are long; the log holds the detail
-            raise cli.UserError(f"converting {variant} failed: {type(e).__name__} (details in {log})") from e
+                measured = CONVERTERS[spec.converter](job, variant)
+        except Exception as e:  # a converter's errors run to pages: its first line here, the rest in the log
+            first = str(e).strip().split("\n", 1)[0][:200]
+            raise cli.UserError(f"converting {variant} failed: {type(e).__name__}: {first} (details in {log})") from e
+        job.converted.add(variant)
         dest = variants.model_path(variant)
-        with files.atomic_path(dest) as tmp:
-            tmp.write_bytes(flatbuffer)
         metrics[variant] = {
-            "size_mb": round(len(flatbuffer) / 2**20, 2),
+            "size_mb": round(dest.stat().st_size / 2**20, 2),
             "convert_seconds": round(time.time() - started, 1),
-        } | ({"swapped_relus": swapped} if leaky else {})
-        write_metadata(variant, labels, size)
+        } | measured
+        write_metadata(variant, labels, job.model.input_shape[1])
         print(f"  {dest}: {metrics[variant]['size_mb']} MiB in {metrics[variant]['convert_seconds']} s")
 
 
@@ -115,26 +184,6 @@ def write_metadata(variant: str, labels: list, input_size: int) -> None:
     path = variants.model_path(variant)
     meta = {"variant": variant, "sha256": files.sha256(path), "labels": labels, "input_size": input_size}
     files.write_json(variants.metadata_path(variant), meta)
-
-
-def convert_onnx(
-    model, variant: str, representative: np.ndarray, log: Path, float32_done: bool, reduce_range: bool
-) -> dict:
-    """float32_done: onnx_float32 was exported earlier in this run (int8 quantizes that export, never a
-    file left by an earlier run); reduce_range: convert.onnx_reduce_range."""
-    dest = variants.model_path(variant)
-    try:
-        if variant == "onnx_float32":
-            onnx_convert.export_float32(model, dest, log)
-        elif float32_done:
-            onnx_convert.quantize_int8(variants.model_path("onnx_float32"), dest, representative, log, reduce_range)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                onnx_convert.export_float32(model, Path(tmp) / "float32.onnx", log)
-                onnx_convert.quantize_int8(Path(tmp) / "float32.onnx", dest, representative, log, reduce_range)
-    except Exception as e:
-        raise cli.UserError(f"converting {variant} failed: {type(e).__name__}: {e} (details in {log})") from e
-    return {"size_mb": round(dest.stat().st_size / 2**20, 2)}
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline import variants
 from pipeline.cli import UserError
 
 
@@ -221,8 +222,6 @@ CHOICES = {
     "deploy.url_auth": ("NONE", "AWS_IAM"),
     "deploy.strategy": ("all_at_once", "canary", "linear"),
 }
-# onnx_* run on ONNX Runtime, the rest on LiteRT (pipeline/variants.py)
-VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8", "full_int8_leaky", "onnx_float32", "onnx_int8")
 # A Lambda function's memory range in MB: every memory_mb (deploy's, the sizes cost prices and tune
 # sweeps) is checked against it where params.yaml is read, so recommend never prices a size Lambda
 # refuses; pipeline/deploy/limits.py states it from here.
@@ -300,9 +299,9 @@ def load(path: "str | Path" = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise UserError(f"{path} must be a mapping of sections")
     params = _build(Params, raw, "")
-    bad = [v for v in params.convert.variants if v not in VARIANTS]
+    bad = [v for v in params.convert.variants if v not in variants.NAMES]
     if bad:
-        raise UserError(f"params.yaml: 'convert.variants' has unknown {bad}; known: {VARIANTS}")
+        raise UserError(f"params.yaml: 'convert.variants' has unknown {bad}; known: {variants.NAMES}")
     for name in ("scratch", "transfer"):
         r, key = getattr(params.train, name), f"train.{name}"
         if r.input_size < 71:

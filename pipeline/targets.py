@@ -107,7 +107,7 @@ def check(p: params.Params) -> pd.DataFrame:
     native = {v: load_model(variants.model_path(v), num_threads=1) for v in kept}
     names = dataset.model_labels()
     images, labels, image_paths = dataset.load_split(dataset.read_manifest(), "test", native[kept[0]].input_size, names)
-    count = {v: t.int8_photos if "int8" in v else t.float_photos for v in kept}
+    count = {v: t.int8_photos if variants.VARIANTS[v].integer else t.float_photos for v in kept}
     chosen = spread(len(labels), max(count.values()))  # the photos every variant's share is spread over
     photos = {v: spread(len(chosen), count[v]) for v in kept}  # positions in chosen
     x, labels = scale(images[chosen]), labels[chosen]

@@ -1,15 +1,16 @@
-"""What each convert.variants name means: its runtime, model file, bench row and the function's
-requirements. The one place convert, verify, bench, recommend, report and deploy look it up."""
+"""The variants table: each variant's runtime, quantization, model file and converter. convert, verify,
+targets, bench, recommend, report, deploy and params look a variant up here and nowhere else; adding one
+is one row of VARIANTS plus its converter in pipeline/convert.py."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import Requirement
 
 from pipeline import paths
 
-ONNX_PREFIX = "onnx_"
-# Each runtime: its name in the bench table and environment sizes (pipeline/footprint.py), its
-# model directory and file suffix, and what the function installs to run it.
+# Each runtime: its model directory and file suffix, and what the function installs to run it. Its
+# name is the bench table's runtime column and an environment in pipeline/footprint.py.
 RUNTIMES = {
     "litert": {"dir": paths.TFLITE_DIR, "suffix": ".tflite", "requirements": "lambda/requirements.txt"},
     "onnxruntime": {
@@ -18,16 +19,59 @@ RUNTIMES = {
         "requirements": "lambda/requirements-onnxruntime.txt",
     },
 }
+# Each quantization: whether integer kernels run it (they take other paths on other CPUs: targets
+# checks it on more photos) and whether conversion calibrates its activations on
+# convert.representative_images photos.
+QUANTIZATIONS = {
+    "float32": {"integer": False, "calibrated": False},
+    "float16": {"integer": False, "calibrated": False},  # float16 weights, float32 compute
+    "dynamic_int8": {"integer": True, "calibrated": False},  # int8 weights, float activations
+    "full_int8": {"integer": True, "calibrated": True},  # int8 weights and activations
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # what params.yaml, the model file, verify, bench and deploy call it
+    runtime: str  # a key of RUNTIMES: where it runs, its file suffix and requirements
+    quantization: str  # a key of QUANTIZATIONS
+    converter: str  # the function of pipeline/convert.py that writes its model file
+
+    @property
+    def suffix(self) -> str:
+        return RUNTIMES[self.runtime]["suffix"]
+
+    @property
+    def calibrated(self) -> bool:
+        return QUANTIZATIONS[self.quantization]["calibrated"]
+
+    @property
+    def integer(self) -> bool:
+        return QUANTIZATIONS[self.quantization]["integer"]
+
+
+TABLE = (
+    Variant("float32", "litert", "float32", "tflite_float32"),
+    Variant("float16", "litert", "float16", "tflite_float16"),
+    Variant("dynamic_int8", "litert", "dynamic_int8", "tflite_dynamic_int8"),
+    Variant("full_int8", "litert", "full_int8", "tflite_full_int8"),
+    # full int8 with Xception's residual ReLUs as LeakyReLU, no retraining (pipeline/relu_swap.py)
+    Variant("full_int8_leaky", "litert", "full_int8", "tflite_full_int8_leaky"),
+    Variant("onnx_float32", "onnxruntime", "float32", "onnx_float32"),
+    Variant("onnx_int8", "onnxruntime", "full_int8", "onnx_int8"),
+)
+VARIANTS = {v.name: v for v in TABLE}
+NAMES = tuple(VARIANTS)
 
 
 def runtime(variant: str) -> str:
-    """litert for the TFLite variants (float32, full_int8...), onnxruntime for onnx_*."""
-    return "onnxruntime" if variant.startswith(ONNX_PREFIX) else "litert"
+    """litert or onnxruntime."""
+    return VARIANTS[variant].runtime
 
 
 def model_path(variant: str) -> Path:
-    r = RUNTIMES[runtime(variant)]
-    return Path(r["dir"]) / f"{variant}{r['suffix']}"
+    v = VARIANTS[variant]
+    return Path(RUNTIMES[v.runtime]["dir"]) / f"{variant}{v.suffix}"
 
 
 def metadata_path(variant: str) -> Path:

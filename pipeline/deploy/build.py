@@ -36,8 +36,8 @@ def chosen_model(d: params.Deploy) -> tuple[str, Path]:
         if not Path(paths.RECOMMENDATION).exists():
             raise cli.UserError(f"{paths.RECOMMENDATION} not found: run `dvc repro` first, or set deploy.variant")
         variant = json.loads(Path(paths.RECOMMENDATION).read_text())["variant"]
-    if variant not in params.VARIANTS:
-        raise cli.UserError(f"deploy.variant: unknown {variant!r}; known: {params.VARIANTS}")
+    if variant not in variants.NAMES:
+        raise cli.UserError(f"deploy.variant: unknown {variant!r}; known: {variants.NAMES}")
     excluded = verify_metrics().get("excluded", {}).get(variant)
     if excluded:
         raise cli.UserError(f"{variant} was excluded at verify ({excluded}): deploy ships only variants that passed")
