@@ -85,7 +85,8 @@ class Convert:
 class Verify:
     num_threads: int
     min_agreement: float
-    max_accuracy_drop: float
+    max_accuracy_drop: float  # fails only when the difference's interval lies wholly below minus this (docs/gates.md)
+    confidence: float  # of the interval on each variant's accuracy difference from Keras (exact binomial)
     on_gate_failure: str  # stop (the stage fails) | exclude (the failing variants are left out, with why)
 
 
@@ -115,7 +116,7 @@ class Bench:
 
 @dataclass(frozen=True)
 class Recommend:
-    max_accuracy_drop: float  # test accuracy a shippable variant may lose against Keras
+    max_accuracy_drop: float  # test accuracy a shippable variant may lose against Keras (verify's interval)
     min_agreement: float  # top-1 agreement with Keras a shippable variant must reach
     prefer: str  # warm_p50 | cold_start | size | cost: how to pick among the shippable variants
 
@@ -236,7 +237,7 @@ AT_LEAST_ONE = {
 FRACTIONS = {
     "dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy",
     "leaky_slope", "alarm_error_rate", "alarm_probability_drop", "cold_start_share", "validation", "test",
-    "max_prob_diff",
+    "max_prob_diff", "confidence",
 }  # fmt: skip
 
 

@@ -48,12 +48,12 @@ def recommend(
         )
     key = PREFER[r.prefer]
     variant = min((v for v, _ in passing), key=lambda v: results.loc[bench_row(v), key])
-    value = results.loc[bench_row(variant), key]
+    value, m = results.loc[bench_row(variant), key], verify[variant]
     reason = (
-        f"{variant} has the lowest {key} ({value:g}) among the variants within {r.max_accuracy_drop} accuracy of "
-        f"Keras and at least {r.min_agreement} top-1 agreement (its drop: {gates.accuracy_drop(verify, variant)}, "
-        f"agreement: {verify[variant]['agreement']})"
-        + (f"; rejected: {', '.join(v for v, _ in rejected)}" if rejected else "")
+        f"{variant} has the lowest {key} ({value:g}) among the variants not shown to lose more than "
+        f"{r.max_accuracy_drop} accuracy against Keras and with at least {r.min_agreement} top-1 agreement "
+        f"(its difference: {m['accuracy_diff']:+g} [{m['accuracy_diff_low']:+g}, {m['accuracy_diff_high']:+g}], "
+        f"agreement: {m['agreement']})" + (f"; rejected: {', '.join(v for v, _ in rejected)}" if rejected else "")
     )
     if target.get("checked"):
         reason += f"; answers the same on {target['architecture']} ({target['cpu']}, targets stage)"

@@ -24,13 +24,17 @@ def per_class_accuracy(all_probs: dict, labels: np.ndarray, names: list) -> pd.D
     return pd.DataFrame(table)
 
 
-def compare(keras_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> dict:
+def compare(keras_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray, confidence: float) -> dict:
+    """A variant against Keras on the same photos: accuracy, agreement, probability differences, and the
+    paired accuracy difference with its interval (gates.paired: what the accuracy gates judge)."""
     diff = np.abs(probs - keras_probs)
+    right, keras_right = probs.argmax(1) == labels, keras_probs.argmax(1) == labels
     return {
-        "accuracy": round(float(np.mean(probs.argmax(1) == labels)), 4),
+        "accuracy": round(float(np.mean(right)), 4),
         "agreement": round(float(np.mean(probs.argmax(1) == keras_probs.argmax(1))), 4),
         "max_abs_prob_diff": float(f"{diff.max():.3g}"),
         "mean_abs_prob_diff": float(f"{diff.mean():.3g}"),
+        **gates.paired(keras_right, right, len(labels), confidence),
     }
 
 
@@ -66,8 +70,10 @@ def verify(p: params.Params) -> dict:
     }
     for variant in p.convert.variants:
         size_mb = round(variants.model_path(variant).stat().st_size / 2**20, 2)
-        metrics[variant] = {"size_mb": size_mb, **compare(all_probs["keras"], all_probs[variant], labels)}
+        compared = compare(all_probs["keras"], all_probs[variant], labels, p.verify.confidence)
+        metrics[variant] = {"size_mb": size_mb, **compared}
     metrics["test_images"] = len(labels)
+    metrics["confidence"] = p.verify.confidence  # of every accuracy_diff_low/high
     if left_out := gates.excluded(metrics, p.convert.variants, p.verify):
         metrics["excluded"] = left_out  # bench, recommend and deploy go on without them (gates.kept)
 
@@ -91,15 +97,29 @@ def verify(p: params.Params) -> dict:
     return metrics
 
 
+def difference(m: dict) -> str:
+    """A variant's accuracy difference from Keras in points, with its interval and discordant photos."""
+    if "accuracy_diff" not in m:
+        return ""
+    low, high = m["accuracy_diff_low"], m["accuracy_diff_high"]
+    return (
+        f"{m['accuracy_diff'] * 100:+.2f} pt [{low * 100:+.2f}, {high * 100:+.2f}] "
+        f"({m['keras_only']}/{m['variant_only']})"
+    )
+
+
 def main() -> None:
     p = params.load()
     metrics = verify(p)
-    print(f"{'model':<14}{'size MiB':>9}{'accuracy':>10}{'agreement':>11}{'max |dp|':>10}")
+    print(
+        f"{'model':<14}{'size MiB':>9}{'accuracy':>10}{'agreement':>11}{'max |dp|':>10}"
+        f"  vs Keras ({metrics['confidence']:.0%} interval; photos only Keras / only the variant gets right)"
+    )
     for name in ("keras", *p.convert.variants):
         m = metrics[name]
         print(
             f"{name:<14}{m['size_mb']:>9}{m['accuracy']:>10}{m.get('agreement', ''):>11}"
-            f"{m.get('max_abs_prob_diff', ''):>10}"
+            f"{m.get('max_abs_prob_diff', ''):>10}  {difference(m)}"
         )
     if metrics["keras"]["logit_spread"] < 0.01:
         print(

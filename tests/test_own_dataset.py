@@ -281,16 +281,21 @@ def test_class_names_that_read_as_numbers_or_missing_values_stay_names(tmp_path,
     assert list(table["label"]) == ["1", "None", "NA"] and list(table["predicted"]) == ["NA", "1", "None"]
 
 
+SAME = {"keras_only": 0, "variant_only": 0, "accuracy_diff": 0.0, "accuracy_diff_low": 0.0, "accuracy_diff_high": 0.0}
 VERIFY = {
     "keras": {"accuracy": 0.8},
-    "float32": {"accuracy": 0.8, "agreement": 1.0},
-    "full_int8": {"accuracy": 0.8, "agreement": 0.945},  # a user's model: int8 just under the gate
-    "onnx_int8": {"accuracy": 0.79, "agreement": 0.946},
-}
+    "confidence": 0.95,
+    "float32": {"accuracy": 0.8, "agreement": 1.0, **SAME},
+    "full_int8": {"accuracy": 0.8, "agreement": 0.945, **SAME},  # a user's model: int8 just under the gate
+    "onnx_int8": {"accuracy": 0.79, "agreement": 0.946, **SAME, "keras_only": 2, "accuracy_diff": -0.01,
+                  "accuracy_diff_low": -0.03, "accuracy_diff_high": 0.0},
+}  # fmt: skip
 
 
 def gate(on_failure: str) -> Verify:
-    return Verify(num_threads=1, min_agreement=0.95, max_accuracy_drop=0.02, on_gate_failure=on_failure)
+    return Verify(
+        num_threads=1, min_agreement=0.95, max_accuracy_drop=0.02, confidence=0.95, on_gate_failure=on_failure
+    )
 
 
 @pytest.mark.fast

@@ -98,7 +98,11 @@ def test_the_outcome_lists_exclusions_per_architecture_and_unchecked_is_not_excl
     }
 
 
-VERIFY = {"keras": {"accuracy": 0.8}, **{v: {"accuracy": 0.8, "agreement": 1.0} for v in ("float32", "onnx_int8")}}
+SAME = {"keras_only": 0, "variant_only": 0, "accuracy_diff": 0.0, "accuracy_diff_low": 0.0, "accuracy_diff_high": 0.0}
+VERIFY = {
+    "keras": {"accuracy": 0.8},
+    **{v: {"accuracy": 0.8, "agreement": 1.0, **SAME} for v in ("float32", "onnx_int8")},
+}
 RESULTS = pd.DataFrame({"runtime": ["float32", "onnx_int8"], "p50_ms": [12.0, 3.0]}).set_index("runtime")
 RULE = params.Recommend(max_accuracy_drop=0.005, min_agreement=0.97, prefer="warm_p50")
 

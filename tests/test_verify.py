@@ -48,6 +48,15 @@ def test_parity_numbers_on_real_test_images(small_run):
         assert (chosen >= probs.max(axis=1) - 1e-6).all(), model
     keras_rows = predictions[predictions["model"] == "keras"].set_index("path").loc[photos]
     assert (keras_rows["predicted"].to_numpy() == keras_top).all()
+    # The paired counts the accuracy gates judge: photos only Keras / only the variant gets right, by the folders.
+    keras_right = keras_top == folder_labels
+    for variant in ("float32", "float16", "dynamic_int8", "full_int8", "onnx_float32", "onnx_int8"):
+        right = predictions[predictions["model"] == variant].set_index("path").loc[photos]["predicted"] == folder_labels
+        m, right = metrics[variant], right.to_numpy()
+        assert (m["keras_only"], m["variant_only"]) == ((keras_right & ~right).sum(), (~keras_right & right).sum())
+        assert m["accuracy_diff"] == round((m["variant_only"] - m["keras_only"]) / len(photos), 4)
+        assert m["accuracy_diff_low"] <= m["accuracy_diff"] <= m["accuracy_diff_high"]
+    assert metrics["confidence"] == 0.95
     # The int8 variants keep Keras' answer where Keras is clear about it: on the quarter of photos where
     # its top class leads the second by most. Agreement over all photos is no fixed bound for a model
     # trained this briefly: its top two classes are often within 0.01 of each other (median lead 0.02),
