@@ -31,6 +31,8 @@ RECOMMENDATION = "artifacts/recommend/recommendation.json"
 COST = "artifacts/recommend/cost.csv"
 HEADLINE = "artifacts/headline.json"  # the shipped variant's numbers: dvc.yaml's only metrics file
 
+DEPLOY_RECORD = "artifacts/deploy.json"  # what the last deploy shipped, for people; decisions read AWS
+
 TUNE_DIR = "artifacts/tune"  # make tune (not a stage): the memory sweep on the deployed function
 TUNE_TABLE = "artifacts/tune/tune.csv"  # one row per memory size; header only until make tune runs
 TUNE_INVOCATIONS = "artifacts/tune/invocations.csv"  # every invocation's REPORT line, parsed

@@ -12,10 +12,8 @@ import http.server
 import io
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,11 +24,11 @@ from pathlib import Path
 
 from pipeline import params, paths, variants
 from pipeline.gateway import DOORS, HEALTH_PATH, INVOKE_PATH, SOCKET_TIMEOUT_S, make_gateway
+from pipeline.ports import free_port
+from serving import HANDLER
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = ROOT / "lambda"  # what the image's $LAMBDA_TASK_ROOT holds: the serving package
-HANDLER = "serving.handler.lambda_handler"
-PICK = random.SystemRandom()
 # What the emulator prints around each request, dropped unless --verbose: Lambda's START/END/REPORT
 # lines (AWS prints them too, in CloudWatch Logs), the emulator's own INFO lines (its warning about
 # running without AWS credentials among them) and LiteRT's note when it loads the model.
@@ -129,35 +127,6 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30, poll
         except OSError:
             time.sleep(poll_s)
     raise RuntimeError(f"nothing answered on {url} within {timeout:g} s")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(span: int = 1) -> int:
-    """A loopback port (the first of span consecutive ones) free now, for a child process to bind.
-    Taken below the kernel's ephemeral range: a port from bind(0) is one an outgoing connection or
-    another bind(0) may take before the child binds it (CI lost the emulator's port to that race)."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 0
-    for _ in range(200):
-        if low > 11000:
-            port = PICK.randrange(10000, low - span)  # not the global random: tests seed that one per test
-        else:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-        if all(_bindable(port + i) for i in range(span)):
-            return port
-    raise RuntimeError("no free loopback ports")
 
 
 def launch(
@@ -260,7 +229,10 @@ def main() -> None:
     )
     parser.add_argument("--socket-timeout", type=float, default=SOCKET_TIMEOUT_S, help="seconds a client may stall")
     parser.add_argument(
-        "--door", choices=DOORS, default="http_api", help="answer /predict as an HTTP API, or every path as a function URL"
+        "--door",
+        choices=DOORS,
+        default="http_api",
+        help="answer /predict as an HTTP API, or every path as a function URL",
     )
     args = parser.parse_args()
     p = params.load(ROOT / "params.yaml")

@@ -16,7 +16,8 @@ import requests
 from filelock import FileLock
 
 from pipeline import emulators
-from pipeline.serve import free_port, wait_until_up
+from pipeline.ports import free_port
+from pipeline.serve import wait_until_up
 
 # One stand-in base per Lambda architecture; the arm64 one is built and run under qemu (binfmt_misc).
 STANDIN_BASES = {

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
-from pipeline.serve import free_port
+from pipeline.ports import free_port
 
 
 class FlakyRegistry:

@@ -4,7 +4,6 @@ serving package, a content hash of every input (no git needed), and the zip pack
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -12,22 +11,15 @@ from pathlib import Path
 
 from pipeline import cli, files, params, paths, variants
 from pipeline.deploy import limits
+from pipeline.deploy.programs import sh
+from serving import HANDLER
 
 DOCKERFILE = Path("lambda/Dockerfile")
 SERVING = Path("lambda/serving")
 MODEL_DIR = Path("build/model")  # the image's and the zip's model/, staged here
 ZIP_DIR = Path("build/zip")
 ZIP = Path("build/function.zip")
-HANDLER = "serving.handler.lambda_handler"
 PIP_PLATFORMS = {"x86_64": "x86_64", "arm64": "aarch64"}
-
-
-def sh(*cmd: str, what: str, stdin: "str | None" = None, env: "dict | None" = None) -> str:
-    result = subprocess.run(cmd, capture_output=True, text=True, input=stdin, env=env)
-    if result.returncode != 0:
-        lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
-        raise cli.UserError(f"{what} failed: {lines[-1] if lines else f'exit status {result.returncode}'}")
-    return result.stdout
 
 
 def chosen_model(d: params.Deploy) -> tuple[str, Path]:

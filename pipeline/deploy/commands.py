@@ -7,11 +7,9 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline import cli, files, params
+from pipeline import cli, files, params, paths
 from pipeline.deploy import build, canary, doors, functions, image, limits, lock, releases, resources, smoke, snapstart
 from pipeline.deploy.aws import aws_errors, caller, client
-
-RECORD = Path("artifacts/deploy.json")  # what the last deploy shipped, for people; decisions read AWS
 
 
 def guard_accuracy(d: params.Deploy, live: "dict | None", variant: str, accuracy: "float | None", force: bool) -> None:
@@ -215,7 +213,7 @@ def write_record(lam, d: params.Deploy, variant: str, key: str, version: str, ur
         "url": url,
         "deployed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    files.write_json(RECORD, record)
+    files.write_json(paths.DEPLOY_RECORD, record)
     return record
 
 

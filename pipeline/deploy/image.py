@@ -20,7 +20,7 @@ import requests
 
 from pipeline import cli, params
 from pipeline.deploy import build, limits
-from pipeline.deploy.build import sh
+from pipeline.deploy.programs import sh
 
 ACCEPT = ", ".join(limits.IMAGE_MEDIA_TYPES + limits.INDEX_MEDIA_TYPES)
 TRANSIENT = (429, 500, 502, 503, 504)  # a registry's answers that say "try again", not "no"

@@ -15,9 +15,9 @@ import pandas as pd
 import requests
 
 from pipeline import cli, dataset, emulators, params, paths, variants
-from pipeline.deploy import build, limits
+from pipeline.deploy import build, limits, programs
 from pipeline.gateway import INVOKE_PATH
-from pipeline.serve import free_port
+from pipeline.ports import free_port
 
 ANSWER_S = 60
 # An image of another architecture runs here under qemu (binfmt_misc): its first answer (Python, the
@@ -90,7 +90,7 @@ def run_image(engine: str, image: str, photo: Path, architecture: str = "x86_64"
         # hidden (empty), as there.
         run += [a for name in ("possible", "present") for a in ("-v", f"/dev/null:/sys/devices/system/cpu/{name}:ro")]
         wait_s = EMULATED_ANSWER_S
-    container = build.sh(*run, image, what="starting the image for the smoke test").strip()
+    container = programs.sh(*run, image, what="starting the image for the smoke test").strip()
     try:
         url = f"http://127.0.0.1:{port}{INVOKE_PATH}"
         session = requests.Session()

@@ -1,11 +1,11 @@
 """make destroy: delete what deploy created, and only that (what carries its tag)."""
 
 import sys
+from pathlib import Path
 
-from pipeline import cli, params
+from pipeline import cli, params, paths
 from pipeline.deploy import alarms, aws, function_url, resources
 from pipeline.deploy.aws import aws_errors, caller, client
-from pipeline.deploy.commands import RECORD
 
 
 def destroy(p: params.Params, yes: bool) -> list[str]:
@@ -41,7 +41,7 @@ def destroy(p: params.Params, yes: bool) -> list[str]:
             continue
         gone += deleted
         kept += left
-    RECORD.unlink(missing_ok=True)
+    Path(paths.DEPLOY_RECORD).unlink(missing_ok=True)
     if gone or not (kept or failed):
         print("deleted " + ", ".join(gone) if gone else "nothing to delete: none of it exists")
     if kept:
