@@ -200,9 +200,9 @@ def train(p: params.Params, weights: "str | None") -> tuple[keras.Model, dict, p
 
 def load(p: params.Params, source: Path, kind: str) -> tuple[keras.Model, dict, pd.DataFrame]:
     """An existing model (.keras, or a Keras 2 / tf.keras .h5 as the original service saved it), as an
-    equivalent Keras 3 model, with its labels (sources.model_labels: beside the file, train.labels, or the
+    equivalent Keras 3 model, with its labels (sources.find_labels: beside the file, train.labels, or the
     data set's), one per output; its validation accuracy checks they are the data set's, in its order."""
-    labels, where = sources.model_labels(p.train, source)
+    labels, where = sources.find_labels(p.train, source)
     model, loaded = load_existing(source, kind)
     outputs = model.output_shape[-1]
     if outputs != len(labels):

@@ -82,7 +82,7 @@ def labels_file(model: "str | Path") -> Path:
     return Path(model).with_suffix(".json")
 
 
-def model_labels(t: params.Train, model: Path) -> tuple[list[str], str]:
+def find_labels(t: params.Train, model: Path) -> tuple[list[str], str]:
     """mode load: the model's labels in its output order, and where they came from: a JSON file beside
     the model ({"labels": [...]}; another JSON there, such as Keras' architecture file, is not read for
     labels), else train.labels, else the data set's classes (data/labels.json)."""

@@ -261,10 +261,10 @@ def test_labels_beside_a_loaded_model_are_distinct_names(tmp_path):
     ):
         model.with_suffix(".json").write_text(json.dumps({"labels": labels}))
         with pytest.raises(cli.UserError, match=re.escape(message)):
-            sources.model_labels(SimpleNamespace(labels=[]), model)
+            sources.find_labels(SimpleNamespace(labels=[]), model)
     beside = model.with_suffix(".json")
     beside.write_text(json.dumps({"labels": ["top", "bottom"]}))
-    assert sources.model_labels(SimpleNamespace(labels=[]), model) == (["top", "bottom"], str(beside))
+    assert sources.find_labels(SimpleNamespace(labels=[]), model) == (["top", "bottom"], str(beside))
 
 
 @pytest.mark.fast

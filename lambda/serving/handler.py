@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serving import fetch as fetching
 from serving import metrics
-from serving.fetch import FetchError, fetch
+from serving.fetch import MAX_BYTES, PORTS, FetchError, fetch
 from serving.images import ImageError, NotAnImage, preprocess, softmax
 from serving.runtime import ONNXModel, TFLiteModel, load_model
 
@@ -34,9 +33,9 @@ NUM_THREADS = int(os.environ.get("NUM_THREADS", os.cpu_count() or 1))
 # Hosts whose addresses are not checked: for local tests against 127.0.0.1 only, never in AWS.
 ALLOWED_HOSTS = frozenset(filter(None, os.environ.get("ALLOWED_HOSTS", "").split(",")))
 # Ports URLs may name (80 and 443 unless set): refusing the rest keeps error messages from mapping ports.
-ALLOWED_PORTS = frozenset(int(p) for p in os.environ.get("ALLOWED_PORTS", "").split(",") if p) or fetching.PORTS
+ALLOWED_PORTS = frozenset(int(p) for p in os.environ.get("ALLOWED_PORTS", "").split(",") if p) or PORTS
 MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
-MAX_IMAGE_BYTES = fetching.MAX_BYTES
+MAX_IMAGE_BYTES = MAX_BYTES
 FETCH_TIMEOUT_S = 5.0  # one deadline over the whole fetch: DNS, connect, TLS, headers, body, redirects
 
 

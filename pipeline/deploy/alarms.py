@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pipeline import params
 from pipeline.deploy import limits, releases
 from pipeline.deploy.aws import pages, tag_list, tagged
-from serving import metric_names as metrics
+from serving import metric_names
 
 # What each alarm watches, by the suffix of its name.
 KINDS = ("server-errors", "p90-latency", "confidence", "function-errors")
@@ -40,7 +40,7 @@ def name(d: params.Deploy, version: str, kind: str) -> str:
 def dimensions(d: params.Deploy, version: str, variant: str) -> list[dict]:
     """The function's own dimensions for one version (serving/metrics.py writes them)."""
     values = {"function": d.function_name, "version": version, "variant": variant}
-    return [{"Name": n, "Value": values[n]} for n in metrics.DIMENSIONS]
+    return [{"Name": n, "Value": values[n]} for n in metric_names.DIMENSIONS]
 
 
 def metric_stat(namespace: str, metric: str, dims: list[dict], statistic: str) -> dict:
@@ -53,7 +53,7 @@ def metric_stat(namespace: str, metric: str, dims: list[dict], statistic: str) -
 
 
 def stat(d: params.Deploy, version: str, variant: str, metric: str, statistic: str) -> dict:
-    return metric_stat(metrics.NAMESPACE, metric, dimensions(d, version, variant), statistic)
+    return metric_stat(metric_names.NAMESPACE, metric, dimensions(d, version, variant), statistic)
 
 
 def lambda_dimensions(d: params.Deploy, version: str) -> list[dict]:
@@ -111,8 +111,8 @@ def definitions(d: params.Deploy, new: tuple[str, str], live: "tuple[str, str] |
             **common,
             "Metrics": [
                 # ServerError is 1 or 0: its average is the 5xx rate, its sample count the requests
-                query("rate", stat(d, *new, metrics.SERVER_ERROR, "Average")),
-                query("requests", stat(d, *new, metrics.SERVER_ERROR, "SampleCount")),
+                query("rate", stat(d, *new, metric_names.SERVER_ERROR, "Average")),
+                query("requests", stat(d, *new, metric_names.SERVER_ERROR, "SampleCount")),
                 expression("judged", judged_above("requests", "rate", n), "5xx rate"),
             ],
             "Threshold": d.alarm_error_rate,
@@ -125,8 +125,8 @@ def definitions(d: params.Deploy, new: tuple[str, str], live: "tuple[str, str] |
             ),
             **common,
             "Metrics": [
-                query("p90", stat(d, *new, metrics.MODEL_LATENCY, "p90")),
-                query("answers", stat(d, *new, metrics.MODEL_LATENCY, "SampleCount")),
+                query("p90", stat(d, *new, metric_names.MODEL_LATENCY, "p90")),
+                query("answers", stat(d, *new, metric_names.MODEL_LATENCY, "SampleCount")),
                 expression("judged", judged_above("answers", "p90", n), "p90 ModelLatency"),
             ],
             "Threshold": d.alarm_p90_ms,
@@ -143,10 +143,10 @@ def definitions(d: params.Deploy, new: tuple[str, str], live: "tuple[str, str] |
                 ),
                 **common,
                 "Metrics": [
-                    query("new", stat(d, *new, metrics.TOP_PROBABILITY, "Average")),
-                    query("new_answers", stat(d, *new, metrics.TOP_PROBABILITY, "SampleCount")),
-                    query("live", stat(d, *live, metrics.TOP_PROBABILITY, "Average")),
-                    query("live_answers", stat(d, *live, metrics.TOP_PROBABILITY, "SampleCount")),
+                    query("new", stat(d, *new, metric_names.TOP_PROBABILITY, "Average")),
+                    query("new_answers", stat(d, *new, metric_names.TOP_PROBABILITY, "SampleCount")),
+                    query("live", stat(d, *live, metric_names.TOP_PROBABILITY, "Average")),
+                    query("live_answers", stat(d, *live, metric_names.TOP_PROBABILITY, "SampleCount")),
                     expression("drop", both, "probability drop"),
                 ],
                 "Threshold": d.alarm_probability_drop,
@@ -176,7 +176,7 @@ def answered(cw, d: params.Deploy, new: tuple[str, str], since: datetime, until:
     samples of its Latency metric (every request writes one, whatever its status), whole minutes."""
     start = since.replace(second=0, microsecond=0)
     end = until.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    query = {"Id": "answered", "MetricStat": stat(d, *new, metrics.LATENCY, "SampleCount"), "ReturnData": True}
+    query = {"Id": "answered", "MetricStat": stat(d, *new, metric_names.LATENCY, "SampleCount"), "ReturnData": True}
     found = pages(cw.get_metric_data, "MetricDataResults", MetricDataQueries=[query], StartTime=start, EndTime=end)
     return round(sum(sum(result["Values"]) for result in found))
 

@@ -14,7 +14,7 @@ from pipeline.deploy.aws import aws_errors, caller, client
 
 def guard_accuracy(d: params.Deploy, live: "dict | None", variant: str, accuracy: "float | None", force: bool) -> None:
     """Refuse a variant that scored worse at verify than the live one did, beyond the margin."""
-    was = (releases.shipped(live) or {}).get("accuracy") if live else None
+    was = (releases.recorded(live) or {}).get("accuracy") if live else None
     if force or was is None or accuracy is None or accuracy >= was - d.max_accuracy_drop:
         return
     raise cli.UserError(
@@ -25,7 +25,7 @@ def guard_accuracy(d: params.Deploy, live: "dict | None", variant: str, accuracy
 
 def guard_labels(live: "dict | None", labels: list, force: bool) -> None:
     """A model with other labels is another model: refuse to replace a live one that answers with others."""
-    was = releases.shipped(live) if live else None
+    was = releases.recorded(live) if live else None
     changed = releases.labels_changed(was, labels) if was else None
     if changed and not force:
         raise cli.UserError(
@@ -111,7 +111,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
         alias = releases.live_alias(lam, d)
         history = releases.read(alias)
         live = releases.live(lam, d, alias)
-        was = releases.shipped(live) if live else None
+        was = releases.recorded(live) if live else None
         running = canary.in_progress(alias, history)
         if running:
             raise cli.UserError(
@@ -131,7 +131,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
                 f"version {rejected} has this code and configuration, and 'live' was rolled back from it (rejected): "
                 "not making it live again; change the code or the params, or deploy --force to make it live anyway"
             )
-        latest = functions.ready(lam, d, functions.latest(lam, d))
+        latest = functions.make_ready(lam, d, functions.latest(lam, d))
         functions.check_package(d, latest)
         reserved = functions.reservation(lam, d, exists=latest is not None)
         same_code = bool(was and was["key"] == key and latest and latest["CodeSha256"] == live["CodeSha256"])
@@ -148,7 +148,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
             code, sha = ship_zip(d, key, (photo, answer), account)
         settings = {**build.function_config(d, p.cost.mb_per_vcpu, role_arn), **snapstart.config(d, latest)}
         functions.ensure_function(lam, d, latest, code, settings)
-        code_sha, revision = functions.shipped(lam, d, code, sha)  # before any invoke
+        code_sha, revision = functions.confirm_shipped(lam, d, code, sha)  # before any invoke
         functions.cap_concurrency(lam, d, reserved)
         # Only Lambda can test a configuration (memory, timeout): a new configuration (the first
         # deploy's included) is always invoked there, with or without new code; new code where
@@ -239,7 +239,7 @@ def rollback(p: params.Params, force: bool = False) -> str:
             raise cli.UserError(
                 f"'live' is on version {current}; no earlier live version that was not rolled back from is left"
             )
-        meta = releases.shipped(target)
+        meta = releases.recorded(target)
         if force:  # no artifacts/verify/predictions.csv here (another machine, a fresh clone)
             print(f"rollback --force: not checking version {target['Version']} in Lambda before 'live' moves to it")
         else:

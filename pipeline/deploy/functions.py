@@ -107,7 +107,7 @@ def reservation(lam, d: params.Deploy, exists: bool) -> int:
     return 0
 
 
-def ready(lam, d: params.Deploy, found: "dict | None") -> "dict | None":
+def make_ready(lam, d: params.Deploy, found: "dict | None") -> "dict | None":
     """$LATEST ready to be updated: an update in progress (another deploy, the console) is waited
     for; a function whose creation failed, with no version ever published, is deleted so that it
     is created again (Lambda never recovers a Failed function)."""
@@ -168,7 +168,7 @@ def ensure_function(lam, d: params.Deploy, found: "dict | None", code: "dict | N
         raise conflict(e, d) from None
 
 
-def shipped(lam, d: params.Deploy, code: "dict | None", expected_sha: str) -> tuple[str, str]:
+def confirm_shipped(lam, d: params.Deploy, code: "dict | None", expected_sha: str) -> tuple[str, str]:
     """$LATEST's CodeSha256 and RevisionId, read right after its update (before any invoke), checked
     to be the code this deploy shipped: an image by the digest URI it names, a zip (or the code kept)
     by its hash. PublishVersion is then given both, so it publishes exactly what was tested."""

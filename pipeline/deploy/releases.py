@@ -132,7 +132,7 @@ def labels_changed(meta: dict, labels: list) -> "str | None":
     return None
 
 
-def shipped(version: dict) -> "dict | None":
+def recorded(version: dict) -> "dict | None":
     """What a version's description records, if this deployer published it (after its smoke test)."""
     try:
         meta = json.loads(version.get("Description") or "")
@@ -164,7 +164,7 @@ def live(lam, d: params.Deploy, alias: "dict | None") -> "dict | None":
 def rejected_with(published: list[dict], history: History, key: str, config: str) -> "str | None":
     """A version 'live' was rolled back from that has exactly this code and configuration."""
     for v in reversed(published):
-        meta = shipped(v)
+        meta = recorded(v)
         if meta and int(v["Version"]) in history.rejected and (meta["key"], meta["config"]) == (key, config):
             return v["Version"]
     return None
@@ -201,7 +201,7 @@ def rollback_target(lam, d: params.Deploy, current: str, history: History) -> "d
     """The previous live version that was not rolled back from and that this deployer published
     (so it passed its smoke test). With no history before the current version (an alias from
     before the history was kept): the newest older such version."""
-    ours = {int(v["Version"]): v for v in versions(lam, d) if shipped(v)}
+    ours = {int(v["Version"]): v for v in versions(lam, d) if recorded(v)}
     target = history.previous(int(current), set(ours))
     if target is None and len(history.live) <= 1:
         target = max((v for v in ours if v < int(current) and v not in history.rejected), default=None)

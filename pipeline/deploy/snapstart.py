@@ -92,7 +92,7 @@ def prune(lam, d: params.Deploy) -> list[str]:
     keep = needed(alias, target["Version"] if target else None, set(history.rejected))
     gone = []
     for v in releases.versions(lam, d):
-        if v["Version"] not in keep and releases.shipped(v):
+        if v["Version"] not in keep and releases.recorded(v):
             lam.delete_function(FunctionName=d.function_name, Qualifier=v["Version"])
             gone.append(v["Version"])
     if gone:

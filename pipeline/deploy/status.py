@@ -37,7 +37,7 @@ def read(d: params.Deploy) -> dict:
             "function": d.function_name,
             "region": d.region,
             "live": live["Version"],
-            "shipped": releases.shipped(live) or {},
+            "shipped": releases.recorded(live) or {},
             "last_modified": live.get("LastModified", ""),
             "history": history.live,
             "rejected": history.rejected,

@@ -213,7 +213,7 @@ def tune(p: params.Params) -> pd.DataFrame:
         live = releases.live(lam, d, releases.live_alias(lam, d))
         if live is None:
             raise cli.UserError(f"{d.function_name} has no '{releases.ALIAS}' version: make deploy first")
-        variant = (releases.shipped(live) or {}).get("variant")
+        variant = (releases.recorded(live) or {}).get("variant")
         if not variant:
             raise cli.UserError(f"version {live['Version']} of {d.function_name} was not published by make deploy")
         photo, _ = smoke.expected_answer(variant)
