@@ -119,6 +119,9 @@ class Recommend:
     max_accuracy_drop: float  # test accuracy a shippable variant may lose against Keras (verify's interval)
     min_agreement: float  # top-1 agreement with Keras a shippable variant must reach
     prefer: str  # warm_p50 | cold_start | size | cost: how to pick among the shippable variants
+    bootstrap_resamples: int  # the test photos resampled this often: how often the same rule picks the same variant
+    bootstrap_seed: int
+    stable_share: float  # a choice picked in fewer resamples than this share is reported as within noise
 
 
 @dataclass(frozen=True)
@@ -232,12 +235,12 @@ LAMBDA_MEMORY_MB = (128, 10240)
 AT_LEAST_ONE = {
     "epochs", "batch_size", "representative_images", "warm_runs", "cold_start_repeats",
     "mb_per_vcpu", "memory_mb", "timeout_s", "log_retention_days", "invocations", "handler_runs",
-    "int8_photos", "float_photos", "api_request_step_kb",
+    "int8_photos", "float_photos", "api_request_step_kb", "bootstrap_resamples",
 }  # fmt: skip
 FRACTIONS = {
     "dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy",
     "leaky_slope", "alarm_error_rate", "alarm_probability_drop", "cold_start_share", "validation", "test",
-    "max_prob_diff", "confidence",
+    "max_prob_diff", "confidence", "stable_share",
 }  # fmt: skip
 
 

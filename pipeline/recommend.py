@@ -2,8 +2,10 @@
 arithmetic on the verify and bench results, so a new price or rule never re-runs a measurement."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline import cli, cost, files, gates, params, paths
@@ -31,23 +33,15 @@ def recommend(
     """The variant with the lowest `prefer` measure among those that pass the gate, across runtimes
     (LiteRT and ONNX Runtime rows of one bench run); ties go to the earlier variant in convert.variants.
     target (on_target): a variant whose answers change on the deploy's architecture's CPU is rejected."""
-    passing, rejected = [], []
     target = target or {}
-    for variant in variants:
-        excluded = verify.get("excluded", {}).get(variant)
-        reasons = [f"excluded at verify: {excluded}"] if excluded else []
-        if not reasons and variant in target.get("excluded", {}):
-            where = f"{target['architecture']} ({target['cpu']})"
-            reasons = [f"{variant}: excluded on {where} by the targets stage: {target['excluded'][variant]}"]
-        reasons = reasons or gates.failures(verify, variant, r.max_accuracy_drop, r.min_agreement, "recommend")
-        (rejected if reasons else passing).append((variant, reasons))
+    passing, rejected = judge(verify, variants, r, target)
     if not passing:
         raise cli.UserError(
             "no variant passes recommend.max_accuracy_drop and recommend.min_agreement: "
             + "; ".join(reason for _, reasons in rejected for reason in reasons)
         )
     key = PREFER[r.prefer]
-    variant = min((v for v, _ in passing), key=lambda v: results.loc[bench_row(v), key])
+    variant = fastest(results, [v for v, _ in passing], key)
     value, m = results.loc[bench_row(variant), key], verify[variant]
     reason = (
         f"{variant} has the lowest {key} ({value:g}) among the variants not shown to lose more than "
@@ -83,6 +77,84 @@ def lost_to(results: pd.DataFrame, variant: str, chosen: str, key: str) -> str:
         size, chosen_size = results.loc[bench_row(variant), "size_mb"], results.loc[bench_row(chosen), "size_mb"]
         why += f"; {size:g} MiB against {chosen_size:g}"
     return why
+
+
+def judge(verify: dict, variants: list, r: params.Recommend, target: dict) -> tuple[list, list]:
+    """(passing, rejected): each variant with the reasons it may not ship (none for the passing ones)."""
+    passing, rejected = [], []
+    for variant in variants:
+        excluded = verify.get("excluded", {}).get(variant)
+        reasons = [f"excluded at verify: {excluded}"] if excluded else []
+        if not reasons and variant in target.get("excluded", {}):
+            where = f"{target['architecture']} ({target['cpu']})"
+            reasons = [f"{variant}: excluded on {where} by the targets stage: {target['excluded'][variant]}"]
+        reasons = reasons or gates.failures(verify, variant, r.max_accuracy_drop, r.min_agreement, "recommend")
+        (rejected if reasons else passing).append((variant, reasons))
+    return passing, rejected
+
+
+def fastest(results: pd.DataFrame, passing: list, key: str) -> str:
+    """The lowest key among the passing variants; a tie goes to the earlier one (min keeps the first)."""
+    return min(passing, key=lambda v: results.loc[bench_row(v), key])
+
+
+def photo_answers(predictions: pd.DataFrame) -> tuple[dict, dict]:
+    """From verify's predictions.csv: per model, which test photos it gets right, and per variant, on
+    which it answers as Keras does (boolean arrays, one order of photos)."""
+    predicted = predictions.pivot(index="path", columns="model", values="predicted")
+    label = predictions.drop_duplicates("path").set_index("path")["label"].loc[predicted.index]
+    right = {m: (predicted[m] == label).to_numpy() for m in predicted.columns}
+    agrees = {m: (predicted[m] == predicted["keras"]).to_numpy() for m in predicted.columns}
+    return right, agrees
+
+
+def resampled(verify: dict, right: dict, agrees: dict, photos, variants: list) -> dict:
+    """verify.json's gate numbers recomputed on a resample of the photos (an index array, repeats
+    allowed); verify's exclusions stay as they were."""
+    n, confidence = len(photos), verify["confidence"]
+    keras_right = right["keras"][photos]
+    again = {"keras": {"accuracy": round(float(keras_right.mean()), 4)}, "confidence": confidence}
+    for variant in variants:
+        mine = right[variant][photos]
+        again[variant] = {
+            "accuracy": round(float(mine.mean()), 4),
+            "agreement": round(float(agrees[variant][photos].mean()), 4),
+            **gates.paired(keras_right, mine, n, confidence),
+        }
+    return again | ({"excluded": verify["excluded"]} if "excluded" in verify else {})
+
+
+def stability(
+    results: pd.DataFrame, verify: dict, predictions: pd.DataFrame, variants: list, r: params.Recommend, target: dict
+) -> dict:
+    """How often the same rule on the same predictions picks each variant when the test photos are
+    resampled with replacement (recommend.bootstrap_resamples, bootstrap_seed); "none" where no variant
+    passes. Bench's measures stay as measured: only the photos are resampled."""
+    right, agrees = photo_answers(predictions)
+    count = len(right["keras"])
+    rng = np.random.default_rng(r.bootstrap_seed)
+    picks = Counter()
+    for _ in range(r.bootstrap_resamples):
+        passing, _ = judge(
+            resampled(verify, right, agrees, rng.integers(0, count, count), variants), variants, r, target
+        )
+        picks[fastest(results, [v for v, _ in passing], PREFER[r.prefer]) if passing else "none"] += 1
+    return {"resamples": r.bootstrap_resamples, "seed": r.bootstrap_seed, "picks": dict(picks.most_common())}
+
+
+def stability_note(variant: str, stable: dict, r: params.Recommend) -> str:
+    """The reason's last words: stable, or within noise and what then decided."""
+    share = stable["picks"].get(variant, 0) / stable["resamples"]
+    said = (
+        f"the same rule picks {variant} in {share:.1%} of {stable['resamples']} bootstrap resamples of the test photos"
+    )
+    if share >= r.stable_share:
+        return f"; stable: {said}"
+    others = ", ".join(f"{v} {n / stable['resamples']:.1%}" for v, n in stable["picks"].items() if v != variant)
+    return (
+        f"; within noise: {said} (others: {others}), under recommend.stable_share {r.stable_share}; "
+        f"decided by recommend.prefer {r.prefer} ({PREFER[r.prefer]}), a tie by the earlier in convert.variants"
+    )
 
 
 def cost_table(
@@ -153,7 +225,7 @@ def headline(variant: str, verify: dict, results: pd.DataFrame) -> dict:
 
 def main() -> None:
     p = params.load()
-    for path in (paths.VERIFY_METRICS, paths.BENCH_TABLE, paths.BENCH_HANDLER, paths.TARGETS):
+    for path in (paths.VERIFY_METRICS, paths.PREDICTIONS, paths.BENCH_TABLE, paths.BENCH_HANDLER, paths.TARGETS):
         if not Path(path).exists():
             raise cli.UserError(f"{path} not found: run the verify, targets and bench stages first (dvc repro bench)")
     verify = json.loads(Path(paths.VERIFY_METRICS).read_text())
@@ -162,6 +234,9 @@ def main() -> None:
     results["usd_per_million"] = deploy_costs(costs, p.deploy)  # Keras has no handler row: NaN, never shipped
     target = on_target(json.loads(Path(paths.TARGETS).read_text()), p.deploy.architecture)
     choice = recommend(results, verify, p.convert.variants, p.recommend, target)
+    predictions = pd.read_csv(paths.PREDICTIONS, keep_default_na=False)  # a class named NA stays a name
+    choice["stability"] = stability(results, verify, predictions, p.convert.variants, p.recommend, target)
+    choice["reason"] += stability_note(choice["variant"], choice["stability"], p.recommend)
     files.write_json(paths.RECOMMENDATION, choice)
     files.write_json(paths.HEADLINE, headline(choice["variant"], verify, results))
     with files.atomic_path(paths.COST) as tmp:

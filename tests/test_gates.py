@@ -5,9 +5,11 @@ closed forms and direct binomial sums written here, not from pipeline/gates.py."
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from pipeline import gates, verify
+from pipeline import gates, recommend, variants, verify
+from pipeline.params import Recommend
 
 PHOTOS, CLASSES = 372, 10
 
@@ -97,3 +99,72 @@ def test_agreement_stays_a_plain_threshold_and_no_discordant_photo_is_no_differe
     assert gates.failures(metrics, "v", 0.005, 0.97, "recommend") == [
         f"v: top-1 agreement {round(360 / 372, 4)} < recommend.min_agreement 0.97"
     ]
+
+
+def bench(p50_ms: dict) -> pd.DataFrame:
+    """bench's results.csv for two variants, fast and slow, under the names of real ones (bench_row knows them)."""
+    return pd.DataFrame(
+        {"runtime": [variants.bench_row(REAL[v]) for v in p50_ms], "p50_ms": list(p50_ms.values())}
+    ).set_index("runtime")
+
+
+REAL = {"fast": "full_int8", "slow": "float32"}
+NAMES = [REAL["fast"], REAL["slow"]]
+
+
+def rule(**overrides) -> Recommend:
+    fields = {"max_accuracy_drop": 0.005, "min_agreement": 0.0, "prefer": "warm_p50", "bootstrap_resamples": 1000,
+              "bootstrap_seed": 0, "stable_share": 0.95}  # fmt: skip
+    return Recommend(**{**fields, **overrides})
+
+
+def predictions(models: dict, labels: list) -> pd.DataFrame:
+    """verify's predictions.csv rows: models maps a name to its answers, photo by photo."""
+    return pd.concat(
+        pd.DataFrame({"path": [f"p{i}.jpg" for i in range(len(labels))], "label": labels, "model": name,
+                      "predicted": answers})
+        for name, answers in models.items()
+    )  # fmt: skip
+
+
+@pytest.mark.fast
+def test_the_bootstrap_share_matches_a_binomial_sum():
+    """100 photos; fast (2 ms) gets 7 of Keras' right answers wrong, slow (9 ms) answers as Keras. With all
+    n discordant photos one way, fast's interval tops out at n (1 - 2 * 0.025^(1/n)) / 100: above -0.005 up
+    to n = 6, below from 7. A resample holds Binomial(100, 0.07) copies of the 7: fast is chosen with
+    probability P(X <= 6)."""
+    assert [round(n * (1 - 2 * 0.025 ** (1 / n)) / 100, 4) > -0.005 for n in (6, 7)] == [True, False]
+    labels = ["a"] * 80 + ["b"] * 20
+    keras = labels[:80] + ["a"] * 20  # right on the 80 a's
+    fast = ["b"] * 7 + keras[7:]
+    table = predictions({"keras": keras, REAL["fast"]: fast, REAL["slow"]: keras}, labels)
+    right, agrees = recommend.photo_answers(table)
+    verify_json = recommend.resampled({"confidence": 0.95}, right, agrees, np.arange(100), NAMES)
+    assert verify_json[REAL["fast"]]["keras_only"] == 7 and verify_json[REAL["fast"]]["accuracy_diff_high"] < -0.005
+    results = bench({"fast": 2.0, "slow": 9.0})
+    stable = recommend.stability(results, verify_json, table, NAMES, rule(), {})
+    expected = at_most(6, 100, 0.07)  # 0.4497
+    assert sum(stable["picks"].values()) == 1000 and set(stable["picks"]) == set(NAMES)
+    share = stable["picks"][REAL["fast"]] / 1000
+    assert abs(share - expected) < 4 * math.sqrt(expected * (1 - expected) / 1000)
+    note = recommend.stability_note(REAL["slow"], stable, rule())
+    assert note.startswith(
+        f"; within noise: the same rule picks float32 in {stable['picks'][REAL['slow']] / 1000:.1%} of 1000"
+    )
+    assert note.endswith("decided by recommend.prefer warm_p50 (p50_ms), a tie by the earlier in convert.variants")
+
+
+@pytest.mark.fast
+def test_a_choice_no_resample_can_change_is_stable():
+    labels = ["a"] * 80 + ["b"] * 20
+    keras = labels[:80] + ["a"] * 20
+    never = ["b"] * 80 + ["a"] * 20  # wrong wherever Keras is right: fails in every resample
+    table = predictions({"keras": keras, REAL["fast"]: never, REAL["slow"]: keras}, labels)
+    right, agrees = recommend.photo_answers(table)
+    verify_json = recommend.resampled({"confidence": 0.95}, right, agrees, np.arange(100), NAMES)
+    results = bench({"fast": 2.0, "slow": 9.0})
+    stable = recommend.stability(results, verify_json, table, NAMES, rule(bootstrap_resamples=50), {})
+    assert stable == {"resamples": 50, "seed": 0, "picks": {"float32": 50}}
+    assert recommend.stability_note(REAL["slow"], stable, rule()) == (
+        "; stable: the same rule picks float32 in 100.0% of 50 bootstrap resamples of the test photos"
+    )

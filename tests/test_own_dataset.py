@@ -321,7 +321,14 @@ def test_exclude_leaves_the_failing_variants_out_with_why_and_stop_fails():
 def test_recommend_and_the_report_never_take_an_excluded_variant():
     metrics = VERIFY | {"excluded": {"full_int8": "full_int8: top-1 agreement 0.945 < verify.min_agreement 0.95"}}
     results = pd.DataFrame({"runtime": ["float32"], "p50_ms": [10.0]}).set_index("runtime")
-    rule = Recommend(max_accuracy_drop=1.0, min_agreement=0.0, prefer="warm_p50")  # gates open: only exclusion
+    rule = Recommend(
+        max_accuracy_drop=1.0,
+        min_agreement=0.0,
+        prefer="warm_p50",
+        bootstrap_resamples=10,
+        bootstrap_seed=0,
+        stable_share=0.95,
+    )  # gates open: only exclusion
     choice = recommend.recommend(results, metrics, ["float32", "full_int8"], rule)
     assert choice["variant"] == "float32" and "rejected: full_int8" in choice["reason"]
     with pytest.raises(cli.UserError, match="excluded at verify: full_int8: top-1 agreement 0.945"):

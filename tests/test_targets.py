@@ -104,7 +104,14 @@ VERIFY = {
     **{v: {"accuracy": 0.8, "agreement": 1.0, **SAME} for v in ("float32", "onnx_int8")},
 }
 RESULTS = pd.DataFrame({"runtime": ["float32", "onnx_int8"], "p50_ms": [12.0, 3.0]}).set_index("runtime")
-RULE = params.Recommend(max_accuracy_drop=0.005, min_agreement=0.97, prefer="warm_p50")
+RULE = params.Recommend(
+    max_accuracy_drop=0.005,
+    min_agreement=0.97,
+    prefer="warm_p50",
+    bootstrap_resamples=10,
+    bootstrap_seed=0,
+    stable_share=0.95,
+)
 
 
 @pytest.mark.fast
