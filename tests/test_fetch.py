@@ -140,6 +140,11 @@ class Site(SiteHandler):
             return self.answer(302, b"", {"Location": "http://["})
         if self.path == "/to-cafe":
             return self.answer(302, b"", {"Location": "/caf\xe9.jpg"})  # sent as a Latin-1 byte, as servers do
+        if self.path.startswith("/status/"):  # /status/301 -> a 301 to /photo
+            return self.answer(int(self.path.rsplit("/", 1)[1]), b"", {"Location": "/photo"})
+        if self.path.startswith("/hop/"):  # /hop/N: N redirects before the photo
+            left = int(self.path.rsplit("/", 1)[1])
+            return self.answer(302, b"", {"Location": f"/hop/{left - 1}" if left > 1 else "/photo"})
         if self.path == "/big":
             return self.answer(200, b"\0" * 2_000_000)
         if self.path in ("/photo", "/caf%C3%A9.jpg", "/a%20b.jpg?q=%C3%A9"):
@@ -411,4 +416,41 @@ def test_a_host_name_idna_cannot_encode_is_400():
     # UnicodeError is not turned into the URL's own 400.
     with pytest.raises(FetchError, match="invalid host name") as error:
         fetch("http://" + "a" * 64 + ".example/x.jpg")
+    assert type(error.value) is FetchError and error.value.status == 400
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_every_redirect_status_is_followed(site, status):
+    # Fails if any of the five redirect statuses leaves the list (its answer would be "HTTP 30x", a 422).
+    assert get(site, f"/status/{status}") == PHOTO
+
+
+def test_three_redirects_are_followed_and_a_fourth_is_refused(site):
+    # Fails if the loop allows fewer hops than MAX_REDIRECTS (3) or more.
+    assert fetching.MAX_REDIRECTS == 3
+    assert get(site, "/hop/3") == PHOTO
+    with pytest.raises(BadAnswer, match="more than 3 redirects"):
+        get(site, "/hop/4")
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("http://h.example", ("http", "h.example", 80, "/")),  # no path: "/"; http's port 80
+        ("https://h.example/a", ("https", "h.example", 443, "/a")),  # https's port 443
+        ("http://h.example/a;b=1/c@d!$&'()*+,=-._~%20", ("http", "h.example", 80, "/a;b=1/c@d!$&'()*+,=-._~%20")),
+        ("http://h.example/p?a=1?b=/c", ("http", "h.example", 80, "/p?a=1?b=/c")),  # a query keeps its ? and /
+    ],
+)
+def test_a_url_s_target_keeps_what_is_already_valid(url, target):
+    # The characters kept are RFC 3986's sub-delims, ":@/" and unreserved ones, and existing %XX escapes. Fails if
+    # the default port or path changes, or the safe set is dropped (quote's default would encode ;=@!$&'()*+,).
+    assert fetching._target(url, frozenset({80, 443}), FetchError) == target
+
+
+def test_a_host_that_does_not_resolve_is_400(monkeypatch):
+    # Fails if a resolver error is not turned into the URL's own 400 (a KeyError would be the function's 500).
+    monkeypatch.setattr(socket, "getaddrinfo", resolver({}, []))
+    with pytest.raises(FetchError, match="cannot resolve host 'nowhere.example'") as error:
+        fetch("http://nowhere.example/x.jpg")
     assert type(error.value) is FetchError and error.value.status == 400
