@@ -28,96 +28,43 @@ WORK = ROOT / ".cache" / "mutants"
 # Files the fast tests read from the project root besides the code and the tests.
 ALSO = ["params.yaml", "dvc.yaml", "Makefile", "requirements.txt", "lambda", "docs"]
 
+
 # module: (source file in the staged copy, functions whose mutants count (None: all), test selection).
 # Timed fetch tests (deadlines of 1 s against slow servers) are left out: a mutant that slows them says
 # nothing about the rule mutated, and they would cost seconds per mutant.
+def tests(*names: str) -> list[str]:
+    return [f"tests/test_{name}.py" for name in names]
+
+
 FETCH_UNTIMED = "not deadline and not slow and not resolver and not handshake"
 MODULES = {
-    "gates": (
-        "pipeline/gates.py",
-        None,
-        [
-            "tests/test_gates.py",
-            "tests/test_recommend.py",
-            "tests/test_own_dataset.py",
-            "tests/test_verify.py",
-            "-m",
-            "fast",
-        ],
-    ),
-    "cost": (
-        "pipeline/cost.py",
-        None,
-        [
-            "tests/test_recommend.py",
-            "tests/test_params.py",
-            "tests/test_report.py",
-            "tests/test_deploy_tune.py",
-            "-m",
-            "fast",
-        ],
-    ),
-    "recommend": (
-        "pipeline/recommend.py",
-        None,
-        ["tests/test_recommend.py", "tests/test_own_dataset.py", "tests/test_targets.py", "-m", "fast"],
-    ),
+    "gates": ("pipeline/gates.py", None, [*tests("gates", "recommend", "own_dataset", "verify"), "-m", "fast"]),
+    "cost": ("pipeline/cost.py", None, [*tests("recommend", "params", "report", "deploy_tune"), "-m", "fast"]),
+    "recommend": ("pipeline/recommend.py", None, [*tests("recommend", "own_dataset", "targets"), "-m", "fast"]),
     "params": (
         "pipeline/params.py",
         None,
-        [
-            "tests/test_params.py",
-            "tests/test_arm64_refusals.py",
-            "tests/test_deploy_tune.py",
-            "tests/test_dvc_yaml.py",
-            "tests/test_deploy_canary.py",
-            "tests/test_deploy_lambda_states.py",
-            "-m",
-            "fast",
-        ],
+        [*tests("params", "arm64_refusals", "deploy_tune", "dvc_yaml", "deploy_canary", "deploy_lambda_states"),
+         "-m", "fast"],
     ),
     "releases": (
         "pipeline/deploy/releases.py",
         None,
-        [
-            "tests/test_releases.py",
-            "tests/test_own_dataset.py",
-            "tests/test_deploy_canary.py",
-            "tests/test_deploy_releases.py",
-            "-m",
-            "fast",
-        ],
+        [*tests("canary_judgement", "deploy_commands", "own_dataset", "deploy_canary", "deploy_releases"),
+         "-m", "fast"],
     ),
-    "alarms": (
-        "pipeline/deploy/alarms.py",
-        None,
-        ["tests/test_alarms.py", "tests/test_deploy_canary.py", "tests/test_deploy_releases.py", "-m", "fast"],
-    ),
-    "fetch": ("serving/fetch.py", None, ["tests/test_fetch.py", "-k", FETCH_UNTIMED]),
-    "images": ("serving/images.py", None, ["tests/test_images.py", "-m", "fast"]),
-    "handler": ("serving/handler.py", None, ["tests/test_events.py", "tests/test_handler_rules.py", "-m", "fast"]),
+    "alarms": ("pipeline/deploy/alarms.py", None, [*tests("canary_judgement", "deploy_canary"), "-m", "fast"]),
+    "fetch": ("serving/fetch.py", None, [*tests("fetch"), "-k", FETCH_UNTIMED]),
+    "images": ("serving/images.py", None, [*tests("images"), "-m", "fast"]),
+    "handler": ("serving/handler.py", None, [*tests("events", "function_contract"), "-m", "fast"]),
     # data.py's rules, not its download and its stage's I/O (fetch, prepare, main).
     "data": (
         "pipeline/data.py",
-        {
-            "archive_root",
-            "split_layout",
-            "hidden",
-            "find_root",
-            "class_folders",
-            "images_in",
-            "chosen_classes",
-            "scan",
-            "split_counts",
-            "split_classes",
-            "unreadable",
-            "check_images",
-            "first_readable",
-            "check_classes",
-        },
-        ["tests/test_data.py", "tests/test_data_rules.py", "tests/test_own_dataset.py", "-m", "fast"],
+        {"archive_root", "split_layout", "hidden", "find_root", "class_folders", "images_in", "chosen_classes",
+         "scan", "split_counts", "split_classes", "unreadable", "check_images", "first_readable", "check_classes"},
+        [*tests("data_rules", "data", "own_dataset"), "-m", "fast"],
     ),
-}
+}  # fmt: skip
 
 
 def failing(here: Path, selection: list) -> list[str]:
@@ -191,11 +138,25 @@ def statuses(here: Path, untested: bool) -> dict:
     return found
 
 
-def diff(here: Path, name: str) -> str:
-    shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=here, capture_output=True, text=True)
-    return "\n".join(
-        line for line in shown.stdout.splitlines() if line.startswith(("+", "-")) and line[:3] not in ("+++", "---")
+DIFFS = """
+import json, sys
+from mutmut.__main__ import find_mutant, get_diff_for_mutant
+out = {}
+for name in json.load(sys.stdin):
+    lines = get_diff_for_mutant(name, path=find_mutant(name).path).splitlines()
+    out[name] = "\\n".join(l for l in lines if l.startswith(("+", "-")) and l[:3] not in ("+++", "---"))
+print(json.dumps(out))
+"""
+
+
+def diffs(here: Path, names: list) -> dict:
+    """Each mutant's changed lines (one process for all: mutmut show costs seconds a mutant)."""
+    if not names:
+        return {}
+    shown = subprocess.run(
+        [sys.executable, "-c", DIFFS], cwd=here, input=json.dumps(names), capture_output=True, text=True, check=True
     )
+    return json.loads(shown.stdout.strip().splitlines()[-1])
 
 
 def function_of(name: str) -> str:
@@ -204,19 +165,25 @@ def function_of(name: str) -> str:
     return key[2:] if key.startswith("x_") else key.lstrip("xǁ").replace("ǁ", ".")
 
 
-def run(module: str) -> dict:
+def run(module: str, again: bool = True) -> dict:
+    """again=False: summarize the last run's records in .cache/mutants/<module>/ instead of running."""
     source, functions, selection = MODULES[module]
-    here, broken = stage(module, source, selection)
-    started = time.monotonic()
-    # One worker at low priority: the machine is shared.
-    done = subprocess.run(
-        ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", "1"],
-        cwd=here,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-    )
-    seconds = round(time.monotonic() - started)
+    here, broken, seconds, log = WORK / module, [], None, WORK / module / "mutmut.log"
+    if again:
+        here, broken = stage(module, source, selection)
+        started = time.monotonic()
+        # One worker at low priority: the machine is shared.
+        done = subprocess.run(
+            ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", "1"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+        seconds = round(time.monotonic() - started)
+        log.write_text(done.stdout + done.stderr)
+    else:
+        done = subprocess.CompletedProcess([], 0, log.read_text() if log.exists() else "", "")
     untested = "could not find any test case for any mutant" in done.stdout
     found = statuses(here, untested)
     if (done.returncode != 0 and not untested) or not found:
@@ -233,7 +200,7 @@ def run(module: str) -> dict:
         "other": {n: s for n, s in left.items() if s not in ("survived", "no tests")},
         "seconds": seconds,
         "deselected_failing": broken,
-        "diffs": {n: diff(here, n) for n, s in left.items() if s != "no tests"},
+        "diffs": diffs(here, [n for n, s in left.items() if s != "no tests"]),
     }
     (WORK / f"{module}.json").write_text(json.dumps(result, indent=1))
     return result
@@ -242,11 +209,12 @@ def run(module: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"some of {', '.join(MODULES)} (default: all)")
+    parser.add_argument("--summarize", action="store_true", help="read the last run's records, do not run again")
     args = parser.parse_args()
     if unknown := set(args.modules) - set(MODULES):
         parser.error(f"no such module: {', '.join(sorted(unknown))}")
     for module in args.modules or MODULES:
-        r = run(module)
+        r = run(module, again=not args.summarize)
         score = r["killed"] / r["mutants"] if r["mutants"] else float("nan")
         print(
             f"{module:10} {r['module']:28} killed {r['killed']:4}/{r['mutants']:<4} ({score:.0%})  survived "
