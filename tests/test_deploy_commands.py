@@ -17,6 +17,7 @@ from pipeline import cli, params
 from pipeline.deploy import __main__ as deploy_cli
 from pipeline.deploy import build, commands, plan, releases, status
 from pipeline.deploy.aws import TAG
+from pipeline.deploy.errors import AccuracyDropped, CanaryRunning
 
 COMMANDS = ("deploy", "rollback", "destroy", "tune", "status", "url", "logs")
 READS = ("Get", "List", "Describe", "Filter")  # the operations that change nothing in AWS
@@ -215,13 +216,13 @@ def test_dry_run_plans_a_canary_and_says_deploys_refusals(project):
     assert lam.publish_version(FunctionName=name)["Version"] == "2"
     lam.update_alias(FunctionName=name, Name="live", Description=releases.History(live=[1], canary=2).text(),
                      RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}})  # fmt: skip
-    with pytest.raises(cli.UserError, match="takes a share of 'live'"):  # as deploy refuses a second canary
+    with pytest.raises(CanaryRunning, match="takes a share of 'live'"):  # as deploy refuses a second canary
         plan.decide(project)
 
 
 def test_dry_run_refuses_what_deploy_refuses(project):
     make_live(project, "an-older-key", "an-older-config", accuracy=0.95)  # ours scored 0.8 at verify
-    with pytest.raises(cli.UserError, match="max_accuracy_drop"):
+    with pytest.raises(AccuracyDropped, match="max_accuracy_drop"):
         plan.decide(project)
     assert plan.decide(project, force=True)["action"] == "deploy"
 

@@ -17,6 +17,7 @@ import pytest
 from conftest import LABELS, make_project, run, small_params, stage
 from pipeline import cli, dataset, gates, recommend, report, sources
 from pipeline.deploy import commands, releases, smoke
+from pipeline.deploy.errors import LabelsChanged
 from pipeline.params import Recommend, Verify
 
 # The new classes, each from real photos of clothing classes, in the order data.classes gives (not sorted).
@@ -345,11 +346,11 @@ def test_deploy_refuses_to_replace_a_live_model_with_other_labels_and_says_which
         return {"Version": "3", "Description": text}
 
     commands.guard_labels(live(ORDER), ORDER, force=False)  # the same labels: deploys
-    with pytest.raises(cli.UserError) as e:
+    with pytest.raises(LabelsChanged) as e:
         commands.guard_labels(live(ORDER), ["top", "bottom", "footwear", "head-wear"], force=False)
     assert "the live version 3 answers with other labels" in str(e.value)
     assert "removed ['foot wear'], added ['footwear']" in str(e.value) and "deploy --force" in str(e.value)
-    with pytest.raises(cli.UserError, match="the same labels in another order"):
+    with pytest.raises(LabelsChanged, match="the same labels in another order"):
         commands.guard_labels(live(ORDER), sorted(ORDER), force=False)
     commands.guard_labels(live(ORDER), sorted(ORDER), force=True)
     # The clothing set's 10 labels live, with a real photo's 40-character name: the photo is kept (rollback

@@ -139,6 +139,7 @@ def test_recommend_rejects_a_variant_excluded_on_the_deploys_architecture_only()
 
 def test_deploy_refuses_a_variant_excluded_on_its_architecture(tmp_path, monkeypatch):
     from pipeline.deploy import build
+    from pipeline.deploy.errors import VariantExcluded
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "artifacts/onnx").mkdir(parents=True)
@@ -149,7 +150,7 @@ def test_deploy_refuses_a_variant_excluded_on_its_architecture(tmp_path, monkeyp
     x86, arm = (
         params.dataclasses.replace(deploy, variant="onnx_int8", architecture=arch) for arch in ("x86_64", "arm64")
     )
-    with pytest.raises(UserError) as refused:
+    with pytest.raises(VariantExcluded) as refused:
         build.chosen_model(x86)
     assert (
         str(refused.value) == "onnx_int8 was excluded on x86_64 by the targets stage: top-1 agreement ... 0.917 < ..."

@@ -20,7 +20,6 @@ import pytest
 
 from conftest import ROOT, make_project, small_params, softmax, stage, tiny_project
 from pipeline import params
-from pipeline.cli import UserError
 
 pytestmark = pytest.mark.targets
 
@@ -93,6 +92,7 @@ def test_a_variant_whose_answers_change_on_a_target_cpu_is_excluded_for_that_arc
     tmp_path, dataset_dir, monkeypatch
 ):
     from pipeline.deploy import build
+    from pipeline.deploy.errors import VariantExcluded
 
     overrides = {
         "convert.variants": ["onnx_int8"],
@@ -124,7 +124,7 @@ def test_a_variant_whose_answers_change_on_a_target_cpu_is_excluded_for_that_arc
     (architecture,) = differs
     monkeypatch.chdir(project)
     deploy = dataclasses.replace(params.load().deploy, variant="onnx_int8")
-    with pytest.raises(UserError, match=f"onnx_int8 was excluded on {architecture} by the targets stage: top-1"):
+    with pytest.raises(VariantExcluded, match=f"onnx_int8 was excluded on {architecture} by the targets stage: top-1"):
         build.chosen_model(dataclasses.replace(deploy, architecture=architecture))
 
 

@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 from pipeline import cli, files, params, paths, variants
-from pipeline.deploy import limits
+from pipeline.deploy import errors, limits
 from pipeline.deploy.programs import sh
 from serving import HANDLER
 
@@ -32,11 +32,13 @@ def chosen_model(d: params.Deploy) -> tuple[str, Path]:
         raise cli.UserError(f"deploy.variant: unknown {variant!r}; known: {variants.NAMES}")
     excluded = verify_metrics().get("excluded", {}).get(variant)
     if excluded:
-        raise cli.UserError(f"{variant} was excluded at verify ({excluded}): deploy ships only variants that passed")
+        raise errors.VariantExcluded(
+            f"{variant} was excluded at verify ({excluded}): deploy ships only variants that passed"
+        )
     # The targets stage ran each variant on Lambda's CPUs: one whose answers change on this architecture's is refused.
     targets = json.loads(Path(paths.TARGETS).read_text()) if Path(paths.TARGETS).exists() else {}
     if changed := targets.get(d.architecture, {}).get("excluded", {}).get(variant):
-        raise cli.UserError(f"{variant} was excluded on {d.architecture} by the targets stage: {changed}")
+        raise errors.VariantExcluded(f"{variant} was excluded on {d.architecture} by the targets stage: {changed}")
     model = variants.model_path(variant)
     if not model.exists():
         raise cli.UserError(f"{model} not found: run `dvc repro` first")

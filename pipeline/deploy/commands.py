@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline import cli, files, params, paths
 from pipeline.deploy import build, canary, doors, functions, image, limits, lock, releases, resources, smoke, snapstart
 from pipeline.deploy.aws import aws_errors, caller, client
+from pipeline.deploy.errors import AccuracyDropped, CanaryRunning, LabelsChanged, NothingToRollBack, VersionRejected
 
 
 def guard_accuracy(d: params.Deploy, live: "dict | None", variant: str, accuracy: "float | None", force: bool) -> None:
@@ -17,7 +18,7 @@ def guard_accuracy(d: params.Deploy, live: "dict | None", variant: str, accuracy
     was = (releases.recorded(live) or {}).get("accuracy") if live else None
     if force or was is None or accuracy is None or accuracy >= was - d.max_accuracy_drop:
         return
-    raise cli.UserError(
+    raise AccuracyDropped(
         f"{variant} scored {accuracy:.4f} at verify, the live version {live['Version']} scored {was:.4f} "
         f"(more than deploy.max_accuracy_drop {d.max_accuracy_drop} lower): deploy --force ships it anyway"
     )
@@ -28,7 +29,7 @@ def guard_labels(live: "dict | None", labels: list, force: bool) -> None:
     was = releases.recorded(live) if live else None
     changed = releases.labels_changed(was, labels) if was else None
     if changed and not force:
-        raise cli.UserError(
+        raise LabelsChanged(
             f"the live version {live['Version']} answers with other labels than this model ({changed}): "
             "deploy --force replaces it"
         )
@@ -114,7 +115,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
         was = releases.recorded(live) if live else None
         running = canary.in_progress(alias, history)
         if running:
-            raise cli.UserError(
+            raise CanaryRunning(
                 f"version {running} takes a share of 'live' under its alarms (a canary, or one a killed deploy left): "
                 "wait for it to end, or `make rollback` ends it"
             )
@@ -127,7 +128,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
         published = releases.versions(lam, d)
         rejected = releases.rejected_with(published, history, key, config)
         if rejected and not force:
-            raise cli.UserError(
+            raise VersionRejected(
                 f"version {rejected} has this code and configuration, and 'live' was rolled back from it (rejected): "
                 "not making it live again; change the code or the params, or deploy --force to make it live anyway"
             )
@@ -225,7 +226,7 @@ def rollback(p: params.Params, force: bool = False) -> str:
         lam = client("lambda", d.region)
         alias = releases.live_alias(lam, d)
         if alias is None:
-            raise cli.UserError(f"{d.function_name} has no '{releases.ALIAS}' alias: nothing to roll back")
+            raise NothingToRollBack(f"{d.function_name} has no '{releases.ALIAS}' alias: nothing to roll back")
         history, current = releases.read(alias), alias["FunctionVersion"]
         if canary.in_progress(alias, history):  # 'live' never left the released version: all traffic back on it
             released, rejected = canary.end(lam, client("cloudwatch", d.region), d)
@@ -236,7 +237,7 @@ def rollback(p: params.Params, force: bool = False) -> str:
             return released
         target = releases.rollback_target(lam, d, current, history)
         if target is None:
-            raise cli.UserError(
+            raise NothingToRollBack(
                 f"'live' is on version {current}; no earlier live version that was not rolled back from is left"
             )
         meta = releases.recorded(target)

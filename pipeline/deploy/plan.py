@@ -5,9 +5,10 @@ test, no write to AWS or to build/ (the model is staged in a temporary folder to
 import tempfile
 from pathlib import Path
 
-from pipeline import cli, params
+from pipeline import params
 from pipeline.deploy import build, canary, commands, functions, image, limits, releases, smoke, status
 from pipeline.deploy.aws import aws_errors, client
+from pipeline.deploy.errors import CanaryRunning, VersionRejected
 
 
 def image_plan(d: params.Deploy, key: str) -> str:
@@ -70,7 +71,7 @@ def decide(p: params.Params, force: bool = False) -> dict:
         found["url"] = status.endpoint_url(lam, d) if alias else None
         running = canary.in_progress(alias, history)
         if running:
-            raise cli.UserError(
+            raise CanaryRunning(
                 f"version {running} takes a share of 'live' under its alarms: deploy would refuse until it ends "
                 "(`make rollback` ends it)"
             )
@@ -81,7 +82,7 @@ def decide(p: params.Params, force: bool = False) -> dict:
             return found | {"action": "nothing", "steps": [nothing]}
         rejected = releases.rejected_with(releases.versions(lam, d), history, key, config)
         if rejected and not force:
-            raise cli.UserError(
+            raise VersionRejected(
                 f"version {rejected} has this code and configuration and was rolled back from: deploy would refuse "
                 "(deploy --force makes it live anyway)"
             )

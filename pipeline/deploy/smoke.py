@@ -15,7 +15,7 @@ import pandas as pd
 import requests
 
 from pipeline import cli, dataset, emulators, params, paths, variants
-from pipeline.deploy import build, limits, programs
+from pipeline.deploy import build, errors, limits, programs
 from pipeline.gateway import INVOKE_PATH
 from pipeline.ports import free_port
 
@@ -99,7 +99,7 @@ def run_image(engine: str, image: str, photo: Path, architecture: str = "x86_64"
                 return session.post(url, json=event(photo), timeout=wait_s).json()
             except (requests.ConnectionError, ValueError):
                 subprocess.run(["sleep", "0.25"])
-        raise cli.UserError(f"smoke test failed: the image did not answer within {wait_s} s")
+        raise errors.SmokeTestFailed(f"smoke test failed: the image did not answer within {wait_s} s")
     finally:
         subprocess.run([engine, "rm", "-f", container], capture_output=True)
 
@@ -128,7 +128,7 @@ def run_zip(d: params.Deploy, photo: Path) -> dict:
     )
     if result.returncode != 0:
         last = result.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise cli.UserError(f"smoke test failed: the zip package's handler crashed: {last[0]}")
+        raise errors.SmokeTestFailed(f"smoke test failed: the zip package's handler crashed: {last[0]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -156,16 +156,16 @@ def invoke(lam, d: params.Deploy, photo: Path, qualifier: str = "$LATEST") -> di
         answer = lam.invoke(FunctionName=d.function_name, Qualifier=qualifier, Payload=payload)
     body = answer["Payload"].read() or b"{}"
     if answer.get("FunctionError"):
-        raise cli.UserError(f"smoke test failed: the function raised {body.decode(errors='replace')[:300]}")
+        raise errors.SmokeTestFailed(f"smoke test failed: the function raised {body.decode(errors='replace')[:300]}")
     try:
         return json.loads(body)
     except ValueError:
-        raise cli.UserError(f"smoke test failed: the function answered {body[:300]!r}, not JSON") from None
+        raise errors.SmokeTestFailed(f"smoke test failed: the function answered {body[:300]!r}, not JSON") from None
 
 
 def check(answer: dict, photo: Path, expected: str, stays: str = "nothing was published and 'live' stays where it was"):
     if answer.get("top") != expected:
-        raise cli.UserError(
+        raise errors.SmokeTestFailed(
             f"smoke test failed: {photo.name} answered {answer.get('top') or answer} where {expected} was expected; "
             f"{stays}"
         )
