@@ -11,14 +11,18 @@ def test_second_repro_does_nothing(small_run):
     assert "Running stage" not in result.stdout
 
 
-def test_metrics_show_lists_the_headline_numbers(small_run):
+def test_metrics_show_is_the_shipped_variants_headline(small_run):
+    """dvc metrics show prints one line: the variant recommend chose, with its own verify and bench numbers;
+    the per-variant detail stays in the stages' JSON and CSV files."""
     out = run(["dvc", "metrics", "show", "--md"], small_run).stdout
-    for variant in ("float32", "float16", "dynamic_int8", "full_int8"):
-        for metric in ("accuracy", "agreement", "max_abs_prob_diff"):
-            assert f"{variant}.{metric}" in out
-        assert f"litert_{variant}.p50_ms" in out
-    assert "keras.accuracy" in out and "val_accuracy" in out
-    assert "per_class" not in out and "outside_ops" not in out  # detail stays in CSV files
+    chosen = json.loads((small_run / "artifacts/recommend/recommendation.json").read_text())["variant"]
+    headline = json.loads((small_run / "artifacts/headline.json").read_text())
+    verify = json.loads((small_run / "artifacts/metrics/verify.json").read_text())
+    assert headline["variant"] == chosen and headline["accuracy"] == round(verify[chosen]["accuracy"], 4)
+    for key in ("accuracy", "agreement", "p50_ms", "cold_start_s", "size_mb", "usd_million", "variant"):
+        assert key in out
+    assert "artifacts/headline.json" in out and chosen in out
+    assert "keras.accuracy" not in out and "val_accuracy" not in out and "per_class" not in out
 
 
 def test_the_default_data_set_s_verify_metrics_keep_their_keys(small_run):
