@@ -29,6 +29,7 @@ BENCH_HANDLER = "artifacts/bench/handler.csv"  # the handler end to end per runt
 
 RECOMMENDATION = "artifacts/recommend/recommendation.json"
 COST = "artifacts/recommend/cost.csv"
+RELEASE = "artifacts/recommend/release.json"  # what deploy ships and checks (pipeline/release.py)
 HEADLINE = "artifacts/headline.json"  # the shipped variant's numbers: dvc.yaml's only metrics file
 
 DEPLOY_RECORD = "artifacts/deploy.json"  # what the last deploy shipped, for people; decisions read AWS

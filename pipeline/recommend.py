@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import cli, cost, files, gates, params, paths
+from pipeline import cli, cost, files, gates, params, paths, release
 from pipeline.variants import bench_row, requirements
 from pipeline.variants import model_path as variant_path
 from pipeline.variants import runtime as runtime_of
@@ -238,6 +238,8 @@ def main() -> None:
     choice["stability"] = stability(results, verify, predictions, p.convert.variants, p.recommend, target)
     choice["reason"] += stability_note(choice["variant"], choice["stability"], p.recommend)
     files.write_json(paths.RECOMMENDATION, choice)
+    targets = json.loads(Path(paths.TARGETS).read_text())
+    release.write(release.describe(choice["variant"], p.convert.variants, verify, targets, predictions))
     files.write_json(paths.HEADLINE, headline(choice["variant"], verify, results))
     with files.atomic_path(paths.COST) as tmp:
         costs.to_csv(tmp, index=False)
