@@ -3,6 +3,7 @@ pipeline/variants.py's table names: TFLite (LiteRT) float32, float16, dynamic-ra
 float32 and int8 (pipeline/onnx_convert.py)."""
 
 import functools
+import io
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from pipeline import cli, dataset, files, onnx_convert, params, paths, variants
@@ -111,6 +113,39 @@ def tflite_full_int8_leaky(job: Job, variant: str) -> dict:
     swapped_model, swapped = swap_residual_relus(job.model, job.p.leaky_slope)
     write_tflite(calibrate_full_int8(tf.lite.TFLiteConverter.from_keras_model(swapped_model), job), variant)
     return {"swapped_relus": swapped}
+
+
+def worst_layers(stats: pd.DataFrame, count: int) -> list[str]:
+    """The count tensors whose int8 quantization errs most for their range: the root mean squared error
+    against float over the quantization step (scale), from QuantizationDebugger's layer statistics.
+    Rounding alone errs 1/sqrt(12) = 0.29 of a step; the layers far above that lose the most."""
+    error = np.sqrt(stats["mean_squared_error"]) / stats["scale"]
+    ranked = stats.assign(error=error).sort_values("error", ascending=False, kind="stable")
+    return list(ranked["tensor_name"][:count])
+
+
+@converter
+def tflite_selective_int8(job: Job, variant: str) -> dict:
+    """Full int8 with the convert.selective_float_layers layers whose quantization errs most kept in
+    float: TensorFlow's QuantizationDebugger compares each layer with float on the first
+    convert.selective_debug_images calibration photos, then quantizes again with those layers denylisted."""
+    photos = job.representative[: job.p.selective_debug_images]
+
+    def debugger(**options):
+        source = calibrate_full_int8(tf.lite.TFLiteConverter.from_saved_model(str(job.saved_model())), job)
+        return tf.lite.experimental.QuantizationDebugger(
+            converter=source, debug_dataset=lambda: ([image[None]] for image in photos), **options
+        )
+
+    measured = debugger()
+    measured.run()
+    stats = io.StringIO()
+    measured.layer_statistics_dump(stats)
+    kept = worst_layers(pd.read_csv(io.StringIO(stats.getvalue())), job.p.selective_float_layers)
+    selective = debugger(debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=kept))
+    with files.atomic_path(variants.model_path(variant)) as tmp:
+        tmp.write_bytes(selective.get_nondebug_quantized_model())
+    return {"float_layers": kept}
 
 
 @converter

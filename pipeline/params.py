@@ -77,6 +77,8 @@ class Convert:
     variants: list
     representative_images: int
     int8_io: str  # float | int8 | uint8
+    selective_float_layers: int  # selective_int8: the layers whose int8 quantization errs most, kept in float
+    selective_debug_images: int  # selective_int8: calibration photos the per-layer errors are measured on
     leaky_slope: float  # full_int8_leaky: the LeakyReLU slope that replaces the residual ReLUs
     onnx_reduce_range: bool  # onnx_int8: 7-bit weights, so x86 without VNNI cannot saturate (docs/targets.md)
 
@@ -235,7 +237,8 @@ LAMBDA_MEMORY_MB = (128, 10240)
 AT_LEAST_ONE = {
     "epochs", "batch_size", "representative_images", "warm_runs", "cold_start_repeats",
     "mb_per_vcpu", "memory_mb", "timeout_s", "log_retention_days", "invocations", "handler_runs",
-    "int8_photos", "float_photos", "api_request_step_kb", "bootstrap_resamples",
+    "int8_photos", "float_photos", "bootstrap_resamples", "selective_float_layers",
+    "selective_debug_images", "api_request_step_kb",
 }  # fmt: skip
 FRACTIONS = {
     "dropout", "min_crop_area", "label_smoothing", "max_accuracy_drop", "min_agreement", "min_load_accuracy",

@@ -57,6 +57,8 @@ TABLE = (
     Variant("full_int8", "litert", "full_int8", "tflite_full_int8"),
     # full int8 with Xception's residual ReLUs as LeakyReLU, no retraining (pipeline/relu_swap.py)
     Variant("full_int8_leaky", "litert", "full_int8", "tflite_full_int8_leaky"),
+    # full int8 with the layers whose quantization errs most kept in float (docs/gates.md, selective int8)
+    Variant("selective_int8", "litert", "full_int8", "tflite_selective_int8"),
     Variant("onnx_float32", "onnxruntime", "float32", "onnx_float32"),
     Variant("onnx_int8", "onnxruntime", "full_int8", "onnx_int8"),
 )

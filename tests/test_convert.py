@@ -107,3 +107,49 @@ def test_onnx_variants_float32_and_static_qdq_int8(small_run):
     reference = TFLiteModel(small_run / "artifacts/tflite/float32.tflite").logits(x[:1])
     np.testing.assert_allclose(float_logits[:1], reference, atol=1e-3 * np.abs(reference).max() + 1e-4)
     assert not np.array_equal(direct, float_logits)  # really quantized
+
+
+def test_worst_layers_ranks_by_error_per_quantization_step():  # imports TensorFlow (convert.py): not fast
+    import pandas as pd
+
+    from pipeline.convert import worst_layers
+
+    # RMSE over the scale: a 0.29-step error is rounding's floor, whatever the layer's range.
+    stats = pd.DataFrame(
+        {
+            "tensor_name": ["conv", "add", "logits", "pool"],
+            "mean_squared_error": [0.29**2 * 4.0, 0.5**2 * 0.01, 1.08**2 * 0.25, 0.3**2 * 9.0],
+            "scale": [2.0, 0.1, 0.5, 3.0],
+        }
+    )
+    assert worst_layers(stats, 2) == ["logits", "add"]  # 1.08 and 0.5 steps; pool 0.3, conv 0.29
+    assert worst_layers(stats, 0) == []
+
+
+@pytest.mark.heavy  # ~1 CPU min: converts with the debugger twice, verifies, probes (make test-heavy)
+@pytest.mark.slow
+def test_selective_int8_keeps_the_named_layers_float_and_is_verified_and_benched(tmp_path, small_run):
+    """selective_int8 on the small run's model: the layers convert.json names stay float32 in the model
+    file, the rest int8; verify gives it an accuracy interval; bench's probe times it in one partition."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from pipeline.bench import probe
+
+    project = copy_run(small_run, tmp_path / "p", "tflite", "onnx")
+    set_params(project, **{"convert.variants": ["selective_int8"], "convert.selective_float_layers": 2,
+                           "convert.selective_debug_images": 8, "verify.on_gate_failure": "stop",
+                           "verify.min_agreement": 0.0})  # fmt: skip
+    stage("convert", project)
+    kept = json.loads((project / "artifacts/metrics/convert.json").read_text())["selective_int8"]["float_layers"]
+    assert len(kept) == 2
+    path = project / "artifacts/tflite/selective_int8.tflite"
+    interpreter = Interpreter(model_path=str(path))
+    dtypes = {t["name"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    assert all(dtypes[name] == np.float32 for name in kept)
+    assert sum(d == np.int8 for d in dtypes.values()) > 100  # the rest of Xception stays int8
+    stage("verify", project)
+    m = json.loads((project / "artifacts/metrics/verify.json").read_text())["selective_int8"]
+    assert m["accuracy_diff_low"] <= m["accuracy_diff"] <= m["accuracy_diff_high"]
+    assert TFLiteModel(path).delegate_coverage()["partitions"] >= 1
+    photo = split_photos(small_run)[0]
+    assert probe("litert", path, 1, photo, 3, 1)["p50_ms"] > 0
