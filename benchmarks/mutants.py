@@ -55,7 +55,7 @@ MODULES = {
     ),
     "alarms": ("pipeline/deploy/alarms.py", None, [*tests("canary_judgement", "deploy_canary"), "-m", "fast"]),
     "fetch": ("serving/fetch.py", None, [*tests("fetch"), "-k", FETCH_UNTIMED]),
-    "images": ("serving/images.py", None, [*tests("images"), "-m", "fast"]),
+    "images": ("serving/images.py", None, [*tests("images", "image_rules"), "-m", "fast"]),
     "handler": ("serving/handler.py", None, [*tests("events", "handler_rules", "function_contract"), "-m", "fast"]),
     # data.py's rules, not its download and its stage's I/O (fetch, prepare, main).
     "data": (
