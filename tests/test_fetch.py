@@ -454,3 +454,13 @@ def test_a_host_that_does_not_resolve_is_400(monkeypatch):
     with pytest.raises(FetchError, match="cannot resolve host 'nowhere.example'") as error:
         fetch("http://nowhere.example/x.jpg")
     assert type(error.value) is FetchError and error.value.status == 400
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_reading():
+    # The server declares 2,000,000 bytes and sends 10 before hanging up: refused on the header alone (413).
+    # Fails if the Content-Length check goes (`(response.length and 0)`): the read would end short, a 422.
+    def behaviour(conn, stop):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n" + b"x" * 10)
+
+    with raw_server(behaviour) as server, pytest.raises(TooLarge):
+        fetch(f"http://127.0.0.1:{server.port}/x.jpg", LOCAL, max_bytes=1_000_000, allowed_ports={server.port})
