@@ -239,7 +239,7 @@ def main() -> None:
     choice["reason"] += stability_note(choice["variant"], choice["stability"], p.recommend)
     files.write_json(paths.RECOMMENDATION, choice)
     targets = json.loads(Path(paths.TARGETS).read_text())
-    release.write(release.describe(choice["variant"], p.convert.variants, verify, targets, predictions))
+    release.write(release.describe(choice["variant"], p.convert.variants, verify, targets, release.read_predictions()))
     files.write_json(paths.HEADLINE, headline(choice["variant"], verify, results))
     with files.atomic_path(paths.COST) as tmp:
         costs.to_csv(tmp, index=False)

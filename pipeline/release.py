@@ -34,6 +34,11 @@ def describe(recommended: str, names: list, verify: dict, targets: dict, predict
     return {"variant": recommended, **model, "variants": entries}
 
 
+def read_predictions(path: str = paths.PREDICTIONS) -> pd.DataFrame:
+    """verify's predictions with every column as written: a class named 01, 1, NA or None stays that name."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
 def write(manifest: dict) -> None:
     files.write_json(paths.RELEASE, manifest)
 

@@ -19,13 +19,9 @@ from aws_local import SetupFailed, build_standin_base, start_registry, step
 from conftest import ROOT, set_params
 
 TOOLS = ("podman", "docker-registry", "debootstrap")
-# What deploy reads from a finished run (besides its code and params): the recommendation, verify's
-# accuracy and answers (the smoke test's photo), and the model files it may ship.
-RUN_FILES = (
-    "artifacts/recommend/recommendation.json",
-    "artifacts/metrics/verify.json",
-    "artifacts/verify/predictions.csv",
-)
+# What deploy reads from a finished run (besides its code and params): the release manifest
+# (pipeline/release.py) and the model files it may ship.
+RUN_FILES = ("artifacts/recommend/release.json",)
 MODEL_DIRS = ("artifacts/tflite", "artifacts/onnx")
 
 
@@ -71,7 +67,7 @@ def own_name(test_name: str) -> str:
 def deploy_project(run: Path, dest: Path) -> Path:
     """A project with only what deploy reads: the code under test (this checkout's pipeline/ and
     lambda/, not the run's copy), the run's params with this checkout's deploy section, the run's
-    recommendation, verify files and model files. Model files are hard links (hundreds of MB
+    release manifest and model files. Model files are hard links (hundreds of MB
     otherwise): a test that changes one replaces it (replace_file), never writes into it."""
     dest.mkdir(parents=True)
     for code in ("pipeline", "lambda"):

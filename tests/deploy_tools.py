@@ -3,7 +3,6 @@ in the local registry, and in its one-line errors; local_aws starts moto and the
 The fixtures are in deploy_env.py."""
 
 import contextlib
-import csv
 import json
 import os
 import signal
@@ -18,6 +17,8 @@ from lambda_proxy import LambdaProxy
 
 from aws_local import SetupFailed, start_moto
 from conftest import BIN
+
+RELEASE = "artifacts/recommend/release.json"
 
 ACCOUNT = "123456789012"  # moto's
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
@@ -139,10 +140,20 @@ def registry_tags(aws, repository: str) -> list[str]:
 
 
 def verify_answer(project: Path, variant: str) -> tuple[str, str]:
-    """The smoke test's photo for a variant and verify's answer for it (the first row verify wrote)."""
-    with (project / "artifacts/verify/predictions.csv").open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["model"] == variant]
-    return rows[0]["path"], rows[0]["predicted"]
+    """The smoke test's photo for a variant and verify's answer for it, as the release manifest says."""
+    entry = json.loads((project / RELEASE).read_text())["variants"][variant]
+    return entry["smoke_photo"], entry["smoke_answer"]
+
+
+def edit_release(project: Path, variant: str, **fields) -> bytes:
+    """The release manifest with a variant's fields changed (a new file: the run's is never written
+    into); returns the original bytes, for replace_file to put back."""
+    path = project / RELEASE
+    original = path.read_bytes()
+    manifest = json.loads(original)
+    manifest["variants"][variant].update(fields)
+    replace_file(path, json.dumps(manifest).encode())
+    return original
 
 
 def zip_invokes_answer(aws, top: str) -> None:

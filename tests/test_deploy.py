@@ -18,6 +18,7 @@ from deploy_tools import (
     apis_named,
     client,
     deploy,
+    edit_release,
     functions_named,
     live,
     one_line_error,
@@ -108,10 +109,8 @@ def test_image_deploy_config_and_code_changes_failed_smoke_test_and_rollback(pro
     assert lam.get_function(FunctionName=name, Qualifier="3")["Code"]["ImageUri"] != record["image"]
 
     # A variant that scored worse at verify than live is refused, before anything is built.
-    metrics = project / "artifacts/metrics/verify.json"
-    scores = json.loads(metrics.read_text())
-    scores["float16"]["accuracy"] = scores["full_int8"]["accuracy"] - 0.05
-    metrics.write_text(json.dumps(scores))
+    scores = json.loads((project / "artifacts/recommend/release.json").read_text())["variants"]
+    edit_release(project, "float16", accuracy=scores["full_int8"]["accuracy"] - 0.05)
     set_params(project, **{"deploy.variant": "float16"})
     assert "deploy --force" in one_line_error(deploy(project, aws))
 

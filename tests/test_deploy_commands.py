@@ -124,19 +124,19 @@ def project(tmp_path, moto_url, monkeypatch, request):
     }.items():
         monkeypatch.setenv(name, value)
     (tmp_path / "lambda").symlink_to(ROOT / "lambda")
-    files = {
-        "artifacts/recommend/recommendation.json": {"variant": "full_int8"},
-        "artifacts/metrics/verify.json": {"full_int8": {"accuracy": 0.8}},
-        "artifacts/tflite/full_int8.json": {"labels": ["hat", "shoes"], "input_size": 150, "variant": "full_int8"},
+    entry = {
+        "model": "artifacts/tflite/full_int8.tflite",
+        "accuracy": 0.8,
+        "excluded": None,
+        "excluded_on": {},
+        "smoke_photo": "/x/a.jpg",
+        "smoke_answer": "hat",
     }
-    for path, content in files.items():
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text(json.dumps(content))
+    manifest = {"variant": "full_int8", "labels": ["hat", "shoes"], "input_size": 150, "variants": {"full_int8": entry}}
+    (tmp_path / "artifacts/recommend").mkdir(parents=True)
+    (tmp_path / "artifacts/recommend/release.json").write_text(json.dumps(manifest))
+    (tmp_path / "artifacts/tflite").mkdir()
     (tmp_path / "artifacts/tflite/full_int8.tflite").write_bytes(b"stand-in model")
-    (tmp_path / "artifacts/verify").mkdir()
-    (tmp_path / "artifacts/verify/predictions.csv").write_text(
-        "path,label,model,predicted\n/x/a.jpg,hat,full_int8,hat\n"
-    )
     monkeypatch.chdir(tmp_path)
     p = params.load(ROOT / "params.yaml")
     name = "cmd-" + request.node.name.lower().replace("_", "-")[-40:].strip("-")

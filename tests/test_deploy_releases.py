@@ -5,8 +5,18 @@ its runtime interface emulator (tests/lambda_proxy.py)."""
 
 import json
 
-import pandas as pd
-from deploy_tools import client, deploy, live, one_line_error, registry_digest, registry_tags, replace_file, versions
+from deploy_tools import (
+    client,
+    deploy,
+    edit_release,
+    live,
+    one_line_error,
+    registry_digest,
+    registry_tags,
+    replace_file,
+    verify_answer,
+    versions,
+)
 
 from conftest import LABELS, set_params
 
@@ -35,17 +45,13 @@ def test_rollback_goes_to_the_previous_live_version_and_stays_back(project, aws,
     set_params(project, **{"deploy.smoke_test": "aws"})
     # The image answers a class other than the one expected (as a model with permuted labels would):
     # the deploy stops before anything is published. The expectation is changed, not the image.
-    predictions = project / "artifacts/verify/predictions.csv"
-    right = predictions.read_text()
-    table = pd.read_csv(predictions)
-    row = table.index[table["model"] == "full_int8"][0]
-    expected = table.loc[row, "predicted"]
-    table.loc[row, "predicted"] = wrong = next(label for label in LABELS if label != expected)
-    table.to_csv(predictions, index=False)
+    _, expected = verify_answer(project, "full_int8")
+    wrong = next(label for label in LABELS if label != expected)
+    right = edit_release(project, "full_int8", smoke_answer=wrong)
     refused = one_line_error(deploy(project, aws))
     assert "smoke test failed: " in refused and f"where {wrong} was expected; nothing was published" in refused
     assert versions(lam, name) == [] and lam.list_aliases(FunctionName=name)["Aliases"] == []
-    replace_file(predictions, right.encode())
+    replace_file(project / "artifacts/recommend/release.json", right)
     first = deploy(project, aws)
     assert first.returncode == 0 and "deployed full_int8 as version 1" in first.stdout, first.stdout + first.stderr
     assert [c["qualifier"] for c in proxy.invocations if c["function"] == name] == ["$LATEST", "$LATEST"]

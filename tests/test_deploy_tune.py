@@ -15,10 +15,10 @@ from deploy_tools import (
     as_in_a_terminal,
     client,
     deploy,
+    edit_release,
     one_line_error,
     registry_digest,
     replace_file,
-    verify_answer,
 )
 
 from conftest import BIN, ROOT, set_params
@@ -114,17 +114,14 @@ def test_tune_reads_the_emulators_report_lines_and_restores_the_function(deploye
 def test_a_failed_invoke_stops_the_sweep_and_restores_the_function(deployed, aws, tmp_path):
     """The smoke photo replaced by bytes that are no image: the function answers 415, not a prediction."""
     project, name = deployed
-    path, _ = verify_answer(project, "full_int8")
-    predictions = project / "artifacts/verify/predictions.csv"
-    original = predictions.read_text()
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a photo" * 100)
-    replace_file(predictions, original.replace(path, str(broken)).encode())
+    original = edit_release(project, "full_int8", smoke_photo=str(broken))
     set_params(project, **{"tune.memory_mb": [1280]})
     try:
         failed = one_line_error(deploy(project, aws, "tune"))
     finally:
-        replace_file(predictions, original.encode())
+        replace_file(project / "artifacts/recommend/release.json", original)
     assert "did not answer broken.jpg with a prediction" in failed and "415" in failed
     assert configuration(aws, name) == {"MemorySize": DEPLOYED_MB, "NUM_THREADS": "1"}
 

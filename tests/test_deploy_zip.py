@@ -46,11 +46,12 @@ def test_rollback_pages_through_versions_and_skips_untested_ones(project, aws, n
     assert moved.returncode == 0 and "from version 61 to 59" in moved.stdout, moved.stderr
     assert live(lam, name) == "59"
 
-    # No verify run here (another machine): rollback cannot check the target and says so; --force moves without it.
+    # No release manifest here (another machine): rollback cannot check the target and says so; --force moves
+    # without it.
     lam.update_alias(FunctionName=name, Name="live", FunctionVersion="61")  # by hand, history kept
-    (project / "artifacts/verify/predictions.csv").unlink()
+    (project / "artifacts/recommend/release.json").unlink()
     refused = one_line_error(deploy(project, aws, "rollback"))
-    assert "predictions.csv not found" in refused and "rollback --force" in refused, refused
+    assert "release.json not found" in refused and "rollback --force" in refused, refused
     forced = deploy(project, aws, "rollback", "--force")
     assert forced.returncode == 0 and "--force: not checking version 59 in Lambda" in forced.stdout, forced.stderr
     assert "from version 61 to 59" in forced.stdout and live(lam, name) == "59"

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import LABELS, ROOT, make_project, small_params, tiny_project
-from pipeline import emulators, params, recommend, targets
+from pipeline import emulators, params, recommend, release, targets
 from pipeline.cli import UserError
 
 T = params.Targets(
@@ -144,8 +144,11 @@ def test_deploy_refuses_a_variant_excluded_on_its_architecture(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     (tmp_path / "artifacts/onnx").mkdir(parents=True)
     (tmp_path / "artifacts/onnx/onnx_int8.onnx").write_bytes(b"a model")
-    (tmp_path / "artifacts/targets").mkdir()
-    (tmp_path / "artifacts/targets/targets.json").write_text(json.dumps(targets.outcome(TABLE)))
+    (tmp_path / "artifacts/onnx/onnx_int8.json").write_text(
+        json.dumps({"sha256": "s", "labels": LABELS, "input_size": 75})
+    )
+    no_photos = pd.DataFrame(columns=["path", "label", "model", "predicted"])
+    release.write(release.describe("onnx_int8", ["onnx_int8"], {}, targets.outcome(TABLE), no_photos))
     deploy = params.load(ROOT / "params.yaml").deploy
     x86, arm = (
         params.dataclasses.replace(deploy, variant="onnx_int8", architecture=arch) for arch in ("x86_64", "arm64")

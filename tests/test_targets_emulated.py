@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, make_project, small_params, softmax, stage, tiny_project
-from pipeline import params
+from pipeline import params, release
 
 pytestmark = pytest.mark.targets
 
@@ -123,6 +123,12 @@ def test_a_variant_whose_answers_change_on_a_target_cpu_is_excluded_for_that_arc
     assert {a for a, o in outcome.items() if o["checked"] and "onnx_int8" in o["excluded"]} == differs
     (architecture,) = differs
     monkeypatch.chdir(project)
+    entry = {
+        "model": "artifacts/onnx/onnx_int8.onnx",
+        "excluded": None,
+        "excluded_on": {architecture: outcome[architecture]["excluded"]["onnx_int8"]},
+    }
+    release.write({"variant": "onnx_int8", "variants": {"onnx_int8": entry}})  # what recommend writes, in part
     deploy = dataclasses.replace(params.load().deploy, variant="onnx_int8")
     with pytest.raises(VariantExcluded, match=f"onnx_int8 was excluded on {architecture} by the targets stage: top-1"):
         build.chosen_model(dataclasses.replace(deploy, architecture=architecture))

@@ -163,7 +163,7 @@ def roll_outputs(source: Path, dest: Path) -> None:
 def test_a_variant_that_misses_a_gate_is_excluded_and_the_others_go_on(tmp_path, small_run, monkeypatch):
     """verify.on_gate_failure exclude: the stage passes with the others, verify.json says why, and
     what bench measures and what deploy ships leave the excluded variant out."""
-    from pipeline import gates, params
+    from pipeline import gates, params, release
     from pipeline.deploy import build
     from pipeline.deploy.errors import VariantExcluded
 
@@ -182,5 +182,6 @@ def test_a_variant_that_misses_a_gate_is_excluded_and_the_others_go_on(tmp_path,
     monkeypatch.chdir(project)
     p = params.load()
     assert gates.kept(p.convert.variants, written) == ["float32"]  # what bench measures
+    release.write(release.describe("float32", p.convert.variants, written, {}, release.read_predictions()))
     with pytest.raises(VariantExcluded, match=re.escape(f"onnx_float32 was excluded at verify ({reason})")):
         build.chosen_model(p.deploy)

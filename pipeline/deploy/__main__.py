@@ -91,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
     made["rollback"].add_argument(
         "--force",
         action="store_true",
-        help="move 'live' without checking the target in Lambda first (no artifacts/verify/predictions.csv here)",
+        help="move 'live' without checking the target in Lambda first (no artifacts/recommend/release.json here)",
     )
     made["destroy"].add_argument("--yes", action="store_true", help="delete without asking")
     made["logs"].add_argument(

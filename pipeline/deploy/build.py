@@ -9,7 +9,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from pipeline import cli, files, params, paths, variants
+from pipeline import cli, files, params, release, variants
 from pipeline.deploy import errors, limits
 from pipeline.deploy.programs import sh
 from serving import HANDLER
@@ -23,46 +23,42 @@ PIP_PLATFORMS = {"x86_64": "x86_64", "arm64": "aarch64"}
 
 
 def chosen_model(d: params.Deploy) -> tuple[str, Path]:
-    variant = d.variant
-    if not variant:
-        if not Path(paths.RECOMMENDATION).exists():
-            raise cli.UserError(f"{paths.RECOMMENDATION} not found: run `dvc repro` first, or set deploy.variant")
-        variant = json.loads(Path(paths.RECOMMENDATION).read_text())["variant"]
+    """deploy.variant, else the recommended one, from the release manifest; refused where verify or the
+    targets stage (on Lambda's CPUs for this architecture) excluded it."""
+    manifest = release.load()
+    variant = d.variant or manifest["variant"]
     if variant not in variants.NAMES:
         raise cli.UserError(f"deploy.variant: unknown {variant!r}; known: {variants.NAMES}")
-    excluded = verify_metrics().get("excluded", {}).get(variant)
-    if excluded:
+    entry = manifest["variants"].get(variant)
+    if entry is None:
+        raise cli.UserError(f"the verify stage did not check {variant}: add it to convert.variants and run `dvc repro`")
+    if entry["excluded"]:
         raise errors.VariantExcluded(
-            f"{variant} was excluded at verify ({excluded}): deploy ships only variants that passed"
+            f"{variant} was excluded at verify ({entry['excluded']}): deploy ships only variants that passed"
         )
-    # The targets stage ran each variant on Lambda's CPUs: one whose answers change on this architecture's is refused.
-    targets = json.loads(Path(paths.TARGETS).read_text()) if Path(paths.TARGETS).exists() else {}
-    if changed := targets.get(d.architecture, {}).get("excluded", {}).get(variant):
+    if changed := entry["excluded_on"].get(d.architecture):
         raise errors.VariantExcluded(f"{variant} was excluded on {d.architecture} by the targets stage: {changed}")
-    model = variants.model_path(variant)
+    model = Path(entry["model"])
     if not model.exists():
         raise cli.UserError(f"{model} not found: run `dvc repro` first")
     return variant, model
 
 
-def verify_metrics() -> dict:
-    path = Path(paths.VERIFY_METRICS)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def verify_accuracy(variant: str) -> "float | None":
-    """The verify stage's test accuracy of this variant (None where the stage has not run)."""
-    return verify_metrics().get(variant, {}).get("accuracy")
+    """The verify stage's test accuracy of this variant, from the release manifest."""
+    return release.load()["variants"][variant]["accuracy"]
 
 
 def model_metadata(variant: str, model: Path) -> dict:
-    """The convert stage's metadata of this model (labels in output order, input size, variant), with
-    the hash of the file that ships."""
-    path = variants.metadata_path(variant)
-    meta = json.loads(path.read_text()) if path.exists() else {}
-    if not meta.get("labels"):
-        raise cli.UserError(f"{path} with the model's labels not found: run `dvc repro convert`")
-    return meta | {"variant": variant, "sha256": files.sha256(model)}
+    """What the function reports and answers with (variant, the hash of the file that ships, labels
+    in output order, input size), from the release manifest."""
+    manifest = release.load()
+    return {
+        "variant": variant,
+        "sha256": files.sha256(model),
+        "labels": manifest["labels"],
+        "input_size": manifest["input_size"],
+    }
 
 
 def stage_model(variant: str, model: Path, into: Path = MODEL_DIR) -> list[str]:

@@ -241,7 +241,7 @@ def rollback(p: params.Params, force: bool = False) -> str:
                 f"'live' is on version {current}; no earlier live version that was not rolled back from is left"
             )
         meta = releases.recorded(target)
-        if force:  # no artifacts/verify/predictions.csv here (another machine, a fresh clone)
+        if force:  # no release manifest here (another machine, a fresh clone)
             print(f"rollback --force: not checking version {target['Version']} in Lambda before 'live' moves to it")
         else:
             try:

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import botocore.exceptions
-import pandas as pd
 import requests
 
-from pipeline import cli, dataset, emulators, params, paths, variants
+from pipeline import cli, emulators, params, paths, release, variants
 from pipeline.deploy import build, errors, limits, programs
 from pipeline.gateway import INVOKE_PATH
 from pipeline.ports import free_port
@@ -28,20 +27,13 @@ EMULATED_ANSWER_S = 600
 RESTORING = ("CodeArtifactUserPendingException", "ResourceNotReadyException")
 
 
-def predictions() -> pd.DataFrame:
-    if not Path(paths.PREDICTIONS).exists():
-        raise cli.UserError(f"{paths.PREDICTIONS} not found: run `dvc repro` first (the smoke test checks its answer)")
-    return dataset.read_labelled(paths.PREDICTIONS)
-
-
 def expected_answer(variant: str) -> tuple[Path, str]:
     """A real test photo (absolute path: the runs below use other working directories) and the
-    verify stage's answer for it with this variant."""
-    table = predictions()
-    rows = table[table["model"] == variant]
-    if rows.empty:
+    verify stage's answer for it with this variant, from the release manifest."""
+    entry = release.load()["variants"].get(variant)
+    if not entry or not entry["smoke_photo"]:
         raise cli.UserError(f"the verify stage did not check {variant}: add it to convert.variants and run `dvc repro`")
-    return Path(rows["path"].iloc[0]).resolve(), rows["predicted"].iloc[0]
+    return Path(entry["smoke_photo"]).resolve(), entry["smoke_answer"]
 
 
 def recorded_answer(meta: dict) -> tuple[Path, str]:
@@ -50,14 +42,14 @@ def recorded_answer(meta: dict) -> tuple[Path, str]:
     answer, not today's verify run. Versions published before the record: verify's answer."""
     if not meta.get("photo") or not meta.get("top"):
         return expected_answer(meta["variant"])
-    table = predictions()
-    found = table[table["path"].map(lambda p: Path(p).name) == meta["photo"]]
-    if found.empty or not Path(found["path"].iloc[0]).exists():
+    photos = {e["smoke_photo"] for e in release.load()["variants"].values() if e["smoke_photo"]}
+    found = [p for p in sorted(photos) if Path(p).name == meta["photo"] and Path(p).exists()]
+    if not found:
         raise cli.UserError(
-            f"the smoke-test photo {meta['photo']} of this version is not among {paths.PREDICTIONS}'s photos: "
+            f"the smoke-test photo {meta['photo']} of this version is not among {paths.RELEASE}'s photos: "
             "run `dvc repro` on the data it was deployed from"
         )
-    return Path(found["path"].iloc[0]).resolve(), meta["top"]
+    return Path(found[0]).resolve(), meta["top"]
 
 
 def event(photo: Path) -> dict:
