@@ -155,7 +155,7 @@ def bench(p: params.Params) -> dict:
     from serving.runtime import TFLiteModel
 
     # Every variant, whichever its runtime, timed the same way: same photo, threads, probes.
-    for variant in gates.kept(p.convert.variants, verify):  # not those verify excluded
+    for variant in gates.not_excluded(p.convert.variants, verify):  # not those verify excluded
         runtime, path, row = variants.runtime(variant), variants.model_path(variant), variants.bench_row(variant)
         print(f"bench {runtime} {variant} ...", flush=True)
         m = measure(runtime, path, p.bench, threads, image)

@@ -84,7 +84,7 @@ def _solve(rising) -> float:
     return (low + high) / 2
 
 
-def kept(variants: list, verify: dict) -> list:
+def not_excluded(variants: list, verify: dict) -> list:
     """The variants verify did not exclude (verify.on_gate_failure: exclude): the ones bench measures,
     recommend chooses from and deploy may ship."""
     return [v for v in variants if v not in verify.get("excluded", {})]
@@ -107,6 +107,6 @@ def excluded(metrics: dict, names: list, v: params.Verify) -> dict:
 def check(metrics: dict, names: list, v: params.Verify) -> None:
     """stop: any failure fails the verify stage; exclude: only when no variant is left to go on with."""
     reasons = verify_failures(metrics, names, v)
-    if reasons and (v.on_gate_failure == "stop" or not kept(names, metrics)):
-        why = "" if kept(names, metrics) else " (no variant passes: verify.on_gate_failure exclude leaves none)"
+    if reasons and (v.on_gate_failure == "stop" or not not_excluded(names, metrics)):
+        why = "" if not_excluded(names, metrics) else " (no variant passes: verify.on_gate_failure exclude leaves none)"
         raise UserError(f"verification failed{why}:\n  " + "\n  ".join(reasons))

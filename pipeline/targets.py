@@ -100,7 +100,7 @@ def answers(out: Path, variant: str, cpu: str) -> tuple:
 def check(p: params.Params) -> pd.DataFrame:
     """One row per kept variant and target: its numbers there and verdict (holds, excluded, unchecked) with why."""
     t, verify = p.targets, json.loads(Path(paths.VERIFY_METRICS).read_text())
-    kept = gates.kept(p.convert.variants, verify)
+    kept = gates.not_excluded(p.convert.variants, verify)
     if not t.architectures:
         print("targets: targets.architectures is empty: no target CPU checked")
         return pd.DataFrame(columns=COLUMNS)

@@ -75,7 +75,7 @@ def verify(p: params.Params) -> dict:
     metrics["test_images"] = len(labels)
     metrics["confidence"] = p.verify.confidence  # of every accuracy_diff_low/high
     if left_out := gates.excluded(metrics, p.convert.variants, p.verify):
-        metrics["excluded"] = left_out  # bench, recommend and deploy go on without them (gates.kept)
+        metrics["excluded"] = left_out  # bench, recommend and deploy go on without them (gates.not_excluded)
 
     rows = [
         pd.DataFrame(

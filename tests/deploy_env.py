@@ -122,7 +122,7 @@ def project(aws, small_run, tmp_path, names):
 
 BUILD = (
     "from pipeline import params\nfrom pipeline.deploy import build, image\n"
-    "d = params.load().deploy\nbuild.stage_model(*build.chosen_model(d))\nkey = build.code_key(d)\n"
+    "d = params.load().deploy\nbuild.copy_model(*build.chosen_model(d))\nkey = build.code_key(d)\n"
     "image.build_image('podman', d, f'localhost/deploy-test:{key}')\nprint(key)\n"
 )
 

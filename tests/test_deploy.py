@@ -179,7 +179,7 @@ def zip_names(project: Path) -> list[str]:
             sys.executable,
             "-c",
             "from pipeline import params; from pipeline.deploy import build\n"
-            "d = params.load().deploy; build.stage_model(*build.chosen_model(d)); print(build.build_zip(d))",
+            "d = params.load().deploy; build.copy_model(*build.chosen_model(d)); print(build.build_zip(d))",
         ],
         cwd=project,
         env={**os.environ, "PYTHONPATH": f"{project}:{project / 'lambda'}"},

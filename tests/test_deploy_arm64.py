@@ -43,7 +43,7 @@ pytest_plugins = ["deploy_env"]  # the fixtures: registry, standin_base, names, 
 EMULATED_TIMEOUT_S = 300
 KEY = (
     "from pipeline import params\nfrom pipeline.deploy import build\n"
-    "d = params.load().deploy\nbuild.stage_model(*build.chosen_model(d))\nprint(build.code_key(d))\n"
+    "d = params.load().deploy\nbuild.copy_model(*build.chosen_model(d))\nprint(build.code_key(d))\n"
 )
 
 

@@ -53,7 +53,7 @@ TRUST = {
 }
 KEY = (
     "from pipeline import params\nfrom pipeline.deploy import build\n"
-    "d = params.load().deploy\nbuild.stage_model(*build.chosen_model(d))\nprint(build.code_key(d))\n"
+    "d = params.load().deploy\nbuild.copy_model(*build.chosen_model(d))\nprint(build.code_key(d))\n"
 )
 
 

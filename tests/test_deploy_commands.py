@@ -171,7 +171,7 @@ def make_live(p, key: str, config: str, accuracy: float = 0.8, labels=("hat", "s
 def deploy_key(p) -> tuple[str, str]:
     """The key and configuration deploy itself computes (staging build/model as it does)."""
     variant, model = build.chosen_model(p.deploy)
-    build.stage_model(variant, model)
+    build.copy_model(variant, model)
     return build.code_key(p.deploy), build.config_key(p.deploy, p.cost.mb_per_vcpu)
 
 

@@ -312,7 +312,7 @@ def test_exclude_leaves_the_failing_variants_out_with_why_and_stop_fails():
     }
     metrics = VERIFY | {"excluded": left_out}
     gates.check(metrics, names, gate("exclude"))  # float32 goes on
-    assert gates.kept(names, metrics) == ["float32"]
+    assert gates.not_excluded(names, metrics) == ["float32"]
     with pytest.raises(cli.UserError, match="verification failed:"):
         gates.check(VERIFY, names, gate("stop"))
     nothing = VERIFY | {"excluded": gates.excluded(VERIFY, names[1:], gate("exclude"))}

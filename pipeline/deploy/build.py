@@ -61,7 +61,7 @@ def model_metadata(variant: str, model: Path) -> dict:
     }
 
 
-def stage_model(variant: str, model: Path, into: Path = MODEL_DIR) -> list[str]:
+def copy_model(variant: str, model: Path, into: Path = MODEL_DIR) -> list[str]:
     """build/model/ holds exactly one model (model.tflite or model.onnx: the handler loads the one
     it finds) and model.json (its labels, input size, variant, sha256); returns the labels. into:
     another folder (deploy --dry-run stages in a temporary one, leaving build/ as it is)."""

@@ -103,7 +103,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
     snapstart.refuse(d)
     variant, model = build.chosen_model(d)
     accuracy = build.verify_accuracy(variant)
-    labels = build.stage_model(variant, model)
+    labels = build.copy_model(variant, model)
     key, config = build.code_key(d), build.config_key(d, p.cost.mb_per_vcpu)
     photo, answer = smoke.expected_answer(variant)
     with aws_errors():

@@ -56,7 +56,7 @@ def decide(p: params.Params, force: bool = False) -> dict:
     variant, model = build.chosen_model(d)
     accuracy = build.verify_accuracy(variant)
     with tempfile.TemporaryDirectory(prefix="deploy-dry-run-") as staged:
-        labels = build.stage_model(variant, model, into=Path(staged) / "model")
+        labels = build.copy_model(variant, model, into=Path(staged) / "model")
         key = build.code_key(d, model_dir=Path(staged) / "model")
     config = build.config_key(d, p.cost.mb_per_vcpu)
     photo, answer = smoke.expected_answer(variant)
