@@ -15,7 +15,14 @@ from pipeline import params
 
 ARCHITECTURES = ("x86_64", "arm64")
 DOORS = ("function_url", "http_api")  # deploy.endpoint's choices: both are priced, side by side
-PARTS = ("usd_compute", "usd_init", "usd_requests", "usd_door", "usd_logs", "usd_snapstart")  # summed in usd_per_million
+PARTS = (
+    "usd_compute",
+    "usd_init",
+    "usd_requests",
+    "usd_door",
+    "usd_logs",
+    "usd_snapstart",
+)  # summed in usd_per_million
 MONTH_S = 730 * 3600  # AWS prices a month as 730 hours
 GB = 1024**3  # AWS bills data (CloudWatch Logs ingestion included) in binary gigabytes
 # What Lambda itself writes to the function's log for each request, besides the handler's lines: its

@@ -70,8 +70,13 @@ def function_url_event(path: str, headers: dict, body: bytes, method: str = "POS
             "apiId": url_id,
             "domainName": host,
             "domainPrefix": url_id,
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                     "userAgent": lowered.get("user-agent", "")},  # fmt: skip
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": lowered.get("user-agent", ""),
+            },  # fmt: skip
             "requestId": f"{int(now * 1e6):x}",
             "routeKey": "$default",
             "stage": "$default",

@@ -65,9 +65,11 @@ class FunctionUrls:
         spec = json.loads(body or b"{}")
         if method == "POST":
             if found:
-                return self.proxy_error(409, "ResourceConflictException", f"Failed to create function url config for "
-                                        f"[functionArn = {fn['FunctionArn']}]. Error message:  FunctionUrlConfig exists "
-                                        "for this Lambda function")  # fmt: skip
+                message = (
+                    f"Failed to create function url config for [functionArn = {fn['FunctionArn']}]. Error message: "
+                    " FunctionUrlConfig exists for this Lambda function"
+                )
+                return self.proxy_error(409, "ResourceConflictException", message)
             now = datetime.now(UTC).isoformat(timespec="milliseconds")
             arn = fn["FunctionArn"] + (f":{qualifier}" if qualifier else "")
             found = self.configs[key] = {
@@ -88,7 +90,9 @@ class FunctionUrls:
             del self.configs[key]
 
     def not_found(self, name: str):
-        return self.proxy_error(404, "ResourceNotFoundException", f"The resource you requested does not exist. ({name})")
+        return self.proxy_error(
+            404, "ResourceNotFoundException", f"The resource you requested does not exist. ({name})"
+        )
 
     def proxy_error(self, status: int, code: str, message: str):
         answer = reply(status, {"Type": "User", "Message": message})

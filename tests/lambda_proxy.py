@@ -56,10 +56,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
 import requests
-from moto.iam.access_control import IAMPolicy, PermissionResult  # moto's own IAM policy evaluation
-
 from function_urls import URL_CONFIG, FunctionUrls
+from moto.iam.access_control import IAMPolicy, PermissionResult  # moto's own IAM policy evaluation
 from snapstart_play import SnapStarts
+
 from pipeline.emulators import CPU_MODELS
 from pipeline.gateway import INVOKE_PATH
 from pipeline.serve import free_port
@@ -128,9 +128,9 @@ class LambdaProxy:
         self.images = {}  # (function, CodeSha256) -> the ImageUri it was published with (remember_image)
         self.stage_tags = {}  # stage ARN -> tags: moto routes TagResource for an API's ARN only, not a stage's
         self.calls = []  # every request, in order: method, path, X-Amz-Target (JSON APIs), body
-        self.revisions = {}  # (function, alias) -> its RevisionId as Lambda would give it (moto never changes one)
         self.urls = FunctionUrls(self)  # function URLs: their configuration, and requests to them (function_urls.py)
         self.snaps = SnapStarts(self)  # SnapStart's setting and snapshots (snapstart_play.py)
+        self.revisions = {}  # (function, alias) -> its RevisionId as Lambda would give it (moto never changes one)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):

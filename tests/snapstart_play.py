@@ -41,4 +41,6 @@ class SnapStarts:
             except self.proxy.lam.exceptions.ResourceNotFoundException:
                 return {}
         on = self.snapshotted.get((name, version)) == "PublishedVersions"
-        return {"SnapStart": {"ApplyOn": "PublishedVersions" if on else "None", "OptimizationStatus": "On" if on else "Off"}}
+        return {
+            "SnapStart": {"ApplyOn": "PublishedVersions" if on else "None", "OptimizationStatus": "On" if on else "Off"}
+        }

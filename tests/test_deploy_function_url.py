@@ -18,7 +18,7 @@ from pipeline.deploy import function_url
 pytest_plugins = ["deploy_env"]  # the fixtures: names, project
 
 
-def answers(aws, top: str, n: int) -> None:
+def answers(aws, top: str, n: int) -> None:  # noqa: F811 (the fixture imported above)
     """moto's answers to the next n Invokes of a zip function: {"top": top} each."""
     canned = {"results": [json.dumps({"top": top})] * n, "region": "us-east-1"}
     requests.post(f"{aws['moto']}/moto-api/static/lambda-simple/response", json=canned, timeout=10).raise_for_status()
@@ -32,7 +32,7 @@ def statements(lam, name: str) -> dict:
     return {s["Sid"]: s for s in policy["Statement"]}
 
 
-def test_a_switch_between_doors_keeps_the_old_one_until_the_new_one_answers(project, aws, names, released):
+def test_a_switch_between_doors_keeps_the_old_one_until_the_new_one_answers(project, aws, names, released):  # noqa: F811
     name, lam, apigw = names["function"], client(aws, "lambda"), client(aws, "apigatewayv2")
     fast = {"deploy.strategy": "canary", "deploy.canary_minutes": 0.01, "deploy.watch_after_minutes": 0}
     set_params(project, **fast, **{"deploy.endpoint": "http_api", "deploy.memory_mb": 2048})
@@ -83,9 +83,10 @@ def test_a_switch_between_doors_keeps_the_old_one_until_the_new_one_answers(proj
     [again] = apis_named(apigw, names["api"])
     assert seen == [(f"https://{again['ApiId']}.execute-api.us-east-1.amazonaws.com/predict", [again["ApiId"]])]
     assert function_url.find(lam, params_of(project)) is None
-    assert set(statements(lam, name)) == {"apigateway-predict"} and function_url.MARK not in lam.list_tags(
-        Resource=arn
-    )["Tags"]
+    assert (
+        set(statements(lam, name)) == {"apigateway-predict"}
+        and function_url.MARK not in lam.list_tags(Resource=arn)["Tags"]
+    )
 
     # An AWS_IAM URL: no public grant at all; deploy's own request is signed, an unsigned one is refused.
     set_params(project, **{"deploy.endpoint": "function_url", "deploy.url_auth": "AWS_IAM"})
@@ -181,10 +182,11 @@ def test_the_client_signs_for_an_aws_iam_url_with_the_urls_region(monkeypatch):
     ],
 )
 def test_snapstart_only_where_aws_supports_it_for_the_package(package, runtime, base, refused):
+    import dataclasses
+
+    from conftest import ROOT
     from pipeline import params
     from pipeline.deploy import snapstart
-    from conftest import ROOT
-    import dataclasses
 
     d = dataclasses.replace(params.load(ROOT / "params.yaml").deploy, snapstart=True, package=package,
                             zip_runtime=runtime or "python3.12", base_image=base or "x")  # fmt: skip

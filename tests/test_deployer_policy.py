@@ -185,7 +185,11 @@ def test_what_could_grant_the_deployer_more_is_conditioned():
     [public] = [s for s in granting("lambda:AddPermission") if s["Condition"] == everyone]
     assert listed(public["Resource"]) == ["arn:aws:lambda:*:*:function:clothes-classifier:live"]
     # The function URL's configuration: on the function and its 'live' alias only.
-    for action in ("lambda:CreateFunctionUrlConfig", "lambda:UpdateFunctionUrlConfig", "lambda:DeleteFunctionUrlConfig"):
+    for action in (
+        "lambda:CreateFunctionUrlConfig",
+        "lambda:UpdateFunctionUrlConfig",
+        "lambda:DeleteFunctionUrlConfig",
+    ):
         assert [listed(s["Resource"]) for s in granting(action)] == [
             ["arn:aws:lambda:*:*:function:clothes-classifier", "arn:aws:lambda:*:*:function:clothes-classifier:live"]
         ], action

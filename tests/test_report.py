@@ -113,7 +113,8 @@ def test_make_tunes_measurements_replace_the_estimate_where_it_measured():
         {"runtime": ["full_int8"] * 3, "architecture": ["x86_64", "x86_64", "arm64"],
          "memory_mb": [1024, 1769, 1769], "photo": "phone", "latency": "measured", "est_ms": [60.0, 35.0, 35.0],
          "billed_ms": [60, 35, 35], "init_ms": [700.0, 400.0, 400.0], "usd_compute": [1.0, 1.01, 0.81],
-         "usd_init": [0.12, 0.12, 0.09], "usd_requests": 0.2, "usd_door": 1.0, "usd_logs": 0.0, "usd_snapstart": 0.0, "usd_per_million": [2.32, 2.33, 2.1]}
+         "usd_init": [0.12, 0.12, 0.09], "usd_requests": 0.2, "usd_door": 1.0, "usd_logs": 0.0, "usd_snapstart": 0.0,
+         "usd_per_million": [2.32, 2.33, 2.1]}
     )  # fmt: skip
     measured = pd.DataFrame(
         {"memory_mb": [1769, 3008], "architecture": "x86_64", "variant": "full_int8", "runtime": "full_int8",

@@ -439,7 +439,9 @@ def test_the_gateway_plays_a_function_url_every_path_and_its_own_502(server, ech
         assert anywhere.status_code == 200 and anywhere.json()["top"] == row["predicted"]
     not_json = b"this is no JSON"  # echo.py's json.loads raises: a function error
     with url_gateway(echo_server) as base:
-        failed = requests.post(base + "/", data=not_json, headers={"Content-Type": "application/octet-stream"}, timeout=30)
+        failed = requests.post(
+            base + "/", data=not_json, headers={"Content-Type": "application/octet-stream"}, timeout=30
+        )
         assert (failed.status_code, failed.headers["Content-Type"], failed.text) == (
             502, "text/plain", "Internal Server Error"
         )  # fmt: skip

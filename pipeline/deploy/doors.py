@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import boto3
 import botocore.auth
 import botocore.awsrequest
-import boto3
 import requests
 
 from pipeline import cli, params

@@ -81,9 +81,7 @@ def ensure(lam, d: params.Deploy, account: str, partition: str) -> str:
 
 def policy(lam, d: params.Deploy) -> list:
     try:
-        return json.loads(lam.get_policy(FunctionName=d.function_name, Qualifier=releases.ALIAS)["Policy"])[
-            "Statement"
-        ]
+        return json.loads(lam.get_policy(FunctionName=d.function_name, Qualifier=releases.ALIAS)["Policy"])["Statement"]
     except lam.exceptions.ResourceNotFoundException:
         return []
 

@@ -294,7 +294,5 @@ def allow_api(lam, d: params.Deploy, source_arn: str) -> None:
 
 def disallow_api(lam, d: params.Deploy) -> None:
     """The API's permission to invoke 'live' removed, once deploy deleted the API (deploy.endpoint function_url)."""
-    try:
+    with contextlib.suppress(lam.exceptions.ResourceNotFoundException):  # none there
         lam.remove_permission(FunctionName=d.function_name, Qualifier="live", StatementId=PERMISSION_ID)
-    except lam.exceptions.ResourceNotFoundException:
-        pass  # none there

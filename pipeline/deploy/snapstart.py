@@ -34,8 +34,8 @@ def refusal(d: params.Deploy) -> "str | None":
     if found and int(found.group(1)) >= MIN_MINOR:
         return None
     return (
-        f"deploy.snapstart needs an image on AWS's Python 3.{MIN_MINOR}+ base (public.ecr.aws/lambda/python:3.{MIN_MINOR}"
-        f" or later); deploy.base_image is {d.base_image}"
+        f"deploy.snapstart needs an image on AWS's Python 3.{MIN_MINOR}+ base"
+        f" (public.ecr.aws/lambda/python:3.{MIN_MINOR} or later); deploy.base_image is {d.base_image}"
     )
 
 
@@ -73,7 +73,7 @@ def needed(alias: "dict | None", rollback_to: "str | None", rejected: "set[int]"
     keep = {str(v) for v in rejected}
     if alias:
         keep.add(alias["FunctionVersion"])
-        keep |= set(((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}))
+        keep |= set((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})
     if rollback_to:
         keep.add(rollback_to)
     return keep
