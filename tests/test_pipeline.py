@@ -29,8 +29,10 @@ def test_the_default_data_set_s_verify_metrics_keep_their_keys(small_run):
     """Labels from the data changed nothing in what the clothing run reports: no variant excluded here."""
     metrics = json.loads((small_run / "artifacts/metrics/verify.json").read_text())
     variants = ["float32", "float16", "dynamic_int8", "full_int8", "onnx_float32", "onnx_int8"]
-    assert list(metrics) == ["keras", *variants, "test_images"]
+    assert list(metrics) == ["keras", *variants, "test_images", "confidence"]
     assert set(metrics["keras"]) == {"accuracy", "weights", "size_mb", "logit_spread"}
+    keys = {"size_mb", "accuracy", "agreement", "max_abs_prob_diff", "mean_abs_prob_diff"}
+    paired = {"keras_only", "variant_only", "accuracy_diff", "accuracy_diff_low", "accuracy_diff_high"}
     for variant in variants:
-        assert set(metrics[variant]) == {"size_mb", "accuracy", "agreement", "max_abs_prob_diff", "mean_abs_prob_diff"}
+        assert set(metrics[variant]) == keys | paired
     assert json.loads((small_run / "data/labels.json").read_text())["labels"] == sorted(LABELS)

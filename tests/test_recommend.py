@@ -294,14 +294,14 @@ def stage_predictions() -> pd.DataFrame:
     )
 
 
-STAGE_BENCH = """runtime,p50_ms,p50_1_thread_ms,process_s,size_mb,handler_cold_start_s
-keras,30.0,50.0,5.0,80.1,
-float32,12.0,20.0,0.40,79.4,0.5
-float16,11.0,19.0,0.45,39.8,0.5
-dynamic_int8,8.0,14.0,0.42,20.6,0.5
-full_int8,2.0,3.5,0.30,21.1,0.4
-onnx_float32,10.0,18.0,0.60,79.5,0.6
-onnx_int8,3.0,5.0,0.50,20.4,0.5
+STAGE_BENCH = """runtime,p50_ms,p50_1_thread_ms,process_s,size_mb,handler_cold_start_s,cold_start_s
+keras,30.0,50.0,5.0,80.1,,6.0
+float32,12.0,20.0,0.40,79.4,0.5,0.9
+float16,11.0,19.0,0.45,39.8,0.5,0.95
+dynamic_int8,8.0,14.0,0.42,20.6,0.5,0.92
+full_int8,2.0,3.5,0.30,21.1,0.4,0.7
+onnx_float32,10.0,18.0,0.60,79.5,0.6,1.2
+onnx_int8,3.0,5.0,0.50,20.4,0.5,1.0
 """
 
 
@@ -326,6 +326,11 @@ def stage_handler() -> pd.DataFrame:
 
 def test_stage_reads_its_tables_and_writes_the_choice_and_costs(tmp_path, small_run):
     project = copy_run(small_run, tmp_path / "p", "tflite", "onnx", "model", "data", "report", "bench", "verify")
+    for name in variants.NAMES:  # convert's metadata beside each model: the release manifest reads it
+        meta = variants.metadata_path(name)
+        if (small_run / meta).exists():
+            (project / meta).parent.mkdir(parents=True, exist_ok=True)
+            (project / meta).write_bytes((small_run / meta).read_bytes())
     (project / "artifacts/metrics/verify.json").write_text(json.dumps(STAGE_VERIFY))
     (project / "artifacts/verify").mkdir()
     stage_predictions().to_csv(project / "artifacts/verify/predictions.csv", index=False)
@@ -343,9 +348,11 @@ def test_stage_reads_its_tables_and_writes_the_choice_and_costs(tmp_path, small_
     }
     assert "lowest p50_ms (10" in choice["reason"]
     assert "rejected: dynamic_int8, full_int8, onnx_int8" in choice["reason"]
-    picks = choice["stability"]["picks"]  # onnx_float32 (10 ms) loses a resample only to full_int8 (2 ms) or onnx_int8
-    assert sum(picks.values()) == choice["stability"]["resamples"] and set(picks) <= {"onnx_float32", "full_int8",
-                                                                                      "onnx_int8"}  # fmt: skip
+    # A resample may pass a variant the whole test set rejects (the gate is on the interval), so any may be picked;
+    # onnx_float32, the whole set's choice, is picked most.
+    picks = choice["stability"]["picks"]
+    assert sum(picks.values()) == choice["stability"]["resamples"] and set(picks) <= set(variants.NAMES)
+    assert max(picks, key=picks.get) == "onnx_float32"
     assert "bootstrap resamples of the test photos" in choice["reason"]
     table = pd.read_csv(project / "artifacts/recommend/cost.csv")
     table = table[table["door"] == "http_api"].set_index(["runtime", "architecture", "memory_mb"])

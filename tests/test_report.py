@@ -29,10 +29,12 @@ def test_report_table_names_every_runtime_and_the_choice(small_run):
     for line in report.splitlines():  # the first table: runtimes (the cost table below repeats their names)
         if line.startswith("| "):
             rows.setdefault(line.split("|")[1].strip().removesuffix(f" {report_module.MARK}"), line)
+    header = [c.strip() for c in rows["runtime / variant"].split("|")[1:-1]]
+    size, p50 = header.index("size MiB"), header.index("p50 ms")
     for runtime in RUNTIMES:
         cells = [c.strip() for c in rows[runtime].split("|")[1:-1]]
-        assert float(cells[1]) == results.loc[runtime, "size_mb"]  # size MiB, from the bench table
-        assert float(cells[4]) == results.loc[runtime, "p50_ms"]  # p50 ms
+        assert float(cells[size]) == results.loc[runtime, "size_mb"]  # from the bench table
+        assert float(cells[p50]) == results.loc[runtime, "p50_ms"]
     full_int8 = [c.strip() for c in rows["full_int8"].split("|")[1:-1]]
     assert float(full_int8[2]) == verify["full_int8"]["accuracy"]  # test accuracy, from verify
     onnx_int8 = [c.strip() for c in rows["onnx_int8"].split("|")[1:-1]]
