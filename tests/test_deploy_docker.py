@@ -17,6 +17,10 @@ from deploy_tools import ACCOUNT, MANIFEST_TYPES, deploy
 from aws_local import start_registry
 from conftest import BIN, set_params
 
+# The Debian docker.io daemon path beside podman's (make test deploys with podman): ~150 s of a worker,
+# so it runs in make test-heavy, which .ci/run runs after make test.
+pytestmark = pytest.mark.heavy
+
 pytest_plugins = ["deploy_env"]  # the fixtures: aws, names, project
 
 

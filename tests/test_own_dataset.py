@@ -78,6 +78,8 @@ print("RESULT " + json.dumps(out))
 """
 
 
+# The 4-class run trains its own model (~115 s of CPU): its four tests are marked heavy (make test-heavy,
+# which .ci/run runs after make test); the rules of a folder per class stay in make test as unit tests.
 @pytest.fixture(scope="module")
 def own_run(tmp_path_factory, dataset_dir):
     """The 4-class run (data, train, convert, verify) and three mode-load runs of its model: labels from
@@ -105,6 +107,7 @@ def own_run(tmp_path_factory, dataset_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_the_labels_come_from_the_data_and_travel_with_the_model(own_run):
     project = own_run["project"]
     assert own_run["outcome"]["run"] is None
@@ -123,6 +126,7 @@ def test_the_labels_come_from_the_data_and_travel_with_the_model(own_run):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_the_function_answers_with_the_model_s_labels(own_run, monkeypatch, capsys):
     from serving import handler
 
@@ -157,6 +161,7 @@ def test_the_function_answers_with_the_model_s_labels(own_run, monkeypatch, caps
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_the_report_s_confusion_matrix_has_the_new_classes(own_run, monkeypatch):
     project = own_run["project"]
     monkeypatch.chdir(project)
@@ -169,6 +174,7 @@ def test_the_report_s_confusion_matrix_has_the_new_classes(own_run, monkeypatch)
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_a_loaded_model_takes_its_labels_from_train_labels_or_the_file_beside_it(own_run):
     outcome = own_run["outcome"]
     assert outcome["given"] is None and outcome["file"] is None
