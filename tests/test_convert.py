@@ -40,6 +40,7 @@ def test_full_int8_stays_in_one_delegate_partition(small_run):
     assert dynamic["ops_outside_delegate"] > 0 and "DEPTHWISE_CONV_2D" in dynamic["outside_ops"]
 
 
+@pytest.mark.heavy  # a second full int8 conversion of the small run's model (~50 s): make test-heavy
 @pytest.mark.slow
 def test_plain_relu_full_int8_splits_the_delegate_and_uint8_io(tmp_path, small_run):
     """Two convert options in one conversion: Keras' own Xception ReLUs (the regression the coverage

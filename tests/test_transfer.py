@@ -84,6 +84,7 @@ def transferred(tmp_path_factory, dataset_dir, imagenet_stand_in) -> dict[str, P
     return projects
 
 
+@pytest.mark.heavy  # two transfer-learning runs (~100 s of a worker): make test-heavy
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["file", "imagenet"])
 def test_transfer_learning_from_a_weights_file_or_the_imagenet_download(transferred, imagenet_stand_in, source):
