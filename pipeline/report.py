@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import cli, cost, dataset, files, html, params, paths, per_class, variants  # noqa: E402
+from pipeline import cli, cost, dataset, files, params, paths, per_class, report_html, variants  # noqa: E402
 
 OUT = Path(paths.REPORT_DIR)
 MARK = "★"  # the recommended variant, in every table and plot
@@ -617,7 +617,7 @@ def main() -> None:
     on_targets = targets_section(pd.read_csv(paths.TARGETS_TABLE), p.convert.onnx_reduce_range, choice["variant"])
     report = markdown(table, bench, info, choice, costs, handler, p.cost, p.deploy, verify, on_targets, sections)
     files.write_text(OUT / "report.md", report)
-    files.write_text(OUT / "report.html", html.page(report, OUT, title="clothes-serverless report"))
+    files.write_text(OUT / "report.html", report_html.page(report, OUT, title="clothes-serverless report"))
     files.write_text(OUT / "summary.txt", summary(table, choice, verify))
     print(report)
 

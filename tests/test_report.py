@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import RUNTIMES
-from pipeline import html, per_class, report, variants
+from pipeline import per_class, report, report_html, variants
 from pipeline import report as report_module
 
 PLOTS = ["accuracy_vs_size.png", "latency.png", "cold_start.png", "confusion.png", "training.png", "per_class.png"]
@@ -269,7 +269,7 @@ def test_each_variant_not_chosen_is_listed_with_its_reason():
 def test_the_html_page_carries_its_images_inside(tmp_path):
     Image.new("RGB", (4, 3), (1, 2, 3)).save(tmp_path / "plot.png")
     text = "# Title\n\n| a | b |\n|---|---|\n| 1 | ![x](plot.png)<br>caption |\n\n![gone](missing.png)\n"
-    page = html.page(text, tmp_path, title="t")
+    page = report_html.page(text, tmp_path, title="t")
     sources = re.findall(r'<img src="([^"]*)"', page)
     assert len(sources) == 2 and sources[1] == "missing.png"  # a missing file keeps its name: alt text shows
     kind, data = sources[0].split(",", 1)
