@@ -63,9 +63,10 @@ mutants: $(VENV)/.installed ## mutation scores of the deciding modules (minutes 
 	python benchmarks/mutants.py $(MODULES)
 
 # End-to-end checks too slow for make test's budget (marked heavy): the docker.io deploy path, the 4-class
-# own data set run, transfer learning, the plain-ReLU full int8, the selective int8, and Keras 2 .h5 files
-# written by tf_keras (flat at 80 px, nested at 75 and at the original service's 299 px) loaded, converted and
-# verified. Two workers, whole files each; SMALL_RUN= as for test-arm64. .ci/run runs it after make test.
+# own data set run, transfer learning, the plain-ReLU and selective int8, the S3 zip, ONNX and two-door
+# deploys, and Keras 2 .h5 files written by tf_keras (flat at 80 px, nested at 75, the original service's 299
+# px) loaded, converted and verified. Two workers, whole files each; SMALL_RUN= as for test-arm64. .ci/run
+# runs it after make test.
 .PHONY: test-heavy
 test-heavy: $(VENV)/.installed ## the checks too slow for make test (docker.io, own data, transfer, .h5 loads)
 	pytest -n 2 --dist loadfile -m heavy tests $(if $(SMALL_RUN),--small-run-dir=$(SMALL_RUN))

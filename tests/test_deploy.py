@@ -230,6 +230,7 @@ def image_files(tag: str) -> list[str]:
         return tar.getnames()
 
 
+@pytest.mark.heavy  # an ONNX image and zip built and deployed (~45 s after the small run): make test-heavy
 def test_an_onnx_variant_ships_with_onnx_runtime_only_in_the_image_and_the_zip(project, aws, names):
     """The function carries exactly the serving package and the model, and only the runtime the
     chosen variant needs: LiteRT for .tflite, ONNX Runtime for .onnx."""

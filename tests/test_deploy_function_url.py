@@ -32,6 +32,7 @@ def statements(lam, name: str) -> dict:
     return {s["Sid"]: s for s in policy["Statement"]}
 
 
+@pytest.mark.heavy  # five deploys through both doors (~30 s after the small run): make test-heavy
 def test_a_switch_between_doors_keeps_the_old_one_until_the_new_one_answers(project, aws, names, released):  # noqa: F811
     name, lam, apigw = names["function"], client(aws, "lambda"), client(aws, "apigatewayv2")
     fast = {"deploy.strategy": "canary", "deploy.canary_minutes": 0.01, "deploy.watch_after_minutes": 0}
