@@ -20,6 +20,7 @@ from pipeline import cli, params
 from pipeline.deploy import alarms, releases
 from pipeline.deploy.aws import aws_errors
 from pipeline.deploy.errors import CredentialsExpiring
+from pipeline.deploy.lock import terminations_as_interrupts
 
 # Credentials that boto3 renews itself from a source that outlives them (an instance or container
 # role, a role assumed from long-lived keys or a web identity token file): their expiry is no limit.
@@ -184,20 +185,6 @@ def minutes(seconds: float) -> str:
 
 
 @contextlib.contextmanager
-def interrupts_as_keyboard():
-    """SIGTERM (a CI runner's stop, `kill`) ends a canary as Ctrl-C does."""
-
-    def interrupted(signum, frame):
-        raise KeyboardInterrupt
-
-    before = signal.signal(signal.SIGTERM, interrupted)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
-
-
-@contextlib.contextmanager
 def uninterrupted():
     """The roll-back itself is not cut short by a second Ctrl-C."""
     before = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -219,7 +206,7 @@ def release(lam, cw, d: params.Deploy, alias: dict, history: releases.History, n
     marked = history.canary_started(int(version))
     require_time(d, credentials_expiry(), datetime.now(UTC))
     try:
-        with interrupts_as_keyboard():
+        with terminations_as_interrupts():  # SIGTERM ends a canary as Ctrl-C does
             clear_left(cw, d)
             for alarm in alarms.definitions(d, new, live):
                 cw.put_metric_alarm(**alarm)
