@@ -227,7 +227,9 @@ def on_first_call(aws, operation: str, action):
 
 def test_an_alarm_mid_way_rolls_back_quiet_alarms_promote_and_linear_steps(project, aws, names, released):
     name, cw = names["function"], moto_client(aws, "cloudwatch")
-    set_params(project, **{"deploy.memory_mb": 2048, "deploy.canary_minutes": 1.0})
+    # 10 minutes: the alarm below ends this canary, however slow the machine gets meanwhile (a canary
+    # of 1 minute promoted itself under a loaded CI run and deleted the alarms the test then judged).
+    set_params(project, **{"deploy.memory_mb": 2048, "deploy.canary_minutes": 10.0})
     zip_invokes_answer(aws, released)
     running = Deploying(project, aws)
     running.wait_for("canary: version 2 takes 10% of the traffic, version 1 the rest")
