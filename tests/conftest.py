@@ -193,7 +193,7 @@ def pytest_collection_modifyitems(items):
     other workers work through meanwhile, then the rest. Within each group the files that take minutes
     (a test marked slow or long, or a deploy test) go first: a long file handed out last is a tail the other
     workers wait out. The runs behind each rule: docs/toolchain.md, Measurements behind the code's rules."""
-    waits = {item.path for item in items if "small_run" in item.fixturenames}
+    waits = {i.path for i in items if "small_run" in i.fixturenames or i.get_closest_marker("small_run_model")}
     # Not a deploy file where one can be had: a deploy test's fixtures build the Lambda-like base image
     # (minutes) before the small run, and any test of the file may be its first.
     deploy = {item.path for item in items if "aws" in item.fixturenames}
@@ -228,20 +228,56 @@ def first_in_line() -> None:
         os.nice(-10)
 
 
-@pytest.fixture(scope="session")
-def small_run(tmp_path_factory, dataset_dir, request) -> Path:
-    """A real, briefly trained model and every artifact the pipeline makes from it (build_small_run).
-    pytest-xdist's workers share one: the first to ask builds it, the others wait for it."""
-    shared = tmp_path_factory.getbasetemp().parent / "small-run" if os.environ.get("PYTEST_XDIST_WORKER") else None
-    folder = request.config.getoption("--small-run-dir") or shared
-    if folder is None:
-        return build_small_run(tmp_path_factory.mktemp("small-run"), dataset_dir)
+# A user's own model as small as a classifier gets: one convolution and the logits, 75 px, fixed weights.
+TINY_MODEL = """
+import keras
+keras.utils.set_random_seed(0)
+layers = keras.layers
+keras.Sequential([keras.Input((75, 75, 3)), layers.Conv2D(8, 3, strides=4, activation="relu"),
+                  layers.GlobalAveragePooling2D(), layers.Dense(10, name="logits")]).save("tiny.keras")
+"""
+DEPLOY_RUN_STAGES = ["data", "train", "convert", "verify", "targets", "bench", "recommend"]
+
+
+def build_deploy_run(folder: Path, dataset: Path) -> Path:
+    """A finished run of a tiny model, for the deploy tests: the model is loaded as a user's own .keras
+    (train.mode load), then every stage up to recommend runs for real on 3 photos a class, in one process,
+    in under a minute of CPU. So the deploy tests, which check how a release ships and not what the model
+    answers, start while the small run trains (minutes on one core, the other one otherwise idle)."""
+    params = small_params(dataset, **{
+        "data.max_per_class": 3, "train.mode": "load", "train.load_from": str(folder / "tiny.keras"),
+        "train.min_load_accuracy": 0.0, "bench.warm_runs": 3, "bench.handler_runs": 1, "bench.keras": False,
+    })  # fmt: skip
+    make_project(folder, params)
+    run([sys.executable, "-c", TINY_MODEL], folder)
+    stages_in_one_process(DEPLOY_RUN_STAGES, [folder])
+    return folder
+
+
+def shared_run(name: str, build, tmp_path_factory, dataset_dir: Path, folder: "Path | None" = None) -> Path:
+    """A run that pytest-xdist's workers share: the first to ask builds it, the others wait for it."""
+    if folder is None and not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name), dataset_dir)
+    folder = folder or tmp_path_factory.getbasetemp().parent / name
     with FileLock(f"{folder}.lock"):
         if not (folder / ".complete").exists():
             shutil.rmtree(folder, ignore_errors=True)
-            build_small_run(folder, dataset_dir)
+            build(folder, dataset_dir)
             (folder / ".complete").touch()
     return folder
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, dataset_dir, request) -> Path:
+    """A real, briefly trained model and every artifact the pipeline makes from it (build_small_run)."""
+    folder = request.config.getoption("--small-run-dir")
+    return shared_run("small-run", build_small_run, tmp_path_factory, dataset_dir, folder)
+
+
+@pytest.fixture(scope="session")
+def deploy_run(tmp_path_factory, dataset_dir) -> Path:
+    """A tiny model's finished run (build_deploy_run): what the deploy tests ship."""
+    return shared_run("deploy-run", build_deploy_run, tmp_path_factory, dataset_dir)
 
 
 @pytest.fixture(scope="module")

@@ -95,11 +95,18 @@ def names(request) -> dict:
     return {"function": name, "repository": name, "role": f"{name}-lambda", "api": name}
 
 
+def shipped_run(request) -> Path:
+    """The run a deploy test ships: the tiny model's (conftest.deploy_run, ready in a minute), or the small
+    run's Xception for a test marked small_run_model (what runs on arm64; a float32 zip over 50 MB)."""
+    marked = request.node.get_closest_marker("small_run_model")
+    return request.getfixturevalue("small_run" if marked else "deploy_run")
+
+
 @pytest.fixture
-def project(aws, small_run, tmp_path, names):
+def project(aws, request, tmp_path, names):
     """A project of the test's own, deploying under the test's own AWS names with a local smoke
     test; whatever the test deployed is destroyed after it."""
-    project = deploy_project(small_run, tmp_path / "p")
+    project = deploy_project(shipped_run(request), tmp_path / "p")
     set_params(
         project,
         **{
@@ -128,9 +135,9 @@ BUILD = (
 
 
 @pytest.fixture(scope="session")
-def built_image(standin_base, small_run, tmp_path_factory) -> dict:
+def built_image(standin_base, deploy_run, tmp_path_factory) -> dict:
     """The default project's image, built once per session as deploy builds it (podman)."""
-    project = deploy_project(small_run, tmp_path_factory.mktemp("built") / "p")
+    project = deploy_project(deploy_run, tmp_path_factory.mktemp("built") / "p")
     set_params(project, **{"deploy.base_image": standin_base, "deploy.variant": "full_int8"})
     env = {**os.environ, "PYTHONPATH": f"{project}:{project / 'lambda'}"}
     try:

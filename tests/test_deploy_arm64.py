@@ -35,7 +35,7 @@ from pipeline import emulators
 from pipeline.deploy import limits, smoke
 
 # 1800 s, not 900: the first test's set-up may build the arm64 base (debootstrap under qemu: 3-15 min).
-pytestmark = [pytest.mark.arm64, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.arm64, pytest.mark.small_run_model, pytest.mark.timeout(1800)]  # what ships, on arm64
 pytest_plugins = ["deploy_env"]  # the fixtures: registry, standin_base, names, project
 
 # The function's timeout under emulation: its first answer (Python, the runtime's import and the model's

@@ -196,7 +196,7 @@ def test_snapstart_only_where_aws_supports_it_for_the_package(package, runtime, 
     assert snapstart.refusal(dataclasses.replace(d, snapstart=False)) is None
 
 
-def test_a_snapstart_init_loads_the_model_and_an_on_demand_one_does_not(small_run):
+def test_a_snapstart_init_loads_the_model_and_an_on_demand_one_does_not(deploy_run):
     """The snapshot must hold the model: Lambda's SnapStart init (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start)
     loads it at import; on demand the first request still does."""
     import os
@@ -206,7 +206,7 @@ def test_a_snapstart_init_loads_the_model_and_an_on_demand_one_does_not(small_ru
     from conftest import ROOT
 
     code = "from serving import handler; print(handler.model.cache_info().currsize)"
-    model = small_run / "artifacts/tflite/full_int8.tflite"
+    model = deploy_run / "artifacts/tflite/full_int8.tflite"
     loaded = {}
     for kind in ("snap-start", "on-demand"):
         env = {**os.environ, "PYTHONPATH": str(ROOT / "lambda"), "MODEL_PATH": str(model),

@@ -31,13 +31,13 @@ DEPLOYED_MB = 1769  # the module's function, as deploy configures it
 
 
 @pytest.fixture(scope="module")
-def deployed(aws, small_run, built_image, tmp_path_factory):
+def deployed(aws, deploy_run, built_image, tmp_path_factory):
     """The project and the function's name: the session's image seeded into its repository, then
     deployed (its first, a new configuration: invoked in Lambda before it is published)."""
     from deploy_env import deploy_project, own_name  # after pytest_plugins loaded it (assertion rewriting)
 
     name = own_name("test_deploy_tune")
-    project = deploy_project(small_run, tmp_path_factory.mktemp("tune") / "p")
+    project = deploy_project(deploy_run, tmp_path_factory.mktemp("tune") / "p")
     deploy_keys = {"function_name": name, "repository": name, "role_name": f"{name}-lambda", "api_name": name}
     set_params(
         project,

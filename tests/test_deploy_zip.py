@@ -65,6 +65,7 @@ def tiny_zip() -> bytes:
 
 
 @pytest.mark.heavy  # the >50 MB zip through S3 (~95 s after the small run): make test-heavy
+@pytest.mark.small_run_model  # Xception's float32: the tiny model's zip is far under 50 MB
 def test_zip_package_through_s3_from_its_own_directory(project, aws, names, tmp_path):
     """float32 zips to over 50 MB: it goes through an S3 bucket named unpredictably, checked for its owner,
     that Lambda reads with the caller's credentials (docs/deployer-policy.json's, for the test's names).
