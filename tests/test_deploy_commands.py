@@ -1,6 +1,8 @@
 """The deploy command line (pipeline/deploy/__main__.py) and its read-only commands: deploy --dry-run,
-status, url and logs, against moto in this process (no registry, no container, no proxy: seconds)."""
+status, url and logs, against moto in this process (no registry, no container, no proxy: seconds); and
+each command's AWS clients, each service's made once."""
 
+import collections
 import dataclasses
 import json
 import re
@@ -15,8 +17,8 @@ from aws_local import SetupFailed, start_moto
 from conftest import ROOT
 from pipeline import cli, params
 from pipeline.deploy import __main__ as deploy_cli
-from pipeline.deploy import build, commands, plan, releases, status
-from pipeline.deploy.aws import TAG
+from pipeline.deploy import build, commands, plan, releases, status, teardown
+from pipeline.deploy.aws import TAG, Clients
 from pipeline.deploy.errors import AccuracyDropped, CanaryRunning
 
 COMMANDS = ("deploy", "rollback", "destroy", "tune", "status", "url", "logs")
@@ -279,3 +281,51 @@ def test_the_url_of_a_function_url_deployment_is_lives_function_url(project):
     name = p.deploy.function_name
     made = aws("lambda").create_function_url_config(FunctionName=name, Qualifier="live", AuthType="NONE")
     assert status.url(p) == made["FunctionUrl"] == status.read(p.deploy)["url"]
+
+
+@pytest.fixture
+def made_clients(monkeypatch) -> collections.Counter:
+    """How many boto3 clients of each service this process makes meanwhile."""
+    made, real = collections.Counter(), boto3.client
+
+    def counted(service, *args, **kwargs):
+        made[service] += 1
+        return real(service, *args, **kwargs)
+
+    monkeypatch.setattr(boto3, "client", counted)
+    return made
+
+
+@pytest.mark.fast
+def test_a_commands_clients_are_made_once_each_and_never_shared(made_clients):
+    """Each service's client on its first use, then the same one; another command's holder makes its own."""
+    first, second = Clients("us-east-1"), Clients("us-east-1")
+    assert made_clients == {}
+    assert first.lam is first.lam and first.lam is not second.lam
+    assert made_clients == {"lambda": 2}
+
+
+def test_each_command_makes_each_services_client_once(project, made_clients, capsys):
+    """deploy (its lock included), deploy --dry-run, status, url, logs, rollback and destroy, each run
+    here in turn: none makes a service's client twice."""
+    key, config = deploy_key(project)
+    make_live(project, key, config, versions=2)
+    d = project.deploy
+    aws("lambda").update_alias(
+        FunctionName=d.function_name, Name="live", Description=releases.History(live=[1, 2]).text()
+    )
+    runs = {
+        "deploy": lambda: commands.deploy(project),  # nothing to deploy: it settles the log group and the API
+        "deploy --dry-run": lambda: plan.plan(project),
+        "status": lambda: status.status(project),
+        "url": lambda: status.url(project),
+        "logs": lambda: status.logs(project),
+        "rollback": lambda: commands.rollback(project, force=True),
+        "destroy": lambda: teardown.destroy(project, yes=True),
+    }
+    for name, run in runs.items():
+        made_clients.clear()
+        run()
+        twice = {service: n for service, n in made_clients.items() if n > 1}
+        assert made_clients and not twice, f"{name} made these clients more than once: {twice}"
+    assert "nothing to deploy" in capsys.readouterr().out

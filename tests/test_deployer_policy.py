@@ -18,10 +18,10 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.fast
 POLICY = ROOT / "docs/deployer-policy.json"
-# What each client is called in the code, and the service it is.
+# What each client is called in the code (aws.Clients' attributes too), and the service it is.
 CLIENTS = {
     "lam": "lambda", "ecr": "ecr", "iam": "iam", "s3": "s3", "logs": "logs", "apigw": "apigatewayv2",
-    "cw": "cloudwatch",
+    "cw": "cloudwatch", "sts": "sts",
 }  # fmt: skip
 PREFIX = {
     "lambda": "lambda",
@@ -81,7 +81,7 @@ def waiter_operation(service: str, waiter: str) -> str:
 
 def calls_in_code() -> set[str]:
     """Every AWS action the deploy code can call: methods read off its clients (lam.get_function,
-    client("sts", ...).get_caller_identity, lam.list_versions_by_function passed to a paginator),
+    clients.sts.get_caller_identity, lam.list_versions_by_function passed to a paginator),
     waiters and paginators named by string."""
     found = set()
     for source in sorted((ROOT / "pipeline/deploy").glob("*.py")):
@@ -91,6 +91,12 @@ def calls_in_code() -> set[str]:
             owner = node.value
             if isinstance(owner, ast.Name) and owner.id in CLIENTS:
                 service = CLIENTS[owner.id]
+            elif (
+                isinstance(owner, ast.Attribute)
+                and owner.attr in CLIENTS
+                and getattr(owner.value, "id", "") == "clients"
+            ):
+                service = CLIENTS[owner.attr]  # clients.sts.get_caller_identity(): a command's aws.Clients
             elif isinstance(owner, ast.Call) and getattr(owner.func, "id", "") == "client" and owner.args:
                 service = owner.args[0].value
             else:

@@ -7,7 +7,7 @@ boto3 throughout; AWS_ENDPOINT_URL and the usual AWS_* variables are honoured, s
 runs against AWS or a local AWS-compatible endpoint. Never imports TensorFlow.
 
     limits.py     every AWS limit the deployer assumes, and the params' check against them
-    aws.py        clients, AWS errors as one line, paginated listings, the tag on what deploy creates
+    aws.py        a command's clients (each made once), AWS errors as one line, paginated listings, the tag
     build.py      the function's inputs, their content-hash deploy key and configuration, the zip package
     image.py      the container image: build for one architecture, push, read back and check
     resources.py  ECR, IAM role, S3, log group, HTTP API

@@ -2,19 +2,64 @@
 and the tag that marks what deploy created."""
 
 import contextlib
+import functools
 
 import boto3
 import botocore.exceptions
 from boto3.s3.transfer import S3UploadFailedError
+from botocore.client import BaseClient
 
 from pipeline import cli, params
 
 TAG = "clothes-serverless"
 
 
-def client(service: str, region: str):
+def client(service: str, region: str) -> BaseClient:
     """Create clients inside aws_errors(): a bad AWS_PROFILE or config file fails here."""
     return boto3.client(service, region_name=region)
+
+
+class Clients:
+    """One command's AWS clients, each service's made once, on its first use (SAM's Deployer holds
+    its client once): a command makes one at its entry and hands it down, or hands one client to a
+    function that does one thing. Rules: first use inside aws_errors(), where a bad AWS_PROFILE
+    fails as one line; never kept at module level, so each command (the tests run several in one
+    process, against different endpoints) makes its own."""
+
+    def __init__(self, region: str):
+        self.region = region
+
+    @functools.cached_property
+    def lam(self) -> BaseClient:
+        return client("lambda", self.region)
+
+    @functools.cached_property
+    def apigw(self) -> BaseClient:
+        return client("apigatewayv2", self.region)
+
+    @functools.cached_property
+    def cw(self) -> BaseClient:
+        return client("cloudwatch", self.region)
+
+    @functools.cached_property
+    def ecr(self) -> BaseClient:
+        return client("ecr", self.region)
+
+    @functools.cached_property
+    def iam(self) -> BaseClient:
+        return client("iam", self.region)
+
+    @functools.cached_property
+    def logs(self) -> BaseClient:
+        return client("logs", self.region)
+
+    @functools.cached_property
+    def s3(self) -> BaseClient:
+        return client("s3", self.region)
+
+    @functools.cached_property
+    def sts(self) -> BaseClient:
+        return client("sts", self.region)
 
 
 def partition(arn: str) -> str:
@@ -22,9 +67,9 @@ def partition(arn: str) -> str:
     return arn.split(":")[1]
 
 
-def caller(region: str) -> tuple[str, str]:
+def caller(clients: Clients) -> tuple[str, str]:
     """The caller's account and partition: every ARN deploy writes is in the caller's partition, not aws."""
-    identity = client("sts", region).get_caller_identity()
+    identity = clients.sts.get_caller_identity()
     return identity["Account"], partition(identity["Arn"])
 
 

@@ -7,9 +7,11 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+from botocore.client import BaseClient
+
 from pipeline import cli, files, params, paths
 from pipeline.deploy import build, canary, doors, functions, image, limits, lock, releases, resources, smoke, snapstart
-from pipeline.deploy.aws import aws_errors, caller, client
+from pipeline.deploy.aws import Clients, aws_errors, caller
 from pipeline.deploy.errors import AccuracyDropped, CanaryRunning, LabelsChanged, NothingToRollBack, VersionRejected
 
 
@@ -35,14 +37,13 @@ def guard_labels(live: "dict | None", labels: list, force: bool) -> None:
         )
 
 
-def ship_image(d: params.Deploy, key: str, expected: tuple[Path, str]) -> dict:
+def ship_image(d: params.Deploy, ecr: BaseClient, key: str, expected: tuple[Path, str]) -> dict:
     """The image tagged with the deploy key: reused if the registry has it (smoke_test local: pulled
     and tested here all the same), else built, smoke-tested (local), pushed; then checked in the
     registry (an index resolved to its image for the architecture, shipped by digest; the right
     architecture). A tag never moves (a version may run its digest): an unusable image under the
     key is replaced under key-r1, key-r2, ... (image.usable_tag), and a registry that fails to
     answer stops the deploy instead of a rebuild."""
-    ecr = client("ecr", d.region)
     repo_uri = resources.ensure_repository(ecr, d)
     host = d.registry or repo_uri.split("/")[0]
     # The account's ECR token goes to ECR, or to an override registry on this machine only: never
@@ -77,7 +78,9 @@ def ship_image(d: params.Deploy, key: str, expected: tuple[Path, str]) -> dict:
     return {"ImageUri": f"{repo_uri}@{digest}"}
 
 
-def ship_zip(d: params.Deploy, key: str, expected: tuple[Path, str], account: str) -> tuple[dict, str]:
+def ship_zip(
+    d: params.Deploy, clients: Clients, key: str, expected: tuple[Path, str], account: str
+) -> tuple[dict, str]:
     """The zip's Code argument, and the CodeSha256 Lambda gives it (base64 of its SHA-256)."""
     archive = build.build_zip(d)
     if d.smoke_test == "local":
@@ -85,19 +88,21 @@ def ship_zip(d: params.Deploy, key: str, expected: tuple[Path, str], account: st
     sha = base64.b64encode(hashlib.sha256(archive.read_bytes()).digest()).decode()
     if archive.stat().st_size <= limits.ZIP_DIRECT_UPLOAD_MB * 2**20:
         return {"ZipFile": archive.read_bytes()}, sha
-    return resources.upload_zip(client("s3", d.region), d, account, archive, f"{d.function_name}/{key}.zip"), sha
+    return resources.upload_zip(clients.s3, d, account, archive, f"{d.function_name}/{key}.zip"), sha
 
 
-def settle(d: params.Deploy, lam, alias_arn: str, account: str, partition: str, expected: tuple) -> str:
+def settle(d: params.Deploy, clients: Clients, alias_arn: str, account: str, partition: str, expected: tuple) -> str:
     """What is not versioned, made to match the params on every deploy: logs, concurrency, the front
     door (a switch of deploy.endpoint included)."""
-    resources.ensure_log_group(client("logs", d.region), d)
+    resources.ensure_log_group(clients.logs, d)
+    lam = clients.lam
     functions.cap_concurrency(lam, d, functions.reservation(lam, d, exists=True))
-    return doors.open_door(d, lam, alias_arn, account, partition, expected)
+    return doors.open_door(d, clients, alias_arn, account, partition, expected)
 
 
 @lock.one_at_a_time
-def deploy(p: params.Params, force: bool = False) -> dict:
+def deploy(p: params.Params, clients: Clients, force: bool = False) -> dict:
+    """Called as deploy(p, force=...): the lock makes the command's clients, and takes it with their Lambda client."""
     d = p.deploy
     limits.check(d)
     snapstart.refuse(d)
@@ -107,8 +112,8 @@ def deploy(p: params.Params, force: bool = False) -> dict:
     key, config = build.code_key(d), build.config_key(d, p.cost.mb_per_vcpu)
     photo, answer = smoke.expected_answer(variant)
     with aws_errors():
-        lam = client("lambda", d.region)
-        account, partition = caller(d.region)
+        lam = clients.lam
+        account, partition = caller(clients)
         alias = releases.live_alias(lam, d)
         history = releases.read(alias)
         live = releases.live(lam, d, alias)
@@ -122,7 +127,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
         guard_labels(live, labels, force)  # before the accuracy guard: scores on other classes do not compare
         guard_accuracy(d, live, variant, accuracy, force)
         if was and (was["key"], was["config"]) == (key, config):
-            url = settle(d, lam, alias["AliasArn"], account, partition, (photo, answer))
+            url = settle(d, clients, alias["AliasArn"], account, partition, (photo, answer))
             print(f"nothing to deploy: {variant} ({key}) is live as version {live['Version']}")
             return write_record(lam, d, variant, key, live["Version"], url)
         published = releases.versions(lam, d)
@@ -136,17 +141,17 @@ def deploy(p: params.Params, force: bool = False) -> dict:
         functions.check_package(d, latest)
         reserved = functions.reservation(lam, d, exists=latest is not None)
         same_code = bool(was and was["key"] == key and latest and latest["CodeSha256"] == live["CodeSha256"])
-        role_arn = resources.ensure_role(client("iam", d.region), d, partition)
+        role_arn = resources.ensure_role(clients.iam, d, partition)
         # Before the function's first invocation (Lambda would make the group itself, never expiring)
         # and, with the cap on concurrency, before anything is published.
-        resources.ensure_log_group(client("logs", d.region), d)
+        resources.ensure_log_group(clients.logs, d)
         if same_code:
             print(f"same code as version {live['Version']}: updating the configuration only")
             code, sha = None, live["CodeSha256"]
         elif d.package == "image":
-            code, sha = ship_image(d, key, (photo, answer)), ""
+            code, sha = ship_image(d, clients.ecr, key, (photo, answer)), ""
         else:
-            code, sha = ship_zip(d, key, (photo, answer), account)
+            code, sha = ship_zip(d, clients, key, (photo, answer), account)
         settings = {**build.function_config(d, p.cost.mb_per_vcpu, role_arn), **snapstart.config(d, latest)}
         functions.ensure_function(lam, d, latest, code, settings)
         code_sha, revision = functions.confirm_shipped(lam, d, code, sha)  # before any invoke
@@ -165,7 +170,7 @@ def deploy(p: params.Params, force: bool = False) -> dict:
             # A new deploy key for the same bytes and configuration (a Dockerfile-only edit for a zip,
             # a deployment made before the key's formula changed): 'live' and its history stay.
             print(f"nothing new to publish: identical to live version {version}")
-            url = doors.open_door(d, lam, alias["AliasArn"], account, partition, (photo, answer))
+            url = doors.open_door(d, clients, alias["AliasArn"], account, partition, (photo, answer))
             return write_record(lam, d, variant, key, version, url)
         if not new:
             print(
@@ -179,13 +184,12 @@ def deploy(p: params.Params, force: bool = False) -> dict:
                 )
         if alias is not None and d.strategy != "all_at_once":
             released = (live["Version"], was["variant"]) if was else None
-            cw = client("cloudwatch", d.region)
-            alias_arn = canary.release(lam, cw, d, alias, history, (version, variant), released)
+            alias_arn = canary.release(lam, clients.cw, d, alias, history, (version, variant), released)
         else:
             if d.strategy != "all_at_once":
                 print(f"first release: all the traffic at once (deploy.strategy {d.strategy} needs a live version)")
             alias_arn = releases.move_alias(lam, d, version, history.made_live(int(version)), alias)
-        url = doors.open_door(d, lam, alias_arn, account, partition, (photo, answer))
+        url = doors.open_door(d, clients, alias_arn, account, partition, (photo, answer))
         snapstart.prune(lam, d)
     print(
         f"deployed {variant} as {'version' if new else 'the existing version'} {version} (live)\n  {url}\n"
@@ -199,7 +203,7 @@ def iam(d: params.Deploy) -> bool:
     return d.endpoint == "function_url" and d.url_auth == "AWS_IAM"
 
 
-def write_record(lam, d: params.Deploy, variant: str, key: str, version: str, url: str) -> dict:
+def write_record(lam: BaseClient, d: params.Deploy, variant: str, key: str, version: str, url: str) -> dict:
     with aws_errors():
         shipped = lam.get_function(FunctionName=d.function_name, Qualifier=version)
     record = {
@@ -221,15 +225,15 @@ def write_record(lam, d: params.Deploy, variant: str, key: str, version: str, ur
 def rollback(p: params.Params, force: bool = False) -> str:
     """'live' back to the previous live version that was not rolled back from, after that version
     answered the smoke test in Lambda (an idle one is woken first); the version left is rejected."""
-    d = p.deploy
+    d, clients = p.deploy, Clients(p.deploy.region)
     with aws_errors():
-        lam = client("lambda", d.region)
+        lam = clients.lam
         alias = releases.live_alias(lam, d)
         if alias is None:
             raise NothingToRollBack(f"{d.function_name} has no '{releases.ALIAS}' alias: nothing to roll back")
         history, current = releases.read(alias), alias["FunctionVersion"]
         if canary.in_progress(alias, history):  # 'live' never left the released version: all traffic back on it
-            released, rejected = canary.end(lam, client("cloudwatch", d.region), d)
+            released, rejected = canary.end(lam, clients.cw, d)
             print(
                 f"the canary of version {rejected} is ended: all traffic on version {released}; version {rejected} "
                 "is rejected: deploy does not make it live again without --force"

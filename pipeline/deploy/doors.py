@@ -21,16 +21,18 @@ import requests
 
 from pipeline import cli, params
 from pipeline.deploy import function_url, resources
-from pipeline.deploy.aws import client
+from pipeline.deploy.aws import Clients
 
 ANSWER_S = 120  # a new URL's or API's DNS name and permissions take a while to reach every AWS front end
 RETRY_S = 2.0
 
 
-def open_door(d: params.Deploy, lam, alias_arn: str, account: str, partition: str, expected: tuple[Path, str]) -> str:
+def open_door(
+    d: params.Deploy, clients: Clients, alias_arn: str, account: str, partition: str, expected: tuple[Path, str]
+) -> str:
     """The door deploy.endpoint names, made or updated; the other door, where deploy made it, deleted
     once this one answers. Its URL."""
-    apigw = client("apigatewayv2", d.region)
+    lam, apigw = clients.lam, clients.apigw
     if d.endpoint == "function_url":
         url = function_url.ensure(lam, d, account, partition)
         old = resources.find_apis(apigw, d)

@@ -24,7 +24,7 @@ import botocore.exceptions
 
 from pipeline import params
 from pipeline.deploy import releases
-from pipeline.deploy.aws import aws_errors, client
+from pipeline.deploy.aws import Clients, aws_errors
 from pipeline.deploy.errors import DeployLocked
 
 LOCK = "deploy-lock"
@@ -151,13 +151,15 @@ def held(lam, d: params.Deploy):
 
 
 def one_at_a_time(deploy):
-    """deploy(p, ...) under the function's lock, taken before anything is staged or built."""
+    """deploy(p, ...) under the function's lock, taken before anything is staged or built: the command's
+    clients are made here, the lock taken with their Lambda client, and handed to deploy(p, clients, ...)."""
 
     @functools.wraps(deploy)
     def locked(p: params.Params, *args, **kwargs):
+        clients = Clients(p.deploy.region)
         with aws_errors():
-            lam = client("lambda", p.deploy.region)
+            lam = clients.lam
         with held(lam, p.deploy):
-            return deploy(p, *args, **kwargs)
+            return deploy(p, clients, *args, **kwargs)
 
     return locked

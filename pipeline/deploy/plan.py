@@ -5,16 +5,17 @@ test, no write to AWS or to build/ (the model is staged in a temporary folder to
 import tempfile
 from pathlib import Path
 
+from botocore.client import BaseClient
+
 from pipeline import params
 from pipeline.deploy import build, canary, commands, functions, image, limits, releases, smoke, status
-from pipeline.deploy.aws import aws_errors, client
+from pipeline.deploy.aws import Clients, aws_errors
 from pipeline.deploy.errors import CanaryRunning, VersionRejected
 
 
-def image_plan(d: params.Deploy, key: str) -> str:
+def image_plan(d: params.Deploy, ecr: BaseClient, key: str) -> str:
     """What deploy's ship_image would do, read off the registry (ECR's repository listing and its
     registry's manifests; a missing repository is one deploy would create)."""
-    ecr = client("ecr", d.region)
     try:
         repo_uri = ecr.describe_repositories(repositoryNames=[d.repository])["repositories"][0]["repositoryUri"]
     except ecr.exceptions.RepositoryNotFoundException:
@@ -61,14 +62,15 @@ def decide(p: params.Params, force: bool = False) -> dict:
     config = build.config_key(d, p.cost.mb_per_vcpu)
     photo, answer = smoke.expected_answer(variant)
     found = {"variant": variant, "accuracy": accuracy, "key": key, "config": config, "model": str(model)}
+    clients = Clients(d.region)
     with aws_errors():
-        lam = client("lambda", d.region)
+        lam = clients.lam
         alias = releases.live_alias(lam, d)
         history = releases.read(alias)
         live = releases.live(lam, d, alias)
         was = releases.recorded(live) if live else None
         found["live"] = live["Version"] if live else None
-        found["url"] = status.endpoint_url(lam, d) if alias else None
+        found["url"] = status.endpoint_url(clients, d) if alias else None
         running = canary.in_progress(alias, history)
         if running:
             raise CanaryRunning(
@@ -93,7 +95,7 @@ def decide(p: params.Params, force: bool = False) -> dict:
         if same_code:
             steps.append(f"build nothing: same code as version {live['Version']}, a new configuration ({config})")
         elif d.package == "image":
-            steps.append(image_plan(d, key))
+            steps.append(image_plan(d, clients.ecr, key))
         else:
             steps.append(
                 f"build the zip for {d.zip_runtime} on {d.architecture}"

@@ -4,29 +4,33 @@ says what this machine last shipped), writing nothing."""
 import time
 from datetime import UTC, datetime
 
+from botocore.client import BaseClient
+
 from pipeline import cli, params
 from pipeline.deploy import canary, releases, resources
-from pipeline.deploy.aws import aws_errors, client
+from pipeline.deploy.aws import Clients, aws_errors
 
 READ_BACK_EVENTS = 10_000  # logs: a page is at most 10,000 events; more than this in the window is cut to the newest
 
 
-def endpoint_url(lam, d: params.Deploy) -> "str | None":
+def endpoint_url(clients: Clients, d: params.Deploy) -> "str | None":
     """The URL clients call, where deploy.endpoint says it is: the function URL on 'live', or the HTTP
     API's POST /predict (None where deploy made none yet)."""
+    lam = clients.lam
     if getattr(d, "endpoint", "http_api") == "function_url":
         try:
             return lam.get_function_url_config(FunctionName=d.function_name, Qualifier=releases.ALIAS)["FunctionUrl"]
         except lam.exceptions.ResourceNotFoundException:
             return None
-    apis = resources.find_apis(client("apigatewayv2", d.region), d)
+    apis = resources.find_apis(clients.apigw, d)
     return resources.api_url(apis[0], d) if apis else None
 
 
 def read(d: params.Deploy) -> dict:
     """What status prints, as data: the live version and what it ships, the history, a canary, the URL."""
+    clients = Clients(d.region)
     with aws_errors():
-        lam = client("lambda", d.region)
+        lam = clients.lam
         alias = releases.live_alias(lam, d)
         if alias is None:
             return {"function": d.function_name, "region": d.region, "live": None}
@@ -42,7 +46,7 @@ def read(d: params.Deploy) -> dict:
             "history": history.live,
             "rejected": history.rejected,
             "canary": {"version": running, "share": canary.weights(alias)[running]} if running else None,
-            "url": endpoint_url(lam, d),
+            "url": endpoint_url(clients, d),
         }
 
 
@@ -82,12 +86,11 @@ def status(p: params.Params) -> dict:
 
 
 def url(p: params.Params) -> str:
-    d = p.deploy
+    d, clients = p.deploy, Clients(p.deploy.region)
     with aws_errors():
-        lam = client("lambda", d.region)
-        if releases.live_alias(lam, d) is None:
+        if releases.live_alias(clients.lam, d) is None:
             raise cli.UserError(f"{d.function_name} is not deployed (no '{releases.ALIAS}' alias): `make deploy`")
-        found = endpoint_url(lam, d)
+        found = endpoint_url(clients, d)
     if found is None:
         raise cli.UserError(f"{d.function_name} has no endpoint ({getattr(d, 'endpoint', 'http_api')}): `make deploy`")
     return found
@@ -98,9 +101,8 @@ def log_line(event: dict) -> str:
     return f"{at} {event['message'].rstrip()}"
 
 
-def read_logs(d: params.Deploy, since_ms: int, limit: int, pattern: str = "") -> list[dict]:
+def read_logs(logs: BaseClient, d: params.Deploy, since_ms: int, limit: int, pattern: str = "") -> list[dict]:
     """The newest `limit` events of the function's log group since since_ms (epoch ms), oldest first."""
-    logs = client("logs", d.region)
     query = {"logGroupName": resources.log_group(d), "startTime": since_ms}
     if pattern:
         query["filterPattern"] = pattern
@@ -119,9 +121,9 @@ def read_logs(d: params.Deploy, since_ms: int, limit: int, pattern: str = "") ->
 
 
 def logs(p: params.Params, minutes: float = 30, limit: int = 100, pattern: str = "") -> list[str]:
-    d = p.deploy
+    d, clients = p.deploy, Clients(p.deploy.region)
     with aws_errors():
-        events = read_logs(d, int((time.time() - minutes * 60) * 1000), limit, pattern)
+        events = read_logs(clients.logs, d, int((time.time() - minutes * 60) * 1000), limit, pattern)
     lines = [log_line(e) for e in events]
     if not lines:
         print(f"no log lines in {resources.log_group(d)} in the last {minutes:g} minutes", flush=True)

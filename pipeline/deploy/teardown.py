@@ -3,9 +3,11 @@
 import sys
 from pathlib import Path
 
+from botocore.client import BaseClient
+
 from pipeline import cli, params, paths
 from pipeline.deploy import alarms, aws, function_url, resources
-from pipeline.deploy.aws import aws_errors, caller, client
+from pipeline.deploy.aws import Clients, aws_errors, caller
 
 
 def destroy(p: params.Params, yes: bool) -> list[str]:
@@ -23,13 +25,14 @@ def destroy(p: params.Params, yes: bool) -> list[str]:
         if input(question).strip().lower() != "y":
             print("nothing deleted")
             return []
+    clients = Clients(d.region)
     with aws_errors():
-        account, partition = caller(d.region)
+        account, partition = caller(clients)
     gone, kept, failed, waiting = [], [], [], []
-    for what, remove in teardown(d, account, partition):
+    for what, remove in teardown(d, clients, account, partition):
         if what in after_function(d) and any(f.startswith(f"function {d.function_name}:") for f in failed):
             with aws_errors():
-                there = function_exists(d)
+                there = function_exists(clients.lam, d)
             if there:  # the function still runs with its role and image: they go when it has gone
                 waiting.append(what)
                 continue
@@ -61,8 +64,7 @@ def after_function(d: params.Deploy) -> set[str]:
     return {f"role {d.role_name}", f"repository {d.repository}"}
 
 
-def function_exists(d: params.Deploy) -> bool:
-    lam = client("lambda", d.region)
+def function_exists(lam: BaseClient, d: params.Deploy) -> bool:
     try:
         lam.get_function_configuration(FunctionName=d.function_name)
         return True
@@ -70,10 +72,10 @@ def function_exists(d: params.Deploy) -> bool:
         return False
 
 
-def teardown(d: params.Deploy, account: str, partition: str):
+def teardown(d: params.Deploy, clients: Clients, account: str, partition: str):
     """(what, remove) for each resource; remove() returns what it deleted and what it left alone
-    (there, but not deploy's)."""
-    region = d.region
+    (there, but not deploy's). Each remove() makes its service's client, if it is the first, inside
+    the caller's aws_errors()."""
 
     def one(what: str, ours: bool, delete) -> tuple[list, list]:
         if not ours:
@@ -82,7 +84,7 @@ def teardown(d: params.Deploy, account: str, partition: str):
         return [what], []
 
     def apis():
-        apigw = client("apigatewayv2", region)
+        apigw = clients.apigw
         mine = resources.find_apis(apigw, d)
         for api in mine:
             apigw.delete_api(ApiId=api["ApiId"])
@@ -90,13 +92,13 @@ def teardown(d: params.Deploy, account: str, partition: str):
         return named, [f"API {d.api_name} ({a['ApiId']})" for a in resources.find_apis(apigw, d, ours=False)]
 
     def canary_alarms():
-        cw = client("cloudwatch", region)
+        cw = clients.cw
         found = alarms.find_left(cw, d)  # a deploy that was killed during a canary leaves its alarms
         alarms.delete(cw, found)
         return [f"alarm {n}" for n in found], []
 
     def function():
-        lam, what = client("lambda", region), f"function {d.function_name} and its versions"
+        lam, what = clients.lam, f"function {d.function_name} and its versions"
         try:
             arn = lam.get_function_configuration(FunctionName=d.function_name)["FunctionArn"]
         except lam.exceptions.ResourceNotFoundException:
@@ -106,7 +108,7 @@ def teardown(d: params.Deploy, account: str, partition: str):
         return one(what, ours, lambda: lam.delete_function(FunctionName=d.function_name))
 
     def repository():
-        ecr, what = client("ecr", region), f"repository {d.repository} and its images"
+        ecr, what = clients.ecr, f"repository {d.repository} and its images"
         try:
             repo = ecr.describe_repositories(repositoryNames=[d.repository])["repositories"][0]
         except ecr.exceptions.RepositoryNotFoundException:
@@ -119,17 +121,18 @@ def teardown(d: params.Deploy, account: str, partition: str):
 
     def log_group():
         what = f"log group {resources.log_group(d)}"
-        return outcome(what, resources.delete_log_group(client("logs", region), d, account, partition))
+        return outcome(what, resources.delete_log_group(clients.logs, d, account, partition))
 
     def url():
-        lam = client("lambda", region)
-        return outcome(f"function URL of {d.function_name}:live", function_url.delete(lam, d, account, partition))
+        return outcome(
+            f"function URL of {d.function_name}:live", function_url.delete(clients.lam, d, account, partition)
+        )
 
     def role():
-        return outcome(f"role {d.role_name}", resources.delete_role(client("iam", region), d))
+        return outcome(f"role {d.role_name}", resources.delete_role(clients.iam, d))
 
     def buckets():
-        return [f"bucket {b}" for b in resources.delete_buckets(client("s3", region), d, account)], []
+        return [f"bucket {b}" for b in resources.delete_buckets(clients.s3, d, account)], []
 
     yield f"API {d.api_name}", apis
     yield "alarms", canary_alarms

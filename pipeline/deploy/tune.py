@@ -25,7 +25,7 @@ import pandas as pd
 
 from pipeline import cli, cost, files, params, paths, variants
 from pipeline.deploy import build, releases, smoke
-from pipeline.deploy.aws import aws_errors, client
+from pipeline.deploy.aws import Clients, aws_errors
 
 COLUMNS = [  # tune.csv; the header alone is in git until a sweep runs (the report stage reads it)
     "memory_mb", "architecture", "door", "variant", "runtime", "invocations", "duration_p50_ms", "billed_p50_ms",
@@ -209,7 +209,7 @@ def sweep(lam, d: params.Deploy, t: params.Tune, mb_per_vcpu: int, photo: Path) 
 def tune(p: params.Params) -> pd.DataFrame:
     d = p.deploy
     with aws_errors():
-        lam = client("lambda", d.region)
+        lam = Clients(d.region).lam  # the sweep needs Lambda's client alone
         live = releases.live(lam, d, releases.live_alias(lam, d))
         if live is None:
             raise cli.UserError(f"{d.function_name} has no '{releases.ALIAS}' version: make deploy first")
