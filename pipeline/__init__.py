@@ -9,15 +9,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
+# Run by the function's runtime on purpose: the targets stage starts its probe under the arm64 Python
+# (qemu); started again under .venv's x86_64 Python, it would import the arm64 wheels and fail.
+FOREIGN = ("pipeline.target_probe",)
+
+
 def run_under_the_projects_interpreter() -> None:
     """dvc.yaml runs `python -m pipeline.<stage>` from PATH. Run as `.venv/bin/dvc repro` without the
     environment activated, that is another Python, without the project's packages (and DVC has already
     removed the stage's outputs). So a stage started by another interpreter while the project's .venv
     exists starts again under .venv's, saying so in one line. Only `python -m pipeline...` runs (argv[0]
-    is "-m" while runpy finds the module): importing the package from elsewhere never re-executes."""
+    is "-m" while runpy finds the module): importing the package from elsewhere never re-executes, and
+    neither does a module in FOREIGN, run by another Python on purpose."""
     venv = Path(__file__).resolve().parents[1] / ".venv"
     python = venv / "bin" / "python"
     if sys.argv[:1] != ["-m"] or not python.exists() or Path(sys.prefix).resolve() == venv.resolve():
+        return
+    if any(sys.orig_argv[i : i + 2] == ["-m", module] for module in FOREIGN for i in range(len(sys.orig_argv))):
         return
     print(f"pipeline: {sys.executable} is not the project's Python; running {python} instead", file=sys.stderr)
     sys.stderr.flush()

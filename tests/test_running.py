@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from conftest import ROOT, make_project, run, small_params
@@ -23,6 +24,21 @@ def test_a_stage_started_by_another_python_runs_under_the_projects(tmp_path, dat
     assert result.returncode == 0, result.stderr
     assert f"running {project / '.venv/bin/python'} instead" in result.stderr
     assert result.stdout == "params.yaml: OK\n"
+
+
+def test_the_target_probe_stays_under_the_python_that_started_it(tmp_path, dataset_dir):
+    """The targets stage runs its probe under the arm64 Python on purpose: started again under .venv's
+    x86_64 one, it imported the arm64 wheels and every variant was excluded on arm64."""
+    project = make_project(tmp_path / "p", small_params(dataset_dir))
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    np.save(tmp_path / "photos.npy", np.zeros((1, 8, 8, 3), np.float32))
+    job = {"photos": str(tmp_path / "photos.npy"), "out": str(tmp_path), "variants": {}}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    env = {"PYTHONPATH": f"{project}:{project / 'lambda'}"}
+    # As the stage starts it: `python -m pipeline.target_probe JOB` (sys.orig_argv is what the rule reads).
+    result = subprocess.run([sys._base_executable, "-m", "pipeline.target_probe", str(tmp_path / "job.json")],
+                            cwd=project, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0 and "instead" not in result.stderr, result.stderr
 
 
 def test_importing_the_package_from_another_python_never_reexecutes(tmp_path, dataset_dir):
