@@ -245,8 +245,9 @@ def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: pa
     recommended = variants.bench_row(choice["variant"])
     side = marked_rows(side.rename(columns=names), recommended)
     shown = marked_rows(costs, recommended)  # door_lines reads costs by runtime name: unmarked
-    at = shown[shown["memory_mb"] == d.memory_mb].drop(columns=["photo", "memory_mb"])
     measured = (costs["source"] == "make tune").any()
+    shown = shown.drop(columns=hidden_cost_columns(costs, measured))
+    at = shown[shown["memory_mb"] == d.memory_mb].drop(columns=["memory_mb"])
     shot_body = cost.base64_bytes(int(shot["bytes"]))
     steps = cost.api_steps(shot_body, c.api_request_step_kb)
     lines = [
@@ -282,9 +283,23 @@ def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: pa
         "",
         f"### Every memory size ({d.architecture})",
         "",
-        shown[shown["architecture"] == d.architecture].drop(columns=["photo"]).to_markdown(index=False, floatfmt="g"),
+        shown[shown["architecture"] == d.architecture].to_markdown(index=False, floatfmt="g"),
+        "",
+        "Every column, for every runtime, size and door, is in `artifacts/recommend/cost.csv`.",
     ]
     return lines
+
+
+def hidden_cost_columns(costs: pd.DataFrame, measured: bool) -> list:
+    """What the report's cost tables leave to cost.csv, so they fit a page: the inputs the text above them
+    states (the photo, its body and log bytes), the estimate before rounding, and the columns equal on every
+    row (no SnapStart; every row an estimate)."""
+    hidden = ["photo", "body_bytes", "log_bytes", "est_ms"]
+    if not (costs["usd_snapstart"] != 0).any():
+        hidden.append("usd_snapstart")
+    if not measured:
+        hidden.append("source")
+    return [c for c in hidden if c in costs]
 
 
 def marked_rows(table: pd.DataFrame, recommended: str) -> pd.DataFrame:
