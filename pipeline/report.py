@@ -344,7 +344,8 @@ def plot_cost(costs: pd.DataFrame, d: params.Deploy, recommended: str = "") -> N
             tick.set_fontweight("bold")
             tick.set_color(PICKED)
     title = f"What Lambda bills, {d.memory_mb} MB {d.architecture} ({MARK} recommended)"
-    ax.set(xlabel="USD per million requests", title=title)
+    # Room past the longest bar: autoscaling stopped the axis at its end, and it read as cut off.
+    ax.set(xlabel="USD per million requests", title=title, xlim=(0, 1.05 * left.max()))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     save(fig, "cost.png")
 
