@@ -193,6 +193,46 @@ def test_snapstart_prices_two_cached_snapshots_and_a_restore_per_cold_start_by_h
 
 
 @pytest.mark.fast
+def test_the_api_bills_a_started_512_kb_step_and_blends_its_tiers_by_hand():
+    """512 KB is 524,288 bytes: a body of exactly that is one billed request, one byte more two, none at
+    all still one. The tiers' blend on API Gateway's REST API prices (first 333 M at $3.50, past them
+    $2.80; a first-tier price other than $1.00, so a product and a quotient differ): 400 M billed
+    requests are 333 x 3.50 + 67 x 2.80 = $1,353.10, $3.38275 a million."""
+    assert [cost.api_steps(body, 512) for body in (0, 524_288, 524_289)] == [1, 1, 2]  # kills api_steps 9 (x 1025)
+    rest = prices(api_price_per_million=3.5, api_price_per_million_past_tier=2.8, api_tier_millions=333)
+    assert cost.api_price(rest, 400) == pytest.approx(1353.10 / 400)  # kills api_price 3 (tier / price)
+    assert cost.api_price(rest, 333) == cost.api_price(rest, 1) == 3.5
+
+
+@pytest.mark.fast
+def test_a_duration_is_known_to_the_nanosecond_and_two_vcpus_is_as_fast_as_it_gets():
+    """Under half a nanosecond over a whole millisecond is float noise (5 ms); a whole nanosecond over bills
+    the next one. Past two vCPUs (4,423 MB is 2.5 at 1,769 MB a vCPU; 10,240 MB, Lambda's largest, 5.8) the
+    two-thread time stays: the handler runs two threads, the line from one to two vCPUs does not go on."""
+    assert [cost.billed_ms(ms) for ms in (5.0000004, 5.000001)] == [5, 6]  # kills billed_ms 6 (round to 7)
+    assert [cost.lambda_ms(30.2, 20.0, mb, 1769) for mb in (3538, 4423, 10240)] == [20.0] * 3  # lambda_ms 7 (>= 3)
+
+
+@pytest.mark.fast
+def test_a_long_request_at_the_largest_memory_priced_by_hand_to_the_cent():
+    """Parts large enough that a millionth of them shows in the 4th decimal. 10 s at 10,240 MB (10 GB) on
+    x86: 1e6 x 10 s x 10 GB x $0.0000166667 = $1,666.67, and the same init when every request is cold.
+    Logs: a request writing 512 KiB (Lambda's 264 bytes and the handler's rest) is 1e6 x 2^19 / 2^30 =
+    488.28125 GB at $0.50: $244.140625. SnapStart: 2 snapshots x 10 GB x 730 h x 3600 s x $0.0000015046
+    over 10 M requests is $7.9081776 a million, a restore per request 1e6 x 10 GB x $0.0001397998 =
+    $1,397.998. With Lambda's $0.20 and the API's $1.00 (one step: no body)."""
+    c = prices(cold_start_share=1.0, logs_price_per_gb=0.5)
+    parts = cost.per_million(10_000.0, 10_000.0, 10240, "x86_64", c, "http_api", 0, 2**19 - 264, snapstart=True)
+    assert (parts["usd_compute"], parts["usd_init"]) == (1666.67, 1666.67)  # per_million 21, 28 (1e6 + 1)
+    assert parts["usd_logs"] == 244.1406  # kills per_million 45 (1000001 x: 244.1409)
+    assert parts["usd_snapstart"] == round(7.9081776 + 1397.998, 4) == 1405.9062  # snapstart_per_million 13
+    assert parts["usd_per_million"] == round(2 * 1666.67 + 0.2 + 1.0 + 244.140625 + 7.9081776 + 1397.998, 4)
+    # Called without a log size, a request writes Lambda's 264 bytes only: 264e6 / 2^30 GB x $0.50.
+    bare = cost.per_million(30.2, 400.0, 1769, "x86_64", prices(logs_price_per_gb=0.5))
+    assert bare["usd_logs"] == round(264e6 / 1024**3 * 0.5, 4) == 0.1229  # kills per_million 4 (default 1 byte)
+
+
+@pytest.mark.fast
 def test_cost_table_prices_the_handler_end_to_end_at_each_cpu_share():
     table = recommend.cost_table(HANDLER, COLD, prices(), deploy_memory_mb=1024)
     both = table[table["architecture"] == "x86_64"].set_index("memory_mb")
