@@ -14,6 +14,14 @@ from pipeline.params import Recommend
 PHOTOS, CLASSES = 372, 10
 
 
+@pytest.fixture(autouse=True)
+def fresh_intervals():
+    """accuracy_interval keeps its answers for the process: mutmut forks each mutant's run from a process
+    that already ran these tests, so a kept interval would hide any change to clopper_pearson and the
+    functions under it (docs/mutation.md). Each test computes its intervals afresh."""
+    gates.accuracy_interval.cache_clear()
+
+
 def table(keras_only: int, variant_only: int, both_wrong_apart: int = 0):
     """(labels, Keras' probabilities, the variant's): Keras right on 300 photos; the variant differs on
     keras_only photos Keras gets right, variant_only photos it gets wrong, and both_wrong_apart photos
@@ -99,6 +107,20 @@ def test_agreement_stays_a_plain_threshold_and_no_discordant_photo_is_no_differe
     assert gates.failures(metrics, "v", 0.005, 0.97, "recommend") == [
         f"v: top-1 agreement {round(360 / 372, 4)} < recommend.min_agreement 0.97"
     ]
+
+
+@pytest.mark.fast
+def test_one_discordant_photo_has_an_exact_interval_of_its_own():
+    """n = 1: the variant's share p of one discordant photo. Keras' way (k = 0): P(X = 0) = 1 - p leaves
+    2.5% at p = 0.975, so the difference runs from -1/372 to (2 x 0.975 - 1)/372 = 0.95/372. The
+    variant's way (k = 1): P(X = 1) = p = 0.025, from -0.95/372 to 1/372. Kills clopper_pearson 2 (the
+    no-photo answer [0, 1] given for n == 1 too: [-1/372, 1/372] both ways)."""
+    assert (
+        gates.accuracy_interval(1, 0, PHOTOS, 0.95) == (round(-1 / 372, 4), round(0.95 / 372, 4)) == (-0.0027, 0.0026)
+    )
+    assert (
+        gates.accuracy_interval(0, 1, PHOTOS, 0.95) == (round(-0.95 / 372, 4), round(1 / 372, 4)) == (-0.0026, 0.0027)
+    )
 
 
 def bench(p50_ms: dict) -> pd.DataFrame:
