@@ -50,12 +50,12 @@ MODULES = {
     "releases": (
         "pipeline/deploy/releases.py",
         None,
-        [*tests("canary_judgement", "deploy_commands", "own_dataset", "deploy_canary", "deploy_releases"),
+        [*tests("releases", "canary_judgement", "deploy_commands", "own_dataset", "deploy_canary", "deploy_releases"),
          "-m", "fast"],
     ),
     # The alarms' queries only mean something evaluated: test_canary_judgement judges alarms.definitions with
     # the AWS stand-in's own alarm evaluator, in-process (no server), so its whole file runs here.
-    "alarms": ("pipeline/deploy/alarms.py", None, tests("canary_judgement")),
+    "alarms": ("pipeline/deploy/alarms.py", None, tests("alarms", "canary_judgement")),
     "fetch": ("serving/fetch.py", None, [*tests("fetch"), "-k", FETCH_UNTIMED]),
     "images": ("serving/images.py", None, [*tests("images", "image_rules"), "-m", "fast"]),
     "handler": ("serving/handler.py", None, [*tests("events", "handler_rules", "function_contract"), "-m", "fast"]),
