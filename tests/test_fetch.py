@@ -338,6 +338,22 @@ def test_a_body_without_content_length_is_capped_while_it_streams():
         assert fetch(url, LOCAL, max_bytes=size, allowed_ports={server.port}) == b"x" * size
 
 
+def test_an_unsized_body_over_the_cap_is_refused_without_waiting_for_its_end():
+    # Fails if the body is read whole before the cap looks (`response.read(None)`, fetch 88): the server
+    # sends twice the cap and then holds the connection open. Read 64 KiB at a time, the second read is
+    # over the cap: 413 at once. Read whole, the fetch waits for an end that never comes, cut at its 2 s
+    # timeout (FetchTimeout, 504): the size rule would not bound the memory one request can take.
+    def over_and_hold(conn, stop):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\n" + b"x" * 200_000)
+        stop.wait(30)
+
+    with raw_server(over_and_hold) as server:
+        with pytest.raises(TooLarge) as error:
+            fetch(f"http://127.0.0.1:{server.port}/x.jpg", LOCAL, max_bytes=100_000, timeout=2.0,
+                  allowed_ports={server.port})  # fmt: skip
+        assert error.value.status == 413
+
+
 def resolver(answers: dict, calls: list):
     """A getaddrinfo that answers the named hosts from `answers` (a list of addresses each) and records every
     call; a numeric 127.0.0.1 goes to the real one (the connection to a test server); any other host fails."""
