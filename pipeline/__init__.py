@@ -10,8 +10,10 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 # Run by the function's runtime on purpose: the targets stage starts its probe under the arm64 Python
-# (qemu); started again under .venv's x86_64 Python, it would import the arm64 wheels and fail.
-FOREIGN = ("pipeline.target_probe",)
+# (qemu); started again under .venv's x86_64 Python, it would import the arm64 wheels and fail. Names in
+# this package, not "pipeline.<name>" strings: test_dvc_yaml reads such a string as a module the
+# importing stage runs, and every stage imports this file.
+FOREIGN = ("target_probe",)
 
 
 def run_under_the_projects_interpreter() -> None:
@@ -25,7 +27,8 @@ def run_under_the_projects_interpreter() -> None:
     python = venv / "bin" / "python"
     if sys.argv[:1] != ["-m"] or not python.exists() or Path(sys.prefix).resolve() == venv.resolve():
         return
-    if any(sys.orig_argv[i : i + 2] == ["-m", module] for module in FOREIGN for i in range(len(sys.orig_argv))):
+    foreign = [f"{__name__}.{name}" for name in FOREIGN]
+    if any(sys.orig_argv[i : i + 2] == ["-m", module] for module in foreign for i in range(len(sys.orig_argv))):
         return
     print(f"pipeline: {sys.executable} is not the project's Python; running {python} instead", file=sys.stderr)
     sys.stderr.flush()
