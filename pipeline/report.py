@@ -246,7 +246,7 @@ def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: pa
     side = marked_rows(side.rename(columns=names), recommended)
     shown = marked_rows(costs, recommended)  # door_lines reads costs by runtime name: unmarked
     measured = (costs["source"] == "make tune").any()
-    shown = shown.drop(columns=hidden_cost_columns(costs, measured))
+    shown = shown.drop(columns=hidden_cost_columns(costs))
     at = shown[shown["memory_mb"] == d.memory_mb].drop(columns=["memory_mb"])
     shot_body = cost.base64_bytes(int(shot["bytes"]))
     steps = cost.api_steps(shot_body, c.api_request_step_kb)
@@ -290,15 +290,13 @@ def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: pa
     return lines
 
 
-def hidden_cost_columns(costs: pd.DataFrame, measured: bool) -> list:
+def hidden_cost_columns(costs: pd.DataFrame) -> list:
     """What the report's cost tables leave to cost.csv, so they fit a page: the inputs the text above them
-    states (the photo, its body and log bytes), the estimate before rounding, and the columns equal on every
-    row (no SnapStart; every row an estimate)."""
+    states (the photo, its body and log bytes), the estimate before rounding, and SnapStart's column where
+    no row bills it. `source` stays: estimate or make tune is what a reader weighs a figure by."""
     hidden = ["photo", "body_bytes", "log_bytes", "est_ms"]
     if not (costs["usd_snapstart"] != 0).any():
         hidden.append("usd_snapstart")
-    if not measured:
-        hidden.append("source")
     return [c for c in hidden if c in costs]
 
 

@@ -136,11 +136,10 @@ def test_make_tunes_measurements_replace_the_estimate_where_it_measured():
 def test_the_cost_tables_leave_the_stated_and_constant_columns_to_cost_csv():
     costs = pd.DataFrame({"runtime": ["a"], "photo": "phone", "body_bytes": 9, "log_bytes": 1, "est_ms": 1.5,
                           "billed_ms": 2, "usd_snapstart": 0, "source": "estimate", "usd_per_million": 1})  # fmt: skip
-    assert report.hidden_cost_columns(costs, measured=False) == [
-        "photo", "body_bytes", "log_bytes", "est_ms", "usd_snapstart", "source"]  # fmt: skip
-    # SnapStart billed on some row, or make tune's rows beside the estimate's: those columns say something.
+    assert report.hidden_cost_columns(costs) == ["photo", "body_bytes", "log_bytes", "est_ms", "usd_snapstart"]
+    # SnapStart billed on some row: its column says something.
     snapstart = costs.assign(usd_snapstart=0.1)
-    assert report.hidden_cost_columns(snapstart, measured=True) == ["photo", "body_bytes", "log_bytes", "est_ms"]
+    assert report.hidden_cost_columns(snapstart) == ["photo", "body_bytes", "log_bytes", "est_ms"]
 
 
 # The report's own pieces on hand-made inputs: every expectation counted or written by hand here.
