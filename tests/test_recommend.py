@@ -293,10 +293,13 @@ def test_stage_on_the_small_run(small_run):
     for _, row in table[table["architecture"] == "x86_64"].head(3).iterrows():
         by_hand = 1e6 * row["billed_ms"] / 1000 * row["memory_mb"] / 1024 * price
         assert row["usd_compute"] == pytest.approx(by_hand, abs=1e-4), row.to_dict()
-    # And the phone photo's handler (what cost.photo prices) bills more than its model.
-    results = pd.read_csv(small_run / "artifacts/bench/results.csv").set_index("runtime")
+    # And the phone photo's handler (what cost.photo prices) bills more than its model alone, as the handler's
+    # bench timed both in one process (bench's model-only p50 is another run's: under the suite's load the two
+    # fell either way).
+    handler = pd.read_csv(small_run / "artifacts/bench/handler.csv")
+    phone = handler[(handler["photo"] == "phone") & (handler["threads"] == handler["threads"].max())]
     at_two_vcpus = table[(table["memory_mb"] == 3008) & (table["architecture"] == "x86_64")].set_index("runtime")
-    assert (at_two_vcpus["est_ms"] > results.loc[at_two_vcpus.index, "p50_ms"]).all()
+    assert (at_two_vcpus["est_ms"] > phone.set_index("runtime").loc[at_two_vcpus.index, "model_ms"]).all()
 
 
 # The stage on tables of our own (the small run's numbers are measured, so nothing about them is known
