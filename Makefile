@@ -40,7 +40,7 @@ lint: $(VENV)/.installed ## ruff check and ruff format --check
 # wait on subprocesses and servers, so a third worker fills the CPU they leave idle (the timings behind it:
 # docs/toolchain.md, Measurements behind the code's rules). Files in the order tests/conftest.py sorts them
 # (xdist's default puts the most tests first).
-test: lint rie deploy-deps ## lint, then the suite on 3 workers (12-14 min on 2 cores; docs/testing.md)
+test: lint rie deploy-deps ## lint, then the suite on 3 workers (~9 min on 2 cores; docs/testing.md)
 	pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 # The targets stage under qemu (Lambda's x86_64 and arm64 CPUs): a variant whose answers change on a target is
