@@ -27,8 +27,8 @@ def run_under_the_projects_interpreter() -> None:
     python = venv / "bin" / "python"
     if sys.argv[:1] != ["-m"] or not python.exists() or Path(sys.prefix).resolve() == venv.resolve():
         return
-    foreign = [f"{__name__}.{name}" for name in FOREIGN]
-    if any(sys.orig_argv[i : i + 2] == ["-m", module] for module in foreign for i in range(len(sys.orig_argv))):
+    started = sys.orig_argv[sys.orig_argv.index("-m") + 1]  # `python [options] -m <module> ...`
+    if started.removeprefix(f"{__name__}.") in FOREIGN:
         return
     print(f"pipeline: {sys.executable} is not the project's Python; running {python} instead", file=sys.stderr)
     sys.stderr.flush()
