@@ -46,17 +46,17 @@ test: lint rie deploy-deps ## lint, then the suite on 3 workers (~9 min on 2 cor
 # The targets stage under qemu (Lambda's x86_64 and arm64 CPUs): a variant whose answers change on a target is
 # excluded there. Minutes; the arm64 Python is made once (root) in .cache/targets. .ci/run runs it after make test.
 test-targets: emulators ## the targets stage under qemu on Lambda's CPUs (minutes)
-	pytest -m targets tests/test_targets_emulated.py
+	pytest -m targets tests/stages/test_targets_emulated.py
 
-# arm64 end to end under qemu (tests/test_deploy_arm64.py): the image and the zip built for arm64 here, run by
-# the Lambda-like proxy as arm64 and answering as verify did. Minutes; .ci/run runs it after make test, on make
+# arm64 end to end under qemu (tests/deploy/test_deploy_arm64.py): the image and the zip built for arm64 here, run
+# by the Lambda-like proxy as arm64 and answering as verify did. Minutes; .ci/run runs it after make test, on make
 # test's small run (SMALL_RUN=its folder; without it the session builds its own, ~6 min more).
 .PHONY: test-arm64 rie-arm64
 test-arm64: rie-arm64 deploy-deps emulators ## the arm64 image and zip end to end under qemu (minutes)
-	pytest -m arm64 tests/test_deploy_arm64.py $(if $(SMALL_RUN),--small-run-dir $(SMALL_RUN))
+	pytest -m arm64 tests/deploy/test_deploy_arm64.py $(if $(SMALL_RUN),--small-run-dir $(SMALL_RUN))
 
 # Mutation testing (mutmut) of the modules that decide what ships and what is refused, one module at a time at low
-# priority, each against its own fast tests, in copies under .cache/mutants/ (docs/mutation.md). Not part of make
+# priority, each against its own unit tests, in copies under .cache/mutants/ (docs/mutation.md). Not part of make
 # test: tens of minutes on 2 cores. MODULES=fetch (or several) runs some; the scores: benchmarks/results/mutation_*.md.
 .PHONY: mutants
 mutants: $(VENV)/.installed ## mutation scores of the deciding modules (minutes each; MODULES=fetch data ...)
@@ -71,9 +71,9 @@ mutants: $(VENV)/.installed ## mutation scores of the deciding modules (minutes 
 test-heavy: $(VENV)/.installed ## the checks too slow for make test (docker.io, own data, transfer, .h5 loads)
 	pytest -n 2 --dist loadfile -m heavy tests $(if $(SMALL_RUN),--small-run-dir=$(SMALL_RUN))
 
-# Pure functions only (gate rule, recommendation, cost table, params, event parsing, dvc.yaml's map): seconds.
-test-fast: $(VENV)/.installed ## the pure functions only: seconds
-	pytest -m fast -q
+# The unit tests (tests/unit): the code's rules on inputs made in the test, no model run, no AWS stand-in.
+test-fast: $(VENV)/.installed ## the unit tests only (tests/unit): ~30 s
+	pytest -n 2 -q tests/unit
 
 # The AWS Runtime Interface Emulator ships inside the aws-sam-cli wheel (no Docker needed).
 RIE := .cache/aws-lambda-rie-x86_64

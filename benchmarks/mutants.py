@@ -1,5 +1,5 @@
 """Mutation testing (mutmut 3) of the modules that decide what ships and what is refused, one module at a time,
-each against its own selection of fast tests (no model, no AWS stand-in; fetch's own 127.0.0.1 servers are
+each against its own selection of unit tests (tests/unit: no model, no AWS stand-in; fetch's own 127.0.0.1 servers are
 in-process threads). `make mutants` runs them all; `python benchmarks/mutants.py gates fetch` runs some.
 
 mutmut names a mutant after its file's path (`lambda/serving/fetch.py` would be `lambda.serving.fetch`) and
@@ -25,46 +25,41 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".cache" / "mutants"
-# Files the fast tests read from the project root besides the code and the tests.
+# Files the unit tests read from the project root besides the code and the tests.
 ALSO = ["params.yaml", "dvc.yaml", "Makefile", "requirements.txt", "lambda", "docs"]
 
 
-# module: (source file in the staged copy, functions whose mutants count (None: all), test selection).
-# Timed fetch tests (deadlines of 1 s against slow servers) are left out: a mutant that slows them says
-# nothing about the rule mutated, and they would cost seconds per mutant.
+# module: (source file in the staged copy, functions whose mutants count (None: all), test selection): unit tests
+# (tests/unit) only, but for alarms (below). Timed fetch tests (deadlines of 1 s against slow servers) are left
+# out: a mutant that slows them says nothing about the rule mutated, and they would cost seconds per mutant.
 def tests(*names: str) -> list[str]:
-    return [f"tests/test_{name}.py" for name in names]
+    """The test files named test_<name>.py, in whichever folder of tests/ each is."""
+    return [str(next((ROOT / "tests").glob(f"*/test_{name}.py")).relative_to(ROOT)) for name in names]
 
 
 FETCH_UNTIMED = "not deadline and not slow and not resolver and not handshake"
 MODULES = {
-    "gates": ("pipeline/gates.py", None, [*tests("gates", "recommend", "own_dataset", "verify"), "-m", "fast"]),
-    "cost": ("pipeline/cost.py", None, [*tests("recommend", "params", "report", "deploy_tune"), "-m", "fast"]),
-    "recommend": ("pipeline/recommend.py", None, [*tests("recommend", "own_dataset", "targets"), "-m", "fast"]),
-    "params": (
-        "pipeline/params.py",
-        None,
-        [*tests("params", "arm64_refusals", "deploy_tune", "dvc_yaml", "deploy_canary", "deploy_lambda_states"),
-         "-m", "fast"],
-    ),
+    "gates": ("pipeline/gates.py", None, tests("gates", "recommend", "own_dataset_rules")),
+    "cost": ("pipeline/cost.py", None, tests("recommend", "params", "report", "tune")),
+    "recommend": ("pipeline/recommend.py", None, tests("recommend", "own_dataset_rules", "targets")),
+    "params": ("pipeline/params.py", None, tests("params", "arm64_refusals", "tune", "dvc_yaml", "deploy_rules")),
     "releases": (
         "pipeline/deploy/releases.py",
         None,
-        [*tests("releases", "canary_judgement", "deploy_commands", "own_dataset", "deploy_canary", "deploy_releases"),
-         "-m", "fast"],
+        tests("releases", "canary_rules", "deploy_cli", "own_dataset_rules", "deploy_rules"),
     ),
     # The alarms' queries only mean something evaluated: test_canary_judgement judges alarms.definitions with
-    # the AWS stand-in's own alarm evaluator, in-process (no server), so its whole file runs here.
-    "alarms": ("pipeline/deploy/alarms.py", None, tests("alarms", "canary_judgement")),
+    # the AWS stand-in's own alarm evaluator, in-process (no server), on the small run's handler.
+    "alarms": ("pipeline/deploy/alarms.py", None, tests("alarms", "canary_rules", "canary_judgement")),
     "fetch": ("serving/fetch.py", None, [*tests("fetch"), "-k", FETCH_UNTIMED]),
-    "images": ("serving/images.py", None, [*tests("images", "image_rules"), "-m", "fast"]),
-    "handler": ("serving/handler.py", None, [*tests("events", "handler_rules", "function_contract"), "-m", "fast"]),
+    "images": ("serving/images.py", None, tests("images", "image_rules")),
+    "handler": ("serving/handler.py", None, tests("events", "handler_rules", "function_contract_rules")),
     # data.py's rules, not its download and its stage's I/O (fetch, prepare, main).
     "data": (
         "pipeline/data.py",
         {"archive_root", "split_layout", "hidden", "find_root", "class_folders", "images_in", "chosen_classes",
          "scan", "split_counts", "split_classes", "unreadable", "check_images", "first_readable", "check_classes"},
-        [*tests("data_rules", "data", "own_dataset"), "-m", "fast"],
+        tests("data_rules", "own_dataset_rules"),
     ),
 }  # fmt: skip
 

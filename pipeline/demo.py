@@ -3,7 +3,7 @@ class and split, 6 epochs at 71 then 75 px, every variant, bench, report), in bu
 its own, with its own params.yaml and DVC, so the full run's outputs are never touched. It ends with the
 function's handler answering a real test photo with the variant the run recommends. Run again, it re-runs
 only the stages whose code or params changed since (none: it just answers again). The suite builds its
-small run with the same functions (tests/conftest.py), so the demo and the tests run one configuration."""
+small run with the same functions (tests/support.py), so the demo and the tests run one configuration."""
 
 import base64
 import contextlib
