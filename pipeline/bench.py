@@ -156,22 +156,22 @@ def bench(p: params.Params) -> dict:
 
     # Every variant, whichever its runtime, timed the same way: same photo, threads, probes.
     for variant in gates.not_excluded(p.convert.variants, verify):  # not those verify excluded
-        runtime, path, row = variants.runtime(variant), variants.model_path(variant), variants.bench_row(variant)
+        runtime, path = variants.runtime(variant), variants.model_path(variant)
         print(f"bench {runtime} {variant} ...", flush=True)
         m = measure(runtime, path, p.bench, threads, image)
         one_thread = probe(runtime, path, 1, image, p.bench.warm_runs, 1)["p50_ms"]
         cold = probe("handler", path, threads, image, 0, 1)
-        results[row] = {
+        results[variant] = {
             "size_mb": verify[variant]["size_mb"],
             **m,
             "p50_1_thread_ms": one_thread,
             "handler_cold_start_s": round(cold["process_s"], 4),
         }
-        handler += handler_rows(row, path, threads, p.bench.handler_runs, shots)
+        handler += handler_rows(variant, path, threads, p.bench.handler_runs, shots)
         if runtime == "litert":  # XNNPACK partitions: LiteRT's own measure of kernel coverage
             coverage = TFLiteModel(path).delegate_coverage()
             coverage.pop("outside_ops")
-            results[row].update(coverage)
+            results[variant].update(coverage)
     for m in results.values():
         m["gflops"] = round(2 * macs / (m["p50_ms"] / 1000) / 1e9, 1)
         m["fraction_of_peak"] = round(m["gflops"] / m["matmul_gflops"], 3)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import cli, cost, files, gates, params, paths, release
-from pipeline.variants import bench_row, requirements
 from pipeline.variants import model_path as variant_path
+from pipeline.variants import requirements
 from pipeline.variants import runtime as runtime_of
 
 PREFER = {"warm_p50": "p50_ms", "cold_start": "process_s", "size": "size_mb", "cost": "usd_per_million"}
@@ -42,7 +42,7 @@ def recommend(
         )
     key = PREFER[r.prefer]
     variant = fastest(results, [v for v, _ in passing], key)
-    value, m = results.loc[bench_row(variant), key], verify[variant]
+    value, m = results.loc[variant, key], verify[variant]
     reason = (
         f"{variant} has the lowest {key} ({value:g}) among the variants not shown to lose more than "
         f"{r.max_accuracy_drop} accuracy against Keras and with at least {r.min_agreement} top-1 agreement "
@@ -68,13 +68,13 @@ def recommend(
 def lost_to(results: pd.DataFrame, variant: str, chosen: str, key: str) -> str:
     """Why a variant that passes the gate was not chosen: its prefer measure beside the choice's (and its
     size, where size is not what decided)."""
-    mine, theirs = results.loc[bench_row(variant), key], results.loc[bench_row(chosen), key]
+    mine, theirs = results.loc[variant, key], results.loc[chosen, key]
     if mine == theirs:
         why = f"passes the gate; its {key} ties {chosen}'s ({mine:g}): the tie goes to the earlier in convert.variants"
     else:
         why = f"passes the gate, but its {key} is {mine:g} against {chosen}'s {theirs:g} ({mine / theirs:.2f}x)"
     if key != "size_mb" and "size_mb" in results:
-        size, chosen_size = results.loc[bench_row(variant), "size_mb"], results.loc[bench_row(chosen), "size_mb"]
+        size, chosen_size = results.loc[variant, "size_mb"], results.loc[chosen, "size_mb"]
         why += f"; {size:g} MiB against {chosen_size:g}"
     return why
 
@@ -95,7 +95,7 @@ def judge(verify: dict, variants: list, r: params.Recommend, target: dict) -> tu
 
 def fastest(results: pd.DataFrame, passing: list, key: str) -> str:
     """The lowest key among the passing variants; a tie goes to the earlier one (min keeps the first)."""
-    return min(passing, key=lambda v: results.loc[bench_row(v), key])
+    return min(passing, key=lambda v: results.loc[v, key])
 
 
 def photo_answers(predictions: pd.DataFrame) -> tuple[dict, dict]:
@@ -211,7 +211,7 @@ def deploy_costs(table: pd.DataFrame, d: params.Deploy) -> pd.Series:
 def headline(variant: str, verify: dict, results: pd.DataFrame) -> dict:
     """The numbers `dvc metrics show` prints and `dvc metrics diff` compares between runs: the shipped
     variant's, one row a terminal's width (every other number is in the stages' JSON and CSV files)."""
-    row = results.loc[bench_row(variant)]
+    row = results.loc[variant]
     return {
         "variant": variant,
         "accuracy": round(float(verify[variant]["accuracy"]), 4),  # on the test photos; Keras' is in verify.json

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import cli, cost, dataset, files, params, paths, per_class, report_html, variants  # noqa: E402
+from pipeline import cli, cost, dataset, files, params, paths, per_class, report_html  # noqa: E402
 
 OUT = Path(paths.REPORT_DIR)
 MARK = "★"  # the recommended variant, in every table and plot
@@ -77,7 +77,7 @@ def plot_accuracy_vs_size(table: pd.DataFrame, verify: dict, recommended: str) -
     keras = verify["keras"]["accuracy"]
     names = list(table["runtime"])
     xs, ys = list(table["size_mb"]), list(table["accuracy"])
-    bars = [difference_interval(verify, variant_of(name)) for name in names]
+    bars = [difference_interval(verify, name) for name in names]
     ends = [keras + end for bar in bars if bar for end in bar]
     low, high = accuracy_axis(ys + ends)
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -110,11 +110,6 @@ def plot_accuracy_vs_size(table: pd.DataFrame, verify: dict, recommended: str) -
     ax.text(0.01, 0.02, note, transform=ax.transAxes, fontsize=7, color="grey")
     ax.grid(alpha=0.3)
     save(fig, "accuracy_vs_size.png")
-
-
-def variant_of(row: str) -> str:
-    """The bench table's row name as verify names it (keras stays keras)."""
-    return "keras" if row == "keras" else variants.variant_of_row(row)
 
 
 def mark_ticks(ax, names: list, recommended: str) -> None:
@@ -242,7 +237,7 @@ def cost_section(costs: pd.DataFrame, handler: pd.DataFrame, choice: dict, c: pa
     side = side.join(phone[["model_ms", "decode_share", "model_share", "rest_share"]], on="runtime")
     names = {"model_ms": f"model p50 ms ({c.photo})", "decode_share": f"decode/resize share ({c.photo})",
              "model_share": "model share", "rest_share": "rest share"}  # fmt: skip
-    recommended = variants.bench_row(choice["variant"])
+    recommended = choice["variant"]
     side = marked_rows(side.rename(columns=names), recommended)
     shown = marked_rows(costs, recommended)  # door_lines reads costs by runtime name: unmarked
     measured = (costs["source"] == "make tune").any()
@@ -308,7 +303,7 @@ def marked_rows(table: pd.DataFrame, recommended: str) -> pd.DataFrame:
 def door_lines(costs: pd.DataFrame, choice: dict, d: params.Deploy) -> list:
     """What each front door costs per million for the recommended variant, at the deploy's memory and
     architecture: the sentence a reader looks for first."""
-    runtime = variants.bench_row(choice["variant"])
+    runtime = choice["variant"]
     at = costs[(costs["runtime"] == runtime) & (costs["memory_mb"] == d.memory_mb)]
     at = at[at["architecture"] == d.architecture].set_index("door")
     if not {"function_url", "http_api"} <= set(at.index):
@@ -403,7 +398,7 @@ def targets_section(targets: pd.DataFrame, reduce_range: bool, recommended: str 
 
 def summary(table: pd.DataFrame, choice: dict, verify: dict) -> str:
     """The few numbers a person compares between runs, narrow enough for a terminal (make all ends with it)."""
-    shown = marked_rows(table[list(SUMMARY_COLUMNS)], variants.bench_row(choice["variant"]))
+    shown = marked_rows(table[list(SUMMARY_COLUMNS)], choice["variant"])
     shown = shown.rename(columns=SUMMARY_COLUMNS)
     return "\n".join([shown.to_string(index=False), *excluded_lines(verify), f"recommended: {choice['variant']}", ""])
 
@@ -519,7 +514,7 @@ def markdown(
 ) -> str:
     """The report; sections: the per-class and gallery parts (per_class_section, gallery_section)."""
     machine = bench["machine"]
-    recommended = variants.bench_row(choice["variant"])
+    recommended = choice["variant"]
     columns = {
         "runtime": "runtime / variant",
         "size_mb": "size MiB",
@@ -607,11 +602,11 @@ def main() -> None:
     rows = []
     for _, m in pd.read_csv(paths.BENCH_TABLE).iterrows():
         runtime, measured = m["runtime"], m.dropna().to_dict()
-        v = verify["keras" if runtime == "keras" else variants.variant_of_row(runtime)]
+        v = verify[runtime]
         rows.append({**measured, "accuracy": v["accuracy"], "agreement": v.get("agreement", 1.0),
-                     "accuracy_vs_keras": difference_cell(verify, variant_of(runtime))})  # fmt: skip
+                     "accuracy_vs_keras": difference_cell(verify, runtime)})  # fmt: skip
     table = pd.DataFrame(rows)
-    recommended = variants.bench_row(choice["variant"])
+    recommended = choice["variant"]
     plot_accuracy_vs_size(table, verify, recommended)
     plot_latency(table, bench["machine"]["threads"], recommended)
     plot_cold_start(table, recommended)

@@ -81,17 +81,6 @@ def metadata_path(variant: str) -> Path:
     return model_path(variant).with_suffix(".json")
 
 
-def bench_row(variant: str) -> str:
-    """The bench table's row of a variant: its own name (one name per variant in every table, plot and
-    metric; the runtime is a column of its own where a table shows it)."""
-    return variant
-
-
-def variant_of_row(row: str) -> str:
-    """The variant a bench table's row measures (the keras row is no variant)."""
-    return row
-
-
 def requirements(variant: str) -> str:
     """The requirements file the function image or zip installs for this variant: only its runtime."""
     return RUNTIMES[runtime(variant)]["requirements"]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import cli, cost, files, params, paths, variants
+from pipeline import cli, cost, files, params, paths
 from pipeline.deploy import build, releases, smoke
 from pipeline.deploy.aws import Clients, aws_errors
 
@@ -234,7 +234,7 @@ def tune(p: params.Params) -> pd.DataFrame:
         finally:  # after success, a failed invoke, an AWS refusal or Ctrl-C alike
             restore(lam, d.function_name, original, swap[1] if swap else None)
     body = cost.base64_bytes(photo.stat().st_size)
-    table = summarize(rows, variant, variants.bench_row(variant), architecture, p.cost, d.endpoint, body, d.snapstart)
+    table = summarize(rows, variant, variant, architecture, p.cost, d.endpoint, body, d.snapstart)
     with files.atomic_path(paths.TUNE_INVOCATIONS) as tmp:
         rows.to_csv(tmp, index=False)
     with files.atomic_path(paths.TUNE_TABLE) as tmp:

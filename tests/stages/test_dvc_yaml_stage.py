@@ -45,7 +45,7 @@ def test_metrics_show_is_the_headline_and_fits_a_terminal(tmp_path):
     verify = {variant: {"accuracy": 0.123456789, "agreement": 0.987654321}}
     results = pd.DataFrame(
         [{"p50_ms": 1234.56789, "cold_start_s": 12.3456789, "size_mb": 123.456789, "usd_per_million": 12.3456789}],
-        index=[variants.bench_row(variant)],
+        index=[variant],
     )
     numbers = recommend.headline(variant, verify, results)
     (tmp_path / "artifacts").mkdir()

@@ -8,7 +8,6 @@ import pandas as pd
 from PIL import Image
 
 from pipeline import report as report_module
-from pipeline import variants
 from support import RUNTIMES
 
 PLOTS = ["accuracy_vs_size.png", "latency.png", "cold_start.png", "confusion.png", "training.png", "per_class.png"]
@@ -40,7 +39,7 @@ def test_report_table_names_every_runtime_and_the_choice(small_run):
     onnx_int8 = [c.strip() for c in rows["onnx_int8"].split("|")[1:-1]]
     assert float(onnx_int8[2]) == verify["onnx_int8"]["accuracy"]  # ONNX Runtime's too
     assert f"**Recommended: {report_module.MARK} {choice['variant']}**" in report
-    assert f"| {variants.bench_row(choice['variant'])} {report_module.MARK} |" in re.sub(" +", " ", report)
+    assert f"| {choice['variant']} {report_module.MARK} |" in re.sub(" +", " ", report)
     assert "weights: **none**" in report and "estimate" in report
 
 
@@ -97,10 +96,10 @@ def test_the_report_says_what_lambda_bills_and_where_each_dollar_goes(small_run)
     # Both doors for the recommended variant, in one sentence at the top of the section.
     choice = json.loads((small_run / "artifacts/recommend/recommendation.json").read_text())
     mine = costs[(costs["memory_mb"] == 1769) & (costs["architecture"] == "x86_64")]
-    mine = mine[mine["runtime"] == variants.bench_row(choice["variant"])].set_index("door")["usd_per_million"]
+    mine = mine[mine["runtime"] == choice["variant"]].set_index("door")["usd_per_million"]
     table = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")]
     starred = {name for name in table if report_module.MARK in name}
-    assert starred == {f"{variants.bench_row(choice['variant'])} {report_module.MARK}"}  # its rows and no other
+    assert starred == {f"{choice['variant']} {report_module.MARK}"}  # its rows and no other
     assert (f"${mine['function_url']:.2f} per million requests behind a function URL, "
             f"${mine['http_api']:.2f} behind an HTTP API") in report  # fmt: skip
     many = handler[(handler["threads"] == handler["threads"].max()) & (handler["photo"] == "phone")]

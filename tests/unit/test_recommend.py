@@ -1,10 +1,13 @@
 """The recommendation rule and the cost table, with exact expected values (no model needed). The stage
 on the small run's real numbers: tests/stages/test_recommend_stage.py."""
 
+import dataclasses
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import cost, gates, params, recommend, variants
+from pipeline import cost, gates, params, recommend
 from pipeline.cli import UserError
 from pipeline.params import Cost, Recommend
 from support import ROOT
@@ -294,7 +297,6 @@ def test_the_rule_picks_across_runtimes_and_names_what_the_function_needs():
     assert (litert["variant"], litert["runtime"], litert["requirements"]) == (
         "full_int8", "litert", "lambda/requirements.txt"
     )  # fmt: skip
-    assert [variants.variant_of_row(variants.bench_row(v)) for v in VARIANTS + ONNX] == VARIANTS + ONNX
 
 
 def test_every_variant_not_chosen_says_why():
@@ -310,3 +312,212 @@ def test_every_variant_not_chosen_says_why():
                    "in convert.variants; 39.8 MiB against 79.4"}  # fmt: skip
     by_size = recommend.recommend(RESULTS, VERIFY, VARIANTS, rule("size"))["not_chosen"]
     assert by_size["float16"] == "passes the gate, but its size_mb is 39.8 against dynamic_int8's 20.6 (1.93x)"
+
+
+# Issue 34's second pass on recommend.py (mutation_2026-12-08.md): each test names the mutants it kills.
+
+
+def test_a_target_the_targets_stage_left_out_is_unchecked_and_said_after_the_reason():
+    """on_target 2, 3, 9, 10 (the left-out entry's keys); recommend 53 (`reason =` for `+=`)."""
+    assert recommend.on_target({}, "arm64") == {
+        "architecture": "arm64",
+        "checked": False,
+        "unchecked": "targets.architectures leaves it out",
+        "excluded": {},
+    }
+    reason = recommend.recommend(RESULTS, VERIFY, VARIANTS, rule(), recommend.on_target({}, "arm64"))["reason"]
+    assert reason.startswith("dynamic_int8 has the lowest p50_ms (9) among the variants")
+    assert reason.endswith("; rejected: full_int8; unchecked on arm64: targets.architectures leaves it out")
+
+
+def test_the_reason_lists_the_rejected_with_commas_and_says_nothing_when_none_is():
+    """recommend 40, 43 (a "rejected" tail where none is), 42 (its separator)."""
+    every = recommend.recommend(RESULTS, VERIFY, ["float32", "float16"], rule())["reason"]
+    assert every.endswith("(its difference: +0 [+0, +0], agreement: 1.0)") and "rejected" not in every
+    two = recommend.recommend(RESULTS, VERIFY, VARIANTS, rule(agreement=0.985))["reason"]
+    assert two.endswith("; rejected: dynamic_int8, full_int8")  # dynamic_int8 agrees on 0.98 only
+
+
+def test_a_variant_failing_twice_says_both_and_the_refusal_separates_each_reason():
+    """recommend 61 (a variant's reasons joined by "; "), 18 (the refusal's reasons joined by "; ")."""
+    # full_int8: agreement 0.99 under 0.995 and its interval wholly below -0.005.
+    choice = recommend.recommend(RESULTS, VERIFY, VARIANTS, rule(agreement=0.995))
+    assert choice["not_chosen"]["full_int8"] == (
+        "top-1 agreement 0.99 < recommend.min_agreement 0.995; accuracy 0.79 is 0.01 below Keras (0.8) and its "
+        "95% interval on the difference [-0.0200, -0.0051] (4 photos only Keras gets right, 0 only the variant) "
+        "lies wholly below -recommend.max_accuracy_drop 0.005"
+    )
+    with pytest.raises(UserError) as err:
+        recommend.recommend(RESULTS, VERIFY, ["float32", "float16"], rule(agreement=1.01))
+    assert str(err.value) == (
+        "no variant passes recommend.max_accuracy_drop and recommend.min_agreement: "
+        "float32: top-1 agreement 1.0 < recommend.min_agreement 1.01; "
+        "float16: top-1 agreement 1.0 < recommend.min_agreement 1.01"
+    )
+
+
+def test_an_older_bench_without_log_bytes_is_refused_with_what_to_do():
+    """cost_table 10 (the refusal's message)."""
+    with pytest.raises(UserError) as err:
+        recommend.cost_table(HANDLER.drop(columns="log_bytes"), COLD, prices(), deploy_memory_mb=1769)
+    assert "has no log_bytes (an older bench): run the bench stage again" in str(err.value)
+
+
+def test_cost_table_keeps_bench_order_a_tenth_of_init_and_one_thread_count():
+    """cost_table 12, 14, 17 (runtimes sorted instead of bench's order), 101, 103 (init_ms to the whole
+    millisecond), 37 (the photo's size from a second row, which one thread count has not)."""
+    handler = pd.concat([HANDLER.assign(runtime="b"), HANDLER])  # bench's order: b, then a
+    cold = pd.DataFrame({"runtime": ["a", "b"], "handler_cold_start_s": [0.4, 0.41234]}).set_index("runtime")
+    table = recommend.cost_table(handler, cold, prices(memory_mb=[1769]), deploy_memory_mb=1769)
+    assert list(dict.fromkeys(table["runtime"])) == ["b", "a"]
+    assert set(table[table["runtime"] == "b"]["init_ms"]) == {412.3}  # 412.34 ms at one vCPU, to a tenth
+    one = HANDLER[HANDLER["threads"] == 1]  # a bench with one thread count: one row per photo
+    alone = recommend.cost_table(one, COLD, prices(memory_mb=[3538]), deploy_memory_mb=3538)
+    assert set(alone["est_ms"]) == {30.2} and set(alone["body_bytes"]) == {920_000}
+
+
+def test_the_cost_table_passes_the_logged_bytes_and_snapstart_on():
+    """cost_table 113, 122 (SnapStart not priced), 121 (the logged bytes dropped: 264 for 564)."""
+    c = prices(memory_mb=[1769], logs_price_per_gb=0.5, cold_start_share=0.0)
+    plain = recommend.cost_table(HANDLER, COLD, c, deploy_memory_mb=1769).set_index(["architecture", "door"])
+    snap = recommend.cost_table(HANDLER, COLD, c, 1769, snapstart=True).set_index(["architecture", "door"])
+    # 564 bytes a request (bench's 300 and Lambda's 264): 564e6 / 2^30 GB x $0.50 = $0.2626 a million.
+    assert plain.loc[("x86_64", "function_url"), "usd_logs"] == round(564e6 / 1024**3 * 0.5, 4) == 0.2626
+    # SnapStart, no cold start: two versions' snapshots cached a month (730 hours) at 1769 MB, per a million
+    # of cost.requests_per_month_millions 10: 2 x 1.7275390625 GB x 2,628,000 s x $0.0000015046 / 10.
+    cached = 2 * 1769 / 1024 * 730 * 3600 * 0.0000015046 / 10
+    assert snap.loc[("x86_64", "function_url"), "usd_snapstart"] == round(cached, 4) == 1.3662
+    assert set(plain["usd_snapstart"]) == {0.0}
+
+
+def predictions_of(answers: dict, labels: list) -> pd.DataFrame:
+    """verify's predictions.csv: one row per photo and model, photos p0, p1, ... (rows from the last photo
+    back, so only the path lines them up)."""
+    rows = [
+        {"path": f"p{i}.jpg", "model": model, "predicted": said[i], "label": labels[i]}
+        for model, said in answers.items()
+        for i in range(len(labels))
+    ]
+    return pd.DataFrame(rows[::-1])
+
+
+def test_photo_answers_are_right_and_agreeing_per_photo_in_path_order():
+    """photo_answers (no fast test reached it)."""
+    answers = {"keras": ["dress", "hat", "pants"], "v": ["dress", "shirt", "skirt"]}
+    right, agrees = recommend.photo_answers(predictions_of(answers, ["dress", "shirt", "pants"]))
+    assert {m: list(a) for m, a in right.items()} == {"keras": [True, False, True], "v": [True, True, False]}
+    assert {m: list(a) for m, a in agrees.items()} == {"keras": [True, True, True], "v": [True, False, False]}
+
+
+def test_a_resample_recomputes_the_gates_numbers_on_the_photos_drawn_and_keeps_exclusions():
+    """resampled (no fast test reached it). Photos 0, 1, 1 of three: Keras right on photo 0 only, the variant
+    on all three, agreeing on photo 0 only. Discordant: 2, both the variant's; the exact 95% interval of
+    p = 2/2 is [0.025^(1/2), 1] = [0.158114, 1], the difference 2 (2p - 1) / 3: [-0.4558, +0.6667]."""
+    right = {k: np.array(a) for k, a in {"keras": [1, 0, 0], "v": [1, 1, 1], "u": [1, 0, 0]}.items()}
+    agrees = {k: np.array(a) for k, a in {"keras": [1, 1, 1], "v": [1, 0, 0], "u": [1, 1, 1]}.items()}
+    right, agrees = ({k: a.astype(bool) for k, a in d.items()} for d in (right, agrees))
+    verify = {"confidence": 0.95, "excluded": {"w": "too slow"}}
+    again = recommend.resampled(verify, right, agrees, np.array([0, 1, 1]), ["v", "u"])
+    assert again == {
+        "keras": {"accuracy": 0.3333},
+        "confidence": 0.95,
+        "v": {
+            "accuracy": 1.0,
+            "agreement": 0.3333,
+            "keras_only": 0,
+            "variant_only": 2,
+            "accuracy_diff": 0.6667,
+            "accuracy_diff_low": -0.4558,
+            "accuracy_diff_high": 0.6667,
+        },
+        # u answers as Keras does: a third right, no discordant photo, an interval of [0, 0].
+        "u": {
+            "accuracy": 0.3333,
+            "agreement": 1.0,
+            "keras_only": 0,
+            "variant_only": 0,
+            "accuracy_diff": 0.0,
+            "accuracy_diff_low": 0.0,
+            "accuracy_diff_high": 0.0,
+        },  # fmt: skip
+        "excluded": {"w": "too slow"},
+    }
+    assert "excluded" not in recommend.resampled({"confidence": 0.95}, right, agrees, np.array([0, 1]), ["v"])
+
+
+def test_stability_counts_each_resamples_pick_and_none_where_nothing_passes():
+    """stability (no fast test reached it). Four photos, Keras right on each. "fast" (1 ms) answers photo 0
+    wrongly, "slow" (2 ms) agrees on all, "gone" (0.5 ms) was excluded at verify. With min_agreement 1.0, fast
+    is picked exactly in the resamples that do not draw photo 0, slow in the others. The expected counts
+    replay numpy's generator with the documented seed and draw (recommend.bootstrap_seed, 4 of 0-3)."""
+    labels = ["dress", "hat", "pants", "shirt"]
+    answers = {"keras": labels, "fast": ["hat", *labels[1:]], "slow": labels, "gone": labels}
+    predictions = predictions_of(answers, labels)
+    results = pd.DataFrame({"runtime": ["fast", "slow", "gone"], "p50_ms": [1.0, 2.0, 0.5]}).set_index("runtime")
+    verify = {"keras": {"accuracy": 1.0}, "confidence": 0.95, "excluded": {"gone": "failed the gate"}}
+    r = Recommend(
+        max_accuracy_drop=1.0, min_agreement=1.0, prefer="warm_p50", bootstrap_resamples=50, bootstrap_seed=7,
+        stable_share=0.9,
+    )  # fmt: skip
+    rng = np.random.default_rng(7)
+    fast = sum(0 not in rng.integers(0, 4, 4) for _ in range(50))
+    assert 0 < fast < 50  # both picked: the seed decides how often
+    picked = recommend.stability(results, verify, predictions, ["gone", "fast", "slow"], r, {})
+    expected = {"fast": fast, "slow": 50 - fast}
+    assert picked == {"resamples": 50, "seed": 7, "picks": expected}
+    assert list(picked["picks"]) == sorted(expected, key=expected.get, reverse=True)  # most picked first
+    wrong = predictions_of({"keras": labels, "fast": ["hat"] * 4}, labels)  # fast agrees on photo 1 only
+    nothing = recommend.stability(results, verify, wrong, ["fast"], r, {})
+    assert nothing == {"resamples": 50, "seed": 7, "picks": {"none": 50}}
+
+
+def test_the_stability_note_says_stable_from_the_share_on_and_within_noise_below_it():
+    """stability_note (no fast test reached it): 190 of 200 is 95.0%, at recommend.stable_share 0.95."""
+    r = rule()
+    stable = {"resamples": 200, "picks": {"fast": 190, "slow": 8, "none": 2}}
+    assert recommend.stability_note("fast", stable, r) == (
+        "; stable: the same rule picks fast in 95.0% of 200 bootstrap resamples of the test photos"
+    )
+    noisy = {"resamples": 200, "picks": {"fast": 189, "slow": 9, "none": 2}}
+    assert recommend.stability_note("fast", noisy, r) == (
+        "; within noise: the same rule picks fast in 94.5% of 200 bootstrap resamples of the test photos "
+        "(others: slow 4.5%, none 1.0%), under recommend.stable_share 0.95; decided by recommend.prefer "
+        "warm_p50 (p50_ms), a tie by the earlier in convert.variants"
+    )
+    assert recommend.stability_note("other", noisy, r).startswith("; within noise: the same rule picks other in 0.0%")
+
+
+def test_the_headline_is_the_shipped_variants_numbers_rounded_for_a_terminal():
+    """headline (no fast test reached it)."""
+    results = pd.DataFrame(
+        {"runtime": ["v"], "p50_ms": [3.456], "cold_start_s": [0.12345], "size_mb": [21.126],
+         "usd_per_million": [1.23456]}
+    ).set_index("runtime")  # fmt: skip
+    verify = {"v": {"accuracy": 0.123456, "agreement": 0.987654}}
+    assert recommend.headline("v", verify, results) == {
+        "variant": "v",
+        "accuracy": 0.1235,
+        "agreement": 0.9877,
+        "p50_ms": 3.46,
+        "cold_start_s": 0.123,
+        "size_mb": 21.13,
+        "usd_million": 1.235,
+    }
+
+
+def test_prefer_cost_reads_the_deploys_own_architecture_door_and_memory():
+    """deploy_costs 8, 12 (`!=` for the architecture's or the door's `==`): one price a row, by hand."""
+    rows = [
+        (runtime, arch, door, memory, price)
+        for runtime, base in (("a", 1.0), ("b", 2.0))
+        for arch, a in (("x86_64", 0.0), ("arm64", 0.1))
+        for door, d in (("function_url", 0.0), ("http_api", 0.01))
+        for memory, m in ((1769, 0.0), (3538, 0.001))
+        for price in [base + a + d + m]
+    ]
+    table = pd.DataFrame(rows, columns=["runtime", "architecture", "door", "memory_mb", "usd_per_million"])
+    deploy = params.load(ROOT / "params.yaml").deploy
+    at = recommend.deploy_costs(
+        table, dataclasses.replace(deploy, architecture="arm64", endpoint="function_url", memory_mb=3538)
+    )
+    assert at.to_dict() == {"a": 1.101, "b": 2.101}
