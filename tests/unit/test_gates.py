@@ -120,9 +120,7 @@ def test_one_discordant_photo_has_an_exact_interval_of_its_own():
 
 def bench(p50_ms: dict) -> pd.DataFrame:
     """bench's results.csv for two variants, fast and slow, under the names of real ones."""
-    return pd.DataFrame(
-        {"runtime": [REAL[v] for v in p50_ms], "p50_ms": list(p50_ms.values())}
-    ).set_index("runtime")
+    return pd.DataFrame({"runtime": [REAL[v] for v in p50_ms], "p50_ms": list(p50_ms.values())}).set_index("runtime")
 
 
 REAL = {"fast": "full_int8", "slow": "float32"}
