@@ -754,11 +754,14 @@ def evaluate_alarm(alarm: dict, points: list[Point], now_s: float) -> tuple[str,
 
 def judge_alarms(cw, prefix: str, documents: list[dict], now_s: float) -> dict:
     """Play CloudWatch: evaluate every alarm whose name starts with prefix over the EMF documents and
-    set its state as CloudWatch would (moto keeps what set_alarm_state gives); {name: state}."""
+    set its state as CloudWatch would (moto keeps what set_alarm_state gives); {name: state}. An alarm
+    deleted meanwhile is skipped, as CloudWatch evaluates each alarm on its own: a canary that saw an
+    earlier one of them in ALARM rolls back and deletes the rest while this loop goes on."""
     points = [p for document in documents for p in emf_points(document)]
     states = {}
     for alarm in cw.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]:
         state, reason = evaluate_alarm(alarm, points, now_s)
-        cw.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason[:1000])
         states[alarm["AlarmName"]] = state
+        with contextlib.suppress(cw.exceptions.ResourceNotFound):
+            cw.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason[:1000])
     return states
