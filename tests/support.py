@@ -297,3 +297,12 @@ def http_api(body: bytes, content_type: "str | None", method: str = "POST", path
 def event(name: str) -> dict:
     """A sample event of the project's events/ folder."""
     return json.loads((EVENTS / name).read_text())
+
+
+def requirements_venv(folder: Path, requirements: Path) -> Path:
+    """A fresh environment with these requirements alone (pip's cache makes it quick); its python."""
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    pip = subprocess.run([python, "-m", "pip", "install", "-q", "-r", requirements], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr
+    return python

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from support import serve_folder
+from pipeline import variants
+from support import ROOT, requirements_venv, serve_folder
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +55,19 @@ def http_dir():
     """Serve a folder over HTTP on 127.0.0.1 until the test ends; yields a function folder -> base URL."""
     with contextlib.ExitStack() as servers:
         yield lambda folder: servers.enter_context(serve_folder(folder))
+
+
+# The function's two runtimes, each in an environment with its requirements file alone. Session-scoped and
+# asked for by a module's usefixtures, so a worker builds them (pip, tens of seconds) before its tests wait
+# for the small run, not after it.
+@pytest.fixture(scope="session")
+def litert_python(tmp_path_factory) -> Path:
+    """The python of an environment with lambda/requirements.txt alone: no TensorFlow."""
+    return requirements_venv(tmp_path_factory.mktemp("litert"), ROOT / variants.RUNTIMES["litert"]["requirements"])
+
+
+@pytest.fixture(scope="session")
+def onnxruntime_python(tmp_path_factory) -> Path:
+    """The python of an environment with lambda/requirements-onnxruntime.txt alone: no LiteRT, no TensorFlow."""
+    requirements = ROOT / variants.RUNTIMES["onnxruntime"]["requirements"]
+    return requirements_venv(tmp_path_factory.mktemp("onnxruntime"), requirements)

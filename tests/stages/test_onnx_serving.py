@@ -12,6 +12,10 @@ import requests
 from pipeline import serve, variants
 from support import ROOT
 
+# Its environment of one requirements file is built before the module waits for the small run
+# (tests/stages/conftest.py).
+pytestmark = pytest.mark.usefixtures("onnxruntime_python")
+
 RIE = ROOT / ".cache" / "aws-lambda-rie-x86_64"
 VARIANT = "onnx_int8"
 # Runs the handler on one photo; prints its answer and which runtimes the process imported.
@@ -66,17 +70,10 @@ def test_make_serve_serves_an_onnx_model(small_run, verified, tmp_path):
             process.wait(timeout=15)
 
 
-def test_onnxruntime_requirements_alone_are_enough(tmp_path, small_run, verified):
+def test_onnxruntime_requirements_alone_are_enough(onnxruntime_python, small_run, verified):
     """A fresh environment with lambda/requirements-onnxruntime.txt only: no LiteRT, no TensorFlow."""
-    requirements = ROOT / variants.requirements(VARIANT)
-    assert requirements.name == "requirements-onnxruntime.txt"
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = str(venv / "bin/python")
-    pip = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "-r", str(requirements)], capture_output=True, text=True
-    )
-    assert pip.returncode == 0, pip.stderr
+    assert variants.requirements(VARIANT) == "lambda/requirements-onnxruntime.txt"
+    python = str(onnxruntime_python)
     row = verified.iloc[0]
     out = answer(python, small_run / variants.model_path(VARIANT), row["path"])
     assert out["loaded"] == ["onnxruntime"] and out["answer"]["top"] == row["predicted"]

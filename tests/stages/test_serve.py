@@ -6,7 +6,6 @@ import io
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -19,6 +18,10 @@ from PIL import Image
 
 from pipeline import serve
 from support import ROOT, accepted_formats
+
+# Its environment of one requirements file is built before the module waits for the small run
+# (tests/stages/conftest.py).
+pytestmark = pytest.mark.usefixtures("litert_python")
 
 RIE = ROOT / ".cache" / "aws-lambda-rie-x86_64"
 INVOKE = serve.INVOKE_PATH
@@ -120,16 +123,8 @@ def test_every_accepted_format_through_the_gateway_gets_the_jpegs_answer(server,
         assert response.status_code == 200 and response.json()["top"] == jpeg.json()["top"], (fmt, response.text)
 
 
-def test_image_requirements_alone_are_enough(tmp_path, small_run, verified):
+def test_image_requirements_alone_are_enough(litert_python, small_run, verified):
     """A fresh environment with lambda/requirements.txt only (no TensorFlow) runs the handler."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run(
-        [str(venv / "bin/python"), "-m", "pip", "install", "-q", "-r", str(ROOT / "lambda/requirements.txt")],
-        capture_output=True,
-        text=True,
-    )
-    assert pip.returncode == 0, pip.stderr
     row = verified.iloc[0]
     photo = row["path"]
     code = (
@@ -143,12 +138,12 @@ def test_image_requirements_alone_are_enough(tmp_path, small_run, verified):
         "PYTHONPATH": str(ROOT / "lambda"),
         "MODEL_PATH": str(small_run / "artifacts/tflite" / f"{VARIANT}.tflite"),
     }
-    result = subprocess.run([str(venv / "bin/python"), "-c", code], env=env, capture_output=True, text=True)
+    result = subprocess.run([litert_python, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(answer["predictions"]) == 10
     check_matches_verify(answer, row)  # the same numbers as in the project's own environment
-    tf = subprocess.run([str(venv / "bin/python"), "-c", "import tensorflow"], capture_output=True)
+    tf = subprocess.run([litert_python, "-c", "import tensorflow"], capture_output=True)
     assert tf.returncode != 0
 
 
