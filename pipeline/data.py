@@ -184,6 +184,13 @@ def first_readable(found: pd.DataFrame, per_class: int) -> tuple[pd.DataFrame, p
     return found[found["path"].isin(kept)], pd.DataFrame(bad, columns=["path", "reason"])
 
 
+def first_of_split(manifest: pd.DataFrame, split: str, per_class: int) -> pd.DataFrame:
+    """The manifest with only the first per_class photos of each class in one split, the others whole."""
+    in_split = manifest["split"] == split
+    kept = manifest[in_split].groupby("label", sort=False).head(per_class)
+    return manifest[~in_split | manifest.index.isin(kept.index)]
+
+
 def check_classes(manifest: pd.DataFrame, labels: list[str]) -> None:
     """After unreadable photos are left out, every class must still have photos in every split."""
     counts = Counter(zip(manifest["split"], manifest["label"], strict=True))
@@ -206,6 +213,8 @@ def prepare(p: params.Data) -> dict:
     else:
         bad = check_images(found)
         manifest = found[~found["path"].isin(bad["path"])]
+    if p.max_validation_per_class:
+        manifest = first_of_split(manifest, "validation", p.max_validation_per_class)
     with files.atomic_path(paths.BAD_IMAGES) as tmp:
         bad.to_csv(tmp, index=False)
     check_classes(manifest, labels)

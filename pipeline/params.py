@@ -30,6 +30,9 @@ class Data:
     max_per_class: int  # 0 = every image; a small number makes a quick run
     classes: list  # [] = every class folder, sorted; names fix the model's output order, or a subset
     split: Split
+    # 0 = as max_per_class; N keeps the first N validation photos a class (last: code that builds a Data
+    # for one rule may leave it out; params.yaml must still name it)
+    max_validation_per_class: int = 0
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,21 @@ def test_max_per_class_decodes_only_what_it_keeps(tmp_path):
     assert manifest.groupby(["split", "label"]).size().eq(2).all() and len(manifest) == 60
     dress = manifest[(manifest["split"] == "train") & (manifest["label"] == "dress")]["path"]
     assert [p.split("/")[-1] for p in dress] == ["0.jpg", "1.jpg"]
+
+
+def test_max_validation_per_class_keeps_the_first_validation_photos_of_each_class(tmp_path):
+    """A quick run's every epoch checks fewer validation photos; the train and test splits keep theirs."""
+    dataset = make_dataset(tmp_path / "ds", per_class=4)
+    caps = {"data.max_per_class": 3, "data.max_validation_per_class": 2, "data.expected_images": 120}
+    project, result = run_data(tmp_path, dataset, **caps)
+    assert result.returncode == 0, result.stderr
+    manifest = pd.read_csv(project / "data/manifest.csv")
+    counts = manifest.groupby(["split", "label"]).size()
+    assert (counts["validation"] == 2).all() and (counts["train"] == 3).all() and (counts["test"] == 3).all()
+    hats = manifest[(manifest["split"] == "validation") & (manifest["label"] == "hat")]["path"]
+    assert [p.split("/")[-1] for p in hats] == ["0.jpg", "1.jpg"]
+    # Without max_per_class it caps the validation split alone.
+    project, result = run_data(tmp_path / "all", dataset, **{**caps, "data.max_per_class": 0})
+    assert result.returncode == 0, result.stderr
+    split_sizes = pd.read_csv(project / "data/manifest.csv")["split"].value_counts().to_dict()
+    assert split_sizes == {"train": 40, "test": 40, "validation": 20}
