@@ -1,9 +1,10 @@
 """make demo: the whole pipeline on a small configuration, the test suite's own small run (30 photos a
-class in train and test, 10 in validation, 6 epochs at 71 then 75 px, every variant, bench, report), in build/demo/: a project of
-its own, with its own params.yaml and DVC, so the full run's outputs are never touched. It ends with the
-function's handler answering a real test photo with the variant the run recommends. Run again, it re-runs
-only the stages whose code or params changed since (none: it just answers again). The suite builds its
-small run with the same functions (tests/support.py), so the demo and the tests run one configuration."""
+class in train and test, 10 in validation, 6 epochs at 71 then 75 px, every variant, bench, report), in
+build/demo/: a project of its own, with its own params.yaml and DVC, so the full run's outputs are never
+touched. It ends with the function's handler answering a real test photo with the variant the run
+recommends. Run again, it re-runs only the stages whose code or params changed since (none: it just
+answers again). The suite builds its small run with the same functions (tests/support.py), so the demo
+and the tests run one configuration."""
 
 import base64
 import contextlib
