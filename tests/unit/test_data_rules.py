@@ -1,6 +1,9 @@
 """The data stage's layout and split rules on tiny folders of empty or generated files, no data set, no server
 (issue 34). Each test names the change to pipeline/data.py (a mutant) it fails on."""
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -229,3 +232,114 @@ def test_three_photos_are_enough_to_split_a_class():
     # One each: train keeps 1. Fails if the minimum becomes 2 train photos (`< 2` or `<= 1`).
     frame = data.split_classes({"a": ["a1", "a2", "a3"], "b": ["b1", "b2", "b3"]}, SPLIT)
     assert sorted(frame["split"]) == sorted(["train", "validation", "test"] * 2)
+
+
+# Issue 34's second pass on data.py (mutation_2026-12-08.md): each test names the mutants it kills.
+
+
+def test_an_archive_holding_only_train_is_a_folder_per_class_set_under_it(tmp_path):
+    """archive_root 2 (`rglob(None)` also yields the archive's own folder, whose train/ would make it a
+    split layout missing validation/ and test/): train/ of class folders alone is taken as the classes' parent."""
+    touch_classes(tmp_path / "train", ["a", "b"])
+    assert data.archive_root(tmp_path, "u") == tmp_path / "train"
+
+
+def test_an_empty_class_folder_names_the_suffixes_it_looked_for(tmp_path):
+    """images_in 11-14 (the message)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "notes.txt").touch()
+    with pytest.raises(UserError) as error:
+        data.images_in(tmp_path / "a")
+    assert str(error.value) == f"{tmp_path / 'a'} holds no images (.jpeg, .jpg, .png): an empty class"
+
+
+def test_a_class_data_classes_names_but_no_folder_holds_names_where_it_looked(tmp_path):
+    """scan 6 (a folder per class: the data set's folder), 20, 29, 30 (a split set: its train/)."""
+    touch_classes(tmp_path / "flat", ["a", "b"], photos=("1.jpg", "2.jpg", "3.jpg"))
+    with pytest.raises(UserError) as error:
+        data.scan(tmp_path / "flat", params_for(tmp_path / "flat", classes=["a", "z"]))
+    assert (
+        str(error.value) == f"data.classes names ['z'], which {tmp_path / 'flat'} has no folder for (it has ['a', 'b'])"
+    )
+    split_set(tmp_path / "split")
+    with pytest.raises(UserError) as error:
+        data.scan(tmp_path / "split", params_for(tmp_path / "split", classes=["z", "a"]))
+    where = tmp_path / "split" / "train"
+    assert str(error.value) == f"data.classes names ['z'], which {where} has no folder for (it has ['a', 'b'])"
+
+
+def test_a_split_set_without_a_split_folder_says_which_and_what_it_needs(tmp_path):
+    """scan 35-37 (the message)."""
+    touch_classes(tmp_path / "train", ["a", "b"])
+    touch_classes(tmp_path / "test", ["a", "b"])
+    with pytest.raises(UserError) as error:
+        data.scan(tmp_path, params_for(tmp_path))
+    assert str(error.value) == (
+        f"{tmp_path} has no validation/ folder (a data set with train/ needs train, validation, test)"
+    )
+
+
+def test_a_split_set_s_manifest_lists_each_photo_s_path(tmp_path):
+    """scan 53, 54 (the row's path key), 65, 66 (the column's name): the path column is what every later stage
+    reads."""
+    split_set(tmp_path)
+    manifest, _ = data.scan(tmp_path, params_for(tmp_path))
+    assert list(manifest.columns) == ["path", "label", "split"]
+    assert list(manifest["path"]) == [str(tmp_path / s / c / "1.jpg") for s in data.SPLITS for c in ("a", "b")]
+
+
+def test_the_unreadable_list_has_its_columns_even_when_empty(tmp_path):
+    """first_readable 31, 33 and check_images (no fast test reached it): data/bad_images.csv keeps its header
+    with no bad photo, and prepare reads bad["path"] from check_images' answer."""
+    good, broken = tmp_path / "good.png", tmp_path / "broken.png"
+    Image.fromarray(np.full((8, 8, 3), 200, dtype=np.uint8)).save(good)
+    broken.write_bytes(b"not a png")
+    everything = manifest_of([(str(good), "a", "train"), (str(broken), "a", "train")])
+    bad = data.check_images(everything)
+    assert bad.to_dict("records") == [
+        {"path": str(broken), "reason": "not an image (unrecognised format; accepted: JPEG, PNG, WEBP, GIF, BMP)"}
+    ]
+    only_good = manifest_of([(str(good), "a", "train")])
+    for none in (data.check_images(only_good), data.first_readable(only_good, per_class=1)[1]):
+        assert none.empty and list(none.columns) == ["path", "reason"]
+
+
+def test_a_local_data_set_must_be_a_folder_of_folders(tmp_path):
+    """find_root (no fast test reached it): a missing folder, or one without class or split folders, is one line
+    saying what to set; one with them is the root."""
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "1.jpg").touch()
+    for where in (tmp_path / "missing", tmp_path / "photos"):
+        with pytest.raises(UserError) as error:
+            data.find_root(params_for(where))
+        assert str(error.value) == (
+            f"data set not found at {where} (no train/ folder, no class folders): set data.local_dir to your copy, "
+            "or data.source: download to fetch it from data.url"
+        )
+    touch_classes(tmp_path / "set", ["a", "b"])
+    assert data.find_root(params_for(tmp_path / "set")) == tmp_path / "set"
+
+
+def test_a_download_source_is_fetched_from_data_url_into_data_download_dir(tmp_path, monkeypatch):
+    """find_root 2-8: data.source download hands data.url and data.download_dir to fetch (stood in here: the
+    download itself is the stage's, tests/stages)."""
+    calls = []
+    monkeypatch.setattr(data, "fetch", lambda url, folder: calls.append((url, folder)) or tmp_path / "unpacked")
+    p = dataclasses.replace(params_for(tmp_path), source="download", url="https://example.com/ds.zip",
+                            download_dir="downloads")  # fmt: skip
+    assert data.find_root(p) == tmp_path / "unpacked"
+    assert calls == [("https://example.com/ds.zip", Path("downloads"))]
+
+
+def test_unreadable_photos_are_listed_in_scan_s_order_without_a_progress_bar_in_a_log(tmp_path, capsys):
+    """first_readable 3, 5, 10 (groups sorted: test/ before train/ in data/bad_images.csv), check_images 8 (a
+    progress bar written to a log that is no terminal: tqdm's disable=None leaves it out)."""
+    broken = {}
+    for split in ("train", "test"):
+        broken[split] = tmp_path / f"{split}.png"
+        broken[split].write_bytes(b"not a png")
+    found = manifest_of([(str(broken["train"]), "a", "train"), (str(broken["test"]), "a", "test")])
+    _, bad = data.first_readable(found, per_class=1)
+    assert list(bad["path"]) == [str(broken["train"]), str(broken["test"])]
+    data.check_images(found)
+    assert capsys.readouterr().err == ""
