@@ -211,8 +211,9 @@ def test_only_ports_80_and_443_by_default(site):
 
 
 def test_size_cap(site):
-    with pytest.raises(TooLarge):
+    with pytest.raises(TooLarge) as error:
         get(site, "/big", max_bytes=1_000_000)
+    assert str(error.value) == "the image at the URL is larger than 1,000,000 bytes"  # the client reads it: fetch 86
     assert len(get(site, "/big", max_bytes=2_000_000)) == 2_000_000
 
 
@@ -335,6 +336,7 @@ def test_a_body_without_content_length_is_capped_while_it_streams():
         with pytest.raises(TooLarge) as error:
             fetch(url, LOCAL, max_bytes=size - 1, allowed_ports={server.port})
         assert error.value.status == 413
+        assert str(error.value) == "the image at the URL is larger than 199,999 bytes"  # fetch 93
         assert fetch(url, LOCAL, max_bytes=size, allowed_ports={server.port}) == b"x" * size
 
 
@@ -409,12 +411,12 @@ def test_a_redirect_without_a_location_is_422(monkeypatch):
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         port = server.server_port
-        with pytest.raises(BadAnswer, match="redirect without a Location header") as error:
+        with pytest.raises(BadAnswer) as error:
             fetch(f"http://127.0.0.1:{port}/x.jpg", LOCAL, allowed_ports={port})
     finally:
         server.shutdown()
         server.server_close()
-    assert error.value.status == 422
+    assert error.value.status == 422 and str(error.value) == "redirect without a Location header"  # fetch 70
 
 
 def test_an_international_host_name_is_looked_up_as_its_idna_form(monkeypatch):
@@ -480,3 +482,32 @@ def test_a_declared_length_over_the_cap_is_refused_before_reading():
 
     with raw_server(behaviour) as server, pytest.raises(TooLarge):
         fetch(f"http://127.0.0.1:{server.port}/x.jpg", LOCAL, max_bytes=1_000_000, allowed_ports={server.port})
+
+
+# The words a client reads in the 400 or 422 answer (serving.handler answers with the FetchError's message): each
+# says what was wrong with the URL or the answer. Issue 34: _target 4, 10-13, 15-18; fetch 82, 99.
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://h.example/x.jpg", "only http(s) URLs are fetched, got ftp scheme"),
+        ("h.example/x.jpg", "only http(s) URLs are fetched, got no scheme"),
+        ("http:///x.jpg", "the URL has no host"),
+        ("http://[/x.jpg", "invalid URL: Invalid IPv6 URL"),
+    ],
+)
+def test_a_refused_url_says_what_is_wrong_with_it(url, message):
+    with pytest.raises(FetchError) as error:
+        fetching._target(url, frozenset({80, 443}), FetchError)
+    assert type(error.value) is FetchError and str(error.value) == message
+
+
+def test_an_answer_that_is_not_a_photo_says_what_the_server_did(site):
+    with pytest.raises(BadAnswer) as error:
+        get(site, "/nothing-here.jpg")  # the site's 404
+    assert error.value.status == 422 and str(error.value) == "the URL answered HTTP 404"
+    silent = raw_server(lambda conn, stop: None)  # reads the request, hangs up without a word
+    with silent as server, pytest.raises(BadAnswer) as error:
+        fetch(f"http://127.0.0.1:{server.port}/x.jpg", LOCAL, allowed_ports={server.port})
+    assert str(error.value) == (
+        "cannot fetch the URL: RemoteDisconnected: Remote end closed connection without response"
+    )

@@ -80,12 +80,28 @@ def test_exclude_leaves_the_failing_variants_out_with_why_and_stop_fails():
     metrics = VERIFY | {"excluded": left_out}
     gates.check(metrics, names, gate("exclude"))  # float32 goes on
     assert gates.not_excluded(names, metrics) == ["float32"]
-    with pytest.raises(cli.UserError, match="verification failed:"):
+    # The refusal's words, one reason a line (gates check 31: their separator; 26: the "leaves none" note).
+    reasons = "\n  ".join(left_out.values())
+    with pytest.raises(cli.UserError) as stopped:
         gates.check(VERIFY, names, gate("stop"))
+    assert str(stopped.value) == "verification failed:\n  " + reasons
     nothing = VERIFY | {"excluded": gates.excluded(VERIFY, names[1:], gate("exclude"))}
-    with pytest.raises(cli.UserError, match="no variant passes"):
+    with pytest.raises(cli.UserError) as none_left:
         gates.check(nothing, names[1:], gate("exclude"))
+    assert str(none_left.value) == (
+        "verification failed (no variant passes: verify.on_gate_failure exclude leaves none):\n  " + reasons
+    )
     assert gates.excluded(VERIFY, names, gate("stop")) == {}
+
+
+def test_a_variant_excluded_for_two_reasons_keeps_both_in_verify_json():
+    """gates excluded 5 (the reasons' separator in verify.json's "excluded")."""
+    both = VERIFY | {"onnx_int8": VERIFY["onnx_int8"] | {"accuracy_diff_high": -0.025}}
+    assert gates.excluded(both, ["onnx_int8"], gate("exclude")) == {
+        "onnx_int8": "onnx_int8: top-1 agreement 0.946 < verify.min_agreement 0.95; onnx_int8: accuracy 0.79 is "
+        "0.01 below Keras (0.8) and its 95% interval on the difference [-0.0300, -0.0250] (2 photos only Keras "
+        "gets right, 0 only the variant) lies wholly below -verify.max_accuracy_drop 0.02"
+    }
 
 
 def test_recommend_and_the_report_never_take_an_excluded_variant():
