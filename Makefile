@@ -27,7 +27,7 @@ repro: $(VENV)/.installed ## params.yaml checked, then dvc repro: every stage wh
 	dvc repro
 	@cat artifacts/report/summary.txt
 
-# The suite's small run (pipeline/demo.py: 30 photos a class, 10 in validation, 6 epochs at 75 px) in build/demo/,
+# The suite's small run (pipeline/demo.py: 30 photos a class, 10 in validation, 5 epochs at 75 px) in build/demo/,
 # its own project: the full run's outputs stay as they are. Ends with the handler answering a real test photo.
 demo: $(VENV)/.installed ## the whole pipeline on a small configuration in build/demo/, to an answer (~6 min)
 	python -m pipeline.demo

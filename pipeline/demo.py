@@ -1,5 +1,5 @@
 """make demo: the whole pipeline on a small configuration, the test suite's own small run (30 photos a
-class in train and test, 10 in validation, 6 epochs at 71 then 75 px, every variant, bench, report), in
+class in train and test, 10 in validation, 5 epochs at 71 then 75 px, every variant, bench, report), in
 build/demo/: a project of its own, with its own params.yaml and DVC, so the full run's outputs are never
 touched. It ends with the function's handler answering a real test photo with the variant the run
 recommends. Run again, it re-runs only the stages whose code or params changed since (none: it just
@@ -24,14 +24,14 @@ from pipeline import cli, paths
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "build" / "demo"
 BIN = Path(sys.executable).parent  # dvc, and the `python3` dvc.yaml runs, from this environment
-# 30 photos per class and 6 epochs: the model tells some classes apart (~20% validation accuracy against
+# 30 photos per class and 5 epochs: the model tells some classes apart (~20% validation accuracy against
 # 10% by chance), so top-1 agreement between variants is not trivially 1.0. Progressive resizing as the
 # default recipe does it: epochs 1-3 at 71 px, then 75 px. 10 validation photos a class: every epoch
 # checks them, and the 250 that 30 a class gave took a sixth of each epoch's time.
 SMALL_RUN = {
     "data.max_per_class": 30,
     "data.max_validation_per_class": 10,
-    "train.scratch.epochs": 6,
+    "train.scratch.epochs": 5,
     "train.scratch.learning_rate": 0.002,
     "train.scratch.train_sizes": [71],
     "train.scratch.batch_size": 16,
@@ -58,7 +58,7 @@ def small_params(dataset: Path, **overrides) -> dict:
     # costs CPU and buys no time (the small run's verify alone: 29 s of CPU on two threads, 25 s on one).
     params["verify"].update(min_agreement=0.0, max_accuracy_drop=1.0, num_threads=1)
     # One fresh process per runtime: the tests check a cold start's parts, not a median of several.
-    params["bench"].update(warm_runs=20, cold_start_repeats=1, batch_size=4, handler_runs=5)
+    params["bench"].update(warm_runs=10, cold_start_repeats=1, batch_size=4, handler_runs=3)
     params["recommend"].update(max_accuracy_drop=1.0, min_agreement=0.0)
     # No target CPU in the small run: emulating them takes minutes (make test-targets runs the stage under qemu).
     params["targets"].update(architectures=[])
