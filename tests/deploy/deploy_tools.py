@@ -35,7 +35,7 @@ MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.do
 @contextlib.contextmanager
 def local_aws(registry_host: str, base: str, zip_bases: "dict | None" = None):
     """moto and the Lambda-like proxy in front of it (what deploy talks to), stopped after. With
-    zip_bases (architecture -> stand-in base) the proxy runs zip functions too (lambda_proxy.py)."""
+    zip_bases ((architecture, runtime) -> stand-in base) the proxy runs such zip functions too (lambda_proxy.py)."""
     try:
         moto, endpoint = start_moto()
     except SetupFailed as e:

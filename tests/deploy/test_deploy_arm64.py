@@ -59,8 +59,10 @@ def arm64_base(standin_base) -> str:
 
 @pytest.fixture(scope="module")
 def aws(standin_base, arm64_base, registry):
-    """moto and the proxy, which here also runs zip functions on the stand-in base of their architecture."""
-    with local_aws(registry, standin_base, zip_bases={"x86_64": standin_base, "arm64": arm64_base}) as found:
+    """moto and the proxy, which here also runs python3.11 zip functions on the stand-in base of their
+    architecture."""
+    zip_bases = {("x86_64", "python3.11"): standin_base, ("arm64", "python3.11"): arm64_base}
+    with local_aws(registry, standin_base, zip_bases=zip_bases) as found:
         yield found | {"arm64_base": arm64_base}
 
 

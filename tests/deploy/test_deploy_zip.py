@@ -23,6 +23,7 @@ from deploy_tools import (
     zip_invokes_answer,
 )
 
+from aws_local import STANDIN_BASE_312, SetupFailed, build_standin_base_312
 from support import BIN, ROOT, set_params
 
 
@@ -68,12 +69,19 @@ def test_zip_package_through_s3_from_its_own_directory(project, aws, names, tmp_
     """float32 zips to over 50 MB: it goes through an S3 bucket named unpredictably, checked for its owner,
     that Lambda reads with the caller's credentials (docs/deployer-policy.json's, for the test's names).
     A zip_runtime change is applied (the runtime is the function's configuration, and in its key: new
-    wheels never run on the old runtime); a switch to an image stops with one line."""
+    wheels never run on the old runtime), and the python3.12 zip (the default runtime) runs in "Lambda" on a
+    stand-in base with this machine's Python 3.12; a switch to an image stops with one line."""
+    try:
+        base_312 = build_standin_base_312(aws["base"])
+    except SetupFailed as e:
+        pytest.fail(f"deploy test set-up: {e}", pytrace=False)
     aws["proxy"].caller_policy = deployer_policy(names["function"])
+    aws["proxy"].zip_bases[("x86_64", "python3.12")] = base_312  # this test's alone: the module's aws is shared
     try:
         s3_zip_deploys(project, aws, names, tmp_path)
     finally:
         aws["proxy"].caller_policy = None
+        del aws["proxy"].zip_bases[("x86_64", "python3.12")]
 
 
 def deployer_policy(function: str) -> str:
@@ -141,15 +149,17 @@ def s3_zip_deploys(project, aws, names, tmp_path):
     after = client(aws, "lambda").get_alias(FunctionName=name, Name="live")
     assert (after["FunctionVersion"], after["Description"]) == ("1", before["Description"])
 
-    # python3.12's wheels cannot run here: smoke_test aws invokes the zip in "Lambda", that is moto's
-    # configurable answer (a zip function runs nowhere here): verify's, for the photo the test sends.
-    zip_invokes_answer(aws, verify_answer(project, "float32")[1])
+    # python3.12 (the default zip runtime): smoke_test aws invokes the zip in "Lambda", which runs it on the
+    # python3.12 stand-in base: its cp312 wheels answer the smoke photo as verify did, or deploy fails.
     set_params(project, **{"deploy.zip_runtime": "python3.12", "deploy.smoke_test": "aws"})
     moved = deploy(project, aws, env=env)
     assert moved.returncode == 0, moved.stdout + moved.stderr
     lam = client(aws, "lambda")
     v2 = lam.get_function_configuration(FunctionName=name, Qualifier="2")
     assert (v2["Runtime"], v2["Handler"], live(lam, name)) == ("python3.12", "serving.handler.lambda_handler", "2")
+    # A new runtime is a new configuration: Lambda ran it ($LATEST) before deploy published it as version 2.
+    ran = aws["proxy"].invocations[-1]
+    assert (ran["image"], ran["version"], ran["code"]) == (STANDIN_BASE_312, "$LATEST", v2["CodeSha256"])
     shipped = zipfile.ZipFile(project / "build/function.zip").namelist()  # what version 2 was made of
     assert "serving/handler.py" in shipped and "model/model.tflite" in shipped
     assert any("cpython-312-x86_64-linux-gnu.so" in n for n in shipped) and not any("cpython-311" in n for n in shipped)

@@ -25,6 +25,9 @@ STANDIN_BASES = {
     "arm64": "localhost/lambda-python-standin:3.11-arm64",
 }
 STANDIN_BASE = STANDIN_BASES["x86_64"]
+# x86_64's base with this machine's own Python 3.12 (pyenv's, its install copied whole): Lambda's default zip
+# runtime, python3.12, run where Debian 12 has no 3.12.
+STANDIN_BASE_312 = "localhost/lambda-python-standin:3.12"
 DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}  # Debian's name, also the image config's
 # Each bounded (see step): ~30 s, ~10 s and ~5 s when they work natively; a mirror or podman that hangs is cut
 # off. arm64's debootstrap and pip run under qemu: 3 min and ~1 min on a quiet machine; beside a training run
@@ -191,3 +194,40 @@ def _build_standin_base(rie: Path, architecture: str) -> str:
             timeout=IMPORT_S,
         )  # fmt: skip
     return image
+
+
+def python_312() -> Path:
+    """This machine's Python 3.12 (pyenv's newest 3.12, or one on PATH) that runs, or SetupFailed saying how to get
+    one (pyenv's shim on PATH runs only where 3.12 is the selected version)."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [*sorted(pyenv.glob("3.12*/bin/python3.12"), reverse=True), shutil.which("python3.12")]
+    for python in filter(None, candidates):
+        if subprocess.run([python, "-c", "import sys"], capture_output=True, timeout=60).returncode == 0:
+            return Path(python)
+    raise SetupFailed("no Python 3.12 here for the python3.12 zip's stand-in base: `pyenv install 3.12` makes one")
+
+
+def build_standin_base_312(base: str) -> str:
+    """STANDIN_BASE_312: the x86_64 stand-in base (base) with this machine's Python 3.12 as /var/lang, awslambdaric
+    installed in it. Its install is copied at its own path (its libpython is found there) without its tests;
+    its shared libraries (libssl, libffi, sqlite) are Debian 12's, as in base. Built once per machine."""
+    with FileLock("/var/tmp/lambda-python-standin-312.lock"):
+        if subprocess.run(["podman", "image", "exists", STANDIN_BASE_312], capture_output=True).returncode == 0:
+            return STANDIN_BASE_312
+        python = python_312()
+        prefix = Path(step([str(python), "-c", "import sys; print(sys.base_prefix)"], "python3.12", 60).stdout.strip())
+        with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+            with tarfile.open(Path(tmp) / "python.tar", "w") as tar:
+                tar.add(prefix, arcname=str(prefix).lstrip("/"), filter=without_tests)
+            venv = f"{prefix}/bin/python3.12 -m venv --clear /var/lang"
+            pip = "/var/lang/bin/pip install -q awslambdaric==4.2.2"
+            (Path(tmp) / "Containerfile").write_text(f"FROM {base}\nADD python.tar /\nRUN {venv} && {pip}\n")
+            step(["podman", "build", "-q", "-t", STANDIN_BASE_312, tmp], "podman build of the python3.12 stand-in base",
+                 timeout=PIP_S["x86_64"])  # fmt: skip
+    return STANDIN_BASE_312
+
+
+def without_tests(member: tarfile.TarInfo) -> "tarfile.TarInfo | None":
+    """A Python install's files but its own test suite and third-party packages (a third of its size)."""
+    parts = Path(member.name).parts
+    return None if "test" in parts or "site-packages" in parts or "__pycache__" in parts else member

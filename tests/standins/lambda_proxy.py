@@ -5,8 +5,8 @@ and passes every other call through unchanged:
   pulled from the local registry, with podman under the image's runtime interface emulator, and
   returns its real answer (moto cannot run image functions). One container per image, environment
   and memory size is kept warm, as Lambda keeps an execution environment.
-- Invoke of a zip function, where the proxy is given a stand-in base for its architecture
-  (zip_bases) and the function's runtime is that base's Python: the zip deploy uploaded (its
+- Invoke of a zip function, where the proxy is given a stand-in base for its architecture and
+  runtime (zip_bases, keyed by both: the base's Python is the runtime's): the zip deploy uploaded (its
   CodeSha256 names it), unzipped into /var/task of the base, run under the base's emulator with the
   function's Handler. Elsewhere moto's configurable answer, as before.
 - The function's architecture is the container's: an arm64 function runs as arm64 (qemu through
@@ -96,7 +96,6 @@ ANSWER_S = 120  # a container's first answer includes its start and the model's 
 EMULATED_ANSWER_S = 600  # the same under qemu (an arm64 function): Python, the runtime and the model all emulated
 TAIL_BYTES = 4096  # what LogType=Tail returns: the end of the invocation's log
 REPORT_S = 10  # the emulator writes the REPORT line just after the answer
-ZIP_RUNTIME = "python3.11"  # the stand-in bases' Python (Debian bookworm's): the zip runtime the proxy can run
 PLATFORMS = {"x86_64": "amd64", "arm64": "arm64"}  # Lambda's architecture -> podman's --arch
 # What Lambda's Graviton (arm64) hosts do not have; cpuinfo (ONNX Runtime, XNNPACK) reads both first.
 HIDDEN_ON_ARM64 = ("possible", "present")
@@ -106,7 +105,7 @@ CPU_SYS = "/sys/devices/system/cpu"
 class LambdaProxy:
     def __init__(self, moto: str, registry: str, zip_bases: "dict | None" = None):
         self.moto, self.registry = moto, registry
-        self.zip_bases = zip_bases or {}  # architecture -> stand-in base image that runs its zip functions
+        self.zip_bases = zip_bases or {}  # (architecture, runtime) -> the stand-in base that runs such zips
         self.code = Path(tempfile.mkdtemp(prefix="lambda-proxy-", dir="/var/tmp"))  # zips kept, and unzipped
         self.zips = {}  # CodeSha256 -> the zip deploy uploaded (where zip_bases asks for them to run)
         self.creds: str | None = None  # user:password, for a registry that asks for a login
@@ -381,7 +380,7 @@ class LambdaProxy:
             unzipped = self.unzipped(config)
             if unzipped is None:
                 return None  # a zip the proxy cannot run (no base for its architecture or runtime): moto's answer
-            image, command, mounts = self.zip_bases[architecture(config)], [config["Handler"]], [unzipped]
+            image, command, mounts = self.zip_bases[zip_key(config)], [config["Handler"]], [unzipped]
         version = config["Version"] if qualifier != "$LATEST" else "$LATEST"
         if (name, qualifier) in self.inactive:
             self.inactive.discard((name, qualifier))
@@ -428,7 +427,7 @@ class LambdaProxy:
     def unzipped(self, config: dict) -> "str | None":
         """The function's zip unzipped (read-only, as Lambda's /var/task), as a podman volume; None where the
         proxy cannot run it: no base for its architecture, another Python, or a zip it did not see uploaded."""
-        if architecture(config) not in self.zip_bases or config.get("Runtime") != ZIP_RUNTIME:
+        if zip_key(config) not in self.zip_bases:
             return None
         path = self.zips.get(config.get("CodeSha256"))
         if path is None:
@@ -750,6 +749,11 @@ def evaluate_alarm(alarm: dict, points: list[Point], now_s: float) -> tuple[str,
     if all(v is None for v in values) and treat in ("missing", "ignore"):
         return "INSUFFICIENT_DATA", "no datapoints"
     return "OK", reason
+
+
+def zip_key(config: dict) -> tuple:
+    """The (architecture, runtime) of a zip function's configuration: what picks its stand-in base."""
+    return architecture(config), config.get("Runtime")
 
 
 def judge_alarms(cw, prefix: str, documents: list[dict], now_s: float) -> dict:
