@@ -1,13 +1,7 @@
-"""What a canary's alarms decide on the traffic a canary really gets, and the release guards around
-it, without a deploy: the alarms deploy writes (alarms.definitions) judged by the proxy's offline
-CloudWatch evaluator (lambda_proxy.evaluate_alarm) over EMF lines the handler's own metrics module
-writes, minute by minute; the evaluator itself; the lock, the roll-back and the credentials rule
-against moto in-process.
-
-The traffic: a 10% canary of an API at 60 requests a minute gives the new version 6 a minute and
-the live one 54. A new version serves from new execution environments: each one's first request
-carries the runtime's start and the model's load (~3 s), and every request's whole time carries the
-client's URL fetch (0.2-0.7 s). The photos differ between the versions and between minutes."""
+"""The canary's rules without traffic or a model: the offline CloudWatch evaluator's statistics and
+datapoints (lambda_proxy.statistic, the proxy's stand-in for CloudWatch), the release history's newest
+entries and rejections, and a canary that cannot end before the deployer's credentials expire does not
+start. The alarms judged on the handler's real EMF lines: tests/stages/test_canary_judgement.py."""
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
