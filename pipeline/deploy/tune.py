@@ -80,7 +80,6 @@ def invoke(lam, name: str, photo: Path) -> dict:
 def summarize(
     rows: pd.DataFrame,
     variant: str,
-    runtime: str,
     architecture: str,
     c: params.Cost,
     door: str = "http_api",
@@ -109,7 +108,7 @@ def summarize(
                 "architecture": architecture,
                 "door": door,
                 "variant": variant,
-                "runtime": runtime,
+                "runtime": variant,  # the cost table's row name, as bench's: the variant's own
                 "invocations": len(runs),
                 "duration_p50_ms": round(float(warm["duration_ms"].median()), 2),
                 "billed_p50_ms": billed,
@@ -234,7 +233,7 @@ def tune(p: params.Params) -> pd.DataFrame:
         finally:  # after success, a failed invoke, an AWS refusal or Ctrl-C alike
             restore(lam, d.function_name, original, swap[1] if swap else None)
     body = cost.base64_bytes(photo.stat().st_size)
-    table = summarize(rows, variant, variant, architecture, p.cost, d.endpoint, body, d.snapstart)
+    table = summarize(rows, variant, architecture, p.cost, d.endpoint, body, d.snapstart)
     with files.atomic_path(paths.TUNE_INVOCATIONS) as tmp:
         rows.to_csv(tmp, index=False)
     with files.atomic_path(paths.TUNE_TABLE) as tmp:

@@ -56,7 +56,7 @@ def test_a_sweep_is_summarized_and_priced_exactly():
         }
     )
     c = LIST_PRICES
-    table = tune.summarize(rows, "full_int8", "full_int8", "x86_64", c).set_index("memory_mb")
+    table = tune.summarize(rows, "full_int8", "x86_64", c).set_index("memory_mb")
     assert list(table.columns) == tune.COLUMNS[1:]
     assert (table.loc[1024, "billed_p50_ms"], table.loc[1024, "duration_p50_ms"]) == (41.5, 40.95)
     assert table.loc[1024, "init_ms"] == 250.0 + 301.0 - 41.5
@@ -85,7 +85,7 @@ def test_init_inside_billed_duration_is_counted_once():
         }
     )
     c = LIST_PRICES
-    table = tune.summarize(rows, "full_int8", "full_int8", "x86_64", c).set_index("memory_mb")
+    table = tune.summarize(rows, "full_int8", "x86_64", c).set_index("memory_mb")
     assert table.loc[1024, "init_ms"] == 551.0 - 41.5
     assert table.loc[1024, "usd_init"] == round(0.01 * 1e6 * 0.510 * 1.0 * 0.0000166667, 4)
 
