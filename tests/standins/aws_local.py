@@ -143,13 +143,18 @@ def build_standin_base(rie: Path, architecture: str = "x86_64") -> str:
         return _build_standin_base(rie, architecture)
 
 
-def _build_standin_base(rie: Path, architecture: str) -> str:
-    image = STANDIN_BASES[architecture]
+def image_exists(image: str) -> bool:
+    """Whether podman holds the image already (bounded, as every set-up command is: see step)."""
     try:
-        if subprocess.run(["podman", "image", "exists", image], capture_output=True, timeout=60).returncode == 0:
-            return image
+        return subprocess.run(["podman", "image", "exists", image], capture_output=True, timeout=60).returncode == 0
     except subprocess.TimeoutExpired:
         raise SetupFailed("podman image exists: no answer after 60 s") from None
+
+
+def _build_standin_base(rie: Path, architecture: str) -> str:
+    image = STANDIN_BASES[architecture]
+    if image_exists(image):
+        return image
     if not rie.exists():
         raise SetupFailed(f"{rie} not found: `make rie rie-arm64` extracts it from the aws-sam-cli wheel")
     # A foreign root's dpkg and pip run only where binfmt_misc hands its programs to qemu.
@@ -212,7 +217,7 @@ def build_standin_base_312(base: str) -> str:
     installed in it. Its install is copied at its own path (its libpython is found there) without its tests;
     its shared libraries (libssl, libffi, sqlite) are Debian 12's, as in base. Built once per machine."""
     with FileLock("/var/tmp/lambda-python-standin-312.lock"):
-        if subprocess.run(["podman", "image", "exists", STANDIN_BASE_312], capture_output=True).returncode == 0:
+        if image_exists(STANDIN_BASE_312):
             return STANDIN_BASE_312
         python = python_312()
         prefix = Path(step([str(python), "-c", "import sys; print(sys.base_prefix)"], "python3.12", 60).stdout.strip())
