@@ -1,5 +1,5 @@
-"""Fixtures of the stage tests: the small run's handler and the test photos its verify stage scored, and
-local web servers for a folder."""
+"""Fixtures of the stage tests: the small run's handler and the test photos its verify stage scored, local
+web servers for a folder, and an environment for each of the function's runtimes alone."""
 
 import contextlib
 import csv
